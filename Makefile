@@ -1,0 +1,42 @@
+# The README's two commands: `make demo` and `make test`. Both create .venv when missing and
+# install into it; a stamp file makes the second run skip the install.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+# Exact pins of the tested environment (torch's CPU build on these machines); see the file.
+CONSTRAINTS := constraints.txt
+INSTALL_INPUTS := setup.cfg pyproject.toml $(CONSTRAINTS)
+DEMO_CONFIG ?= configs/demo.yaml
+DEMO_DIR ?= demo_output
+PYTEST_ARGS ?=
+
+.PHONY: demo test install install-dev lint sweep clean bench
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip setuptools wheel
+
+# torch, torchvision and ptychi resolve in this one pip command, so pip keeps the CPU torch.
+$(VENV)/.installed: $(BIN)/python $(INSTALL_INPUTS)
+	$(PIP) install --quiet -c $(CONSTRAINTS) -e '.[ptychi]'
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(PIP) install --quiet -c $(CONSTRAINTS) -e '.[ptychi,dev]'
+	touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+test: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+demo: $(VENV)/.installed
+	$(BIN)/ptycho-study simulate --config $(DEMO_CONFIG) --out $(DEMO_DIR)/data/demo.npz --split y
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check compare_models tests scripts
+
+clean:
+	rm -rf $(DEMO_DIR) .pytest_cache

@@ -1,0 +1,3 @@
+"""compare-models: honest comparisons of ptychography reconstructions across photon doses."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,60 @@
+"""Build typed configuration objects from YAML files and command-line overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .errors import ConfigError
+
+__all__ = ["read_yaml_section", "build_config"]
+
+T = TypeVar("T")
+
+
+def read_yaml_section(path, section: str | None = None) -> dict[str, Any]:
+    """Read a YAML mapping (or one top-level ``section`` of it) with ``yaml.safe_load``."""
+    import yaml
+
+    path = Path(path)
+    try:
+        with path.open() as handle:
+            data = yaml.safe_load(handle) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: no such config file") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    if section is not None:
+        data = data.get(section, {}) or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: section '{section}' must be a mapping")
+    return data
+
+
+def build_config(cls: type[T], *sources: dict[str, Any] | None, where: str = "") -> T:
+    """Merge ``sources`` left to right (None values skipped) into ``cls`` and validate it.
+
+    A key that is not a field of ``cls`` is an error naming the key and the valid ones, so a
+    misspelt setting fails at once instead of being ignored.
+    """
+    names = {f.name for f in dataclasses.fields(cls)}
+    merged: dict[str, Any] = {}
+    for source in sources:
+        for key, value in (source or {}).items():
+            key = key.replace("-", "_")
+            if key not in names:
+                prefix = f"{where}: " if where else ""
+                raise ConfigError(
+                    f"{prefix}unknown setting '{key}' for {cls.__name__}; valid: {', '.join(sorted(names))}"
+                )
+            if value is not None:
+                merged[key] = value
+    try:
+        config = cls(**merged)
+    except TypeError as exc:
+        raise ConfigError(f"{cls.__name__}: {exc}") from exc
+    validate = getattr(config, "validate", None)
+    return validate() if validate is not None else config

@@ -1,0 +1,44 @@
+"""The simulate job: a dataset (or a train/test pair) written to NPZ files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..data import Dataset, save_dataset
+from ..simulate import SimulationConfig, simulate_dataset, split_dataset_by_row
+
+__all__ = ["run_simulate", "split_paths", "describe_dataset"]
+
+
+def split_paths(out) -> tuple[Path, Path]:
+    """``data.npz`` -> (``data_train.npz``, ``data_test.npz``)."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}_train.npz"), out.with_name(f"{out.stem}_test.npz")
+
+
+def run_simulate(config: SimulationConfig, out, *, split: str | None = None) -> dict[str, Path]:
+    """Simulate per ``config``; write one file at ``out`` or, with ``split="y"``, a train and a
+    test file beside it. Returns the written paths by role."""
+    dataset = simulate_dataset(config)
+    if split is None:
+        return {"data": save_dataset(dataset, out)}
+    if split != "y":
+        raise ValueError(f"split must be 'y' or None, got {split!r}")
+    train, test = split_dataset_by_row(dataset)
+    train_path, test_path = split_paths(out)
+    return {"train": save_dataset(train, train_path), "test": save_dataset(test, test_path)}
+
+
+def describe_dataset(dataset: Dataset) -> str:
+    """A few human-readable lines about a dataset."""
+    lines = [
+        f"positions      {dataset.n_positions}",
+        f"pattern size   {dataset.patch_size} x {dataset.patch_size}",
+        f"dose           {dataset.measured_dose:.4g} photons/pattern measured"
+        + (f" ({dataset.nominal_dose:.4g} nominal)" if dataset.nominal_dose else ""),
+    ]
+    if dataset.object_truth is not None:
+        lines.append(f"object         {dataset.object_truth.shape[0]} x {dataset.object_truth.shape[1]}")
+    x, y = dataset.positions_xy[:, 0], dataset.positions_xy[:, 1]
+    lines.append(f"scan extent    x {x.min():.1f}..{x.max():.1f}, y {y.min():.1f}..{y.max():.1f} px")
+    return "\n".join(lines)
