@@ -36,12 +36,59 @@ def user_errors(func):
 # compare-models
 
 
+def _install_sigterm_handler():
+    """Turn SIGTERM into SystemExit so a killed run still marks its output FAILED."""
+    import signal
+
+    def handler(signum, frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="compare-models")
-def compare_main():
-    """Compare a PINN, a supervised baseline and a pty-chi reconstruction against ground truth."""
-    click.echo("compare-models: the comparison is not implemented yet", err=True)
-    sys.exit(EXIT_USAGE)
+@click.option("--pinn_dir", "--pinn-dir", "pinn_dir", type=click.Path(), help="PINN model bundle directory.")
+@click.option("--baseline_dir", "--baseline-dir", "baseline_dir", type=click.Path(), help="Supervised baseline bundle directory.")
+@click.option("--test_data", "--test-data", "test_data", required=True, type=click.Path(), help="Test dataset (NPZ contract, or HDF5 where supported).")
+@click.option("--output_dir", "--output-dir", "output_dir", required=True, type=click.Path(file_okay=False), help="Where the comparison is written.")
+@click.option("--ptychi_recon_path", "--ptychi-recon-path", "--tike_recon_path", "--tike-recon-path", "ptychi_recon_path", type=click.Path(), help="Iterative reconstruction NPZ (ptychi_reconstruction.npz or another writer's).")
+@click.option("--stitch-crop-size", "--stitch_crop_size", "stitch_crop_size", type=int, default=20, show_default=True, help="Keep the central M x M of each patch when stitching (0 < M <= N).")
+@click.option("--skip-registration", "--skip_registration", "skip_registration", is_flag=True, help="Estimate no shifts (the complex gauge is still fitted).")
+@click.option("--register-ptychi-only", "--register_ptychi_only", "register_ptychi_only", is_flag=True, help="Estimate a shift for pty-chi only; the networks are stitched in the ground-truth frame already.")
+@click.option("--phase-align-method", "--phase_align_method", "phase_align_method", type=click.Choice(["ramp", "plane", "mean", "none"]), default="ramp", show_default=True, help="Phase gauge: least-squares complex factor plus a linear ramp (ramp), or the existing tool's plane/mean.")
+@click.option("--registration-on", "registration_on", type=click.Choice(["complex", "amplitude"]), default="complex", show_default=True, help="Field used for phase correlation.")
+@click.option("--max-shift", "max_shift_px", type=float, default=16.0, show_default=True, help="Largest registration shift accepted, pixels; larger is an error.")
+@click.option("--region-erode", "region_erode_px", type=int, default=0, show_default=True, help="Erode the scanned region by this many pixels before computing metrics.")
+@click.option("--ms-ssim-sigma", "--ms_ssim_sigma", "ms_ssim_sigma", type=float, default=1.0, show_default=True, help="Gaussian pre-smoothing of the amplitude for MS-SSIM (0 = none).")
+@click.option("--frc-sigma", "--frc_sigma", "frc_sigma", type=float, default=None, help="Gaussian smoothing of the FRC curve, in rings.")
+@click.option("--pixel-size", "--pixel_size", "pixel_size_m", type=float, default=None, help="Object pixel size in metres (FRC resolution in metres); defaults to the data's.")
+@click.option("--n-test-subsample", "--n_test_subsample", "n_test_subsample", type=int, default=None, help="Use a random subset of this many positions.")
+@click.option("--test-subsample-seed", "--test_subsample_seed", "test_subsample_seed", type=int, default=0, show_default=True)
+@click.option("--pinn-predict-batch-size", "--pinn_predict_batch_size", "pinn_predict_batch_size", type=int, default=32, show_default=True)
+@click.option("--baseline-predict-batch-size", "--baseline_predict_batch_size", "baseline_predict_batch_size", type=int, default=32, show_default=True)
+@click.option("--pinn-chunk-size", "--pinn_chunk_size", "pinn_chunk_size", type=int, default=1024, show_default=True, help="Positions per inference chunk (memory bound).")
+@click.option("--baseline-chunk-size", "--baseline_chunk_size", "baseline_chunk_size", type=int, default=1024, show_default=True)
+@click.option("--stitch-chunk-size", "stitch_chunk_size", type=int, default=512, show_default=True, help="Patches per compiled stitching call.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
+@click.option("--quiet/--verbose", "quiet", default=False, help="Hide or show progress bars and per-stage log lines.")
+@user_errors
+def compare_main(quiet, **options):
+    """Compare a PINN, a supervised baseline and a pty-chi reconstruction against ground truth.
+
+    Runs batched inference over every scan position, stitches the patches in the ground-truth
+    frame, registers every image to the ground truth and writes metrics (MAE, MSE, PSNR, SSIM,
+    MS-SSIM, FRC), curves, images, figures and provenance to --output_dir. At least one of
+    --pinn_dir, --baseline_dir and --ptychi_recon_path must be given.
+    """
+    import logging
+
+    from .pipelines.compare import CompareConfig, run_compare
+
+    _install_sigterm_handler()
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s")
+    config = CompareConfig(**options, progress=not quiet, command_line=tuple(sys.argv))
+    run_compare(config.validate(), echo=click.echo)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,328 @@
+"""The compare job: models and data in, a complete comparison directory out.
+
+Stages (each timed and logged): load the test data, then per arm (PINN, baseline, pty-chi) load
+the model or reconstruction, predict every scan position in fixed-shape batches, stitch the
+patches in the ground-truth frame; then register every image to the ground truth over the
+scanned region (the same region for every arm), compute the metrics, and write the report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError, DatasetError, MetricError
+from ..outdir import StagedOutput
+from ..report import MODEL_NAMES
+
+__all__ = ["CompareConfig", "ArmImage", "run_compare"]
+
+log = logging.getLogger("compare_models.compare")
+
+PHASE_ALIGN_METHODS = ("ramp", "plane", "mean", "none")
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """Settings of one ``compare-models`` run (flags documented in ``compare-models --help``)."""
+
+    test_data: str
+    output_dir: str
+    pinn_dir: str | None = None
+    baseline_dir: str | None = None
+    ptychi_recon_path: str | None = None
+    stitch_crop_size: int = 20
+    skip_registration: bool = False
+    register_ptychi_only: bool = False
+    phase_align_method: str = "ramp"
+    registration_on: str = "complex"
+    max_shift_px: float = 16.0
+    region_erode_px: int = 0
+    ms_ssim_sigma: float = 1.0
+    frc_sigma: float | None = None
+    pixel_size_m: float | None = None
+    n_test_subsample: int | None = None
+    test_subsample_seed: int = 0
+    pinn_predict_batch_size: int = 32
+    baseline_predict_batch_size: int = 32
+    pinn_chunk_size: int = 1024
+    baseline_chunk_size: int = 1024
+    stitch_chunk_size: int = 512
+    overwrite: bool = False
+    progress: bool = True
+    command_line: tuple[str, ...] = field(default_factory=tuple)
+
+    def validate(self) -> CompareConfig:
+        if not (self.pinn_dir or self.baseline_dir or self.ptychi_recon_path):
+            raise ConfigError(
+                "nothing to compare: give at least one of --pinn_dir, --baseline_dir, --ptychi_recon_path"
+            )
+        if self.stitch_crop_size < 1:
+            raise ConfigError(f"--stitch-crop-size must be > 0, got {self.stitch_crop_size}")
+        if self.phase_align_method not in PHASE_ALIGN_METHODS:
+            raise ConfigError(
+                f"--phase-align-method must be one of {', '.join(PHASE_ALIGN_METHODS)}, got {self.phase_align_method!r}"
+            )
+        if self.registration_on not in ("complex", "amplitude"):
+            raise ConfigError("registration_on must be 'complex' or 'amplitude'")
+        if self.skip_registration and self.register_ptychi_only:
+            raise ConfigError("--skip-registration and --register-ptychi-only exclude each other")
+        for name in ("pinn_predict_batch_size", "baseline_predict_batch_size", "pinn_chunk_size", "baseline_chunk_size", "stitch_chunk_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.n_test_subsample is not None and self.n_test_subsample < 1:
+            raise ConfigError(f"--n-test-subsample must be >= 1, got {self.n_test_subsample}")
+        if self.ms_ssim_sigma < 0 or (self.frc_sigma is not None and self.frc_sigma < 0):
+            raise ConfigError("--ms-ssim-sigma and --frc-sigma must be >= 0")
+        if self.pixel_size_m is not None and not self.pixel_size_m > 0:
+            raise ConfigError(f"--pixel-size must be > 0 metres, got {self.pixel_size_m}")
+        if self.max_shift_px <= 0:
+            raise ConfigError("max_shift_px must be > 0")
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class ArmImage:
+    """One arm's object image on the ground-truth grid, before registration."""
+
+    key: str  # "pinn", "baseline" or "ptychi"
+    image: np.ndarray  # (H, W) complex64
+    valid: np.ndarray  # (H, W) bool, where the arm has data
+    timings_s: dict
+    details: dict  # provenance: bundle metadata, recon metadata, counts
+
+    @property
+    def name(self) -> str:
+        return MODEL_NAMES[self.key]
+
+
+class _Timer:
+    def __init__(self):
+        self.timings: dict[str, float] = {}
+
+    def __call__(self, stage: str, func: Callable, *args, **kwargs):
+        start = time.perf_counter()
+        result = func(*args, **kwargs)
+        self.timings[stage] = time.perf_counter() - start
+        log.info("%s: %.3f s", stage, self.timings[stage])
+        return result
+
+
+# --------------------------------------------------------------------------------------------
+# Stages
+
+
+def _subsample(dataset, config: CompareConfig):
+    if config.n_test_subsample is None or config.n_test_subsample >= dataset.n_positions:
+        return dataset
+    rng = np.random.default_rng(config.test_subsample_seed)
+    keep = np.sort(rng.choice(dataset.n_positions, size=config.n_test_subsample, replace=False))
+    log.info("subsampled %d of %d positions (seed %d)", keep.size, dataset.n_positions, config.test_subsample_seed)
+    return dataset.subset(keep)
+
+
+def _object_shape(dataset) -> tuple[int, int]:
+    from ..geometry import scan_canvas_shape
+
+    if dataset.object_truth is not None:
+        return tuple(dataset.object_truth.shape)
+    return scan_canvas_shape(dataset.positions_xy, dataset.patch_size)
+
+
+def _network_arm(key: str, bundle_dir: str, dataset, shape, config: CompareConfig) -> ArmImage:
+    from ..bundle import load_bundle
+    from ..inference import predict
+    from ..reassembly import stitch
+
+    timer = _Timer()
+    bundle = timer(f"{key}.load", load_bundle, bundle_dir)
+    bundle.check_compatible(dataset)
+    crop = config.stitch_crop_size
+    if crop > dataset.patch_size:
+        raise ConfigError(
+            f"--stitch-crop-size {crop} exceeds the patch size N = {dataset.patch_size}; expected 0 < size <= N"
+        )
+    batch = getattr(config, f"{key}_predict_batch_size")
+    chunk = getattr(config, f"{key}_chunk_size")
+    prediction = timer(
+        f"{key}.inference", predict, bundle, dataset, batch_size=batch, chunk=chunk, progress=config.progress
+    )
+    patches, positions = prediction.patches, prediction.positions_xy
+    if patches.shape[0] != dataset.n_positions:
+        raise MetricError(
+            f"{MODEL_NAMES[key]}: {patches.shape[0]} patches for {dataset.n_positions} positions"
+        )
+    image, weights = timer(
+        f"{key}.stitch", stitch, patches, positions, shape, crop=crop, backend="xla", chunk=config.stitch_chunk_size
+    )
+    details = {
+        "bundle": str(bundle_dir),
+        "kind": bundle.kind,
+        "gridsize": bundle.gridsize,
+        "n_patches": int(patches.shape[0]),
+        "predict_batch_size": batch,
+        "chunk_size": chunk,
+        "bundle_metadata": bundle.metadata,
+    }
+    return ArmImage(key, np.asarray(image, np.complex64), np.asarray(weights) > 0, timer.timings, details)
+
+
+def _ptychi_arm(path: str, shape) -> ArmImage:
+    from ..ptychi_io import load_reconstruction, place_in_object_frame
+
+    timer = _Timer()
+    recon = timer("ptychi.load", load_reconstruction, path)
+    image, valid, placed_by = timer("ptychi.place", place_in_object_frame, recon, shape)
+    details = {
+        "path": str(path),
+        "algorithm": recon.algorithm,
+        "placed_by": placed_by,
+        "canvas_origin_xy": recon.canvas_origin_xy,
+        "reconstruction_wall_time_s": recon.wall_time_s,
+        "metadata": recon.metadata,
+    }
+    timings = dict(timer.timings)
+    if recon.wall_time_s is not None:
+        timings["ptychi.reconstruction"] = float(recon.wall_time_s)
+    return ArmImage("ptychi", np.asarray(image, np.complex64), np.asarray(valid, bool), timings, details)
+
+
+def _computation_time(arm: ArmImage) -> float | None:
+    """What a user waits for to get this arm's image from the diffraction data."""
+    if arm.key == "ptychi":
+        return arm.timings.get("ptychi.reconstruction")
+    return arm.timings[f"{arm.key}.inference"] + arm.timings[f"{arm.key}.stitch"]
+
+
+def _register(arm: ArmImage, truth, region, placed_by_registration: bool, config: CompareConfig):
+    from ..registration import register
+
+    estimate_shift = not config.skip_registration and (
+        not config.register_ptychi_only or arm.key == "ptychi"
+    )
+    if placed_by_registration and not estimate_shift:
+        raise ConfigError(
+            f"{arm.name}: the reconstruction file records no object-frame placement, so it must be "
+            "registered; drop --skip-registration"
+        )
+    return register(
+        arm.image,
+        truth,
+        region,
+        max_shift=config.max_shift_px,
+        correlate_on=config.registration_on,
+        phase_align=config.phase_align_method,
+        estimate_shift=estimate_shift,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The job
+
+
+def run_compare(config: CompareConfig, *, echo: Callable[[str], None] = print) -> dict:
+    """Run one comparison; returns the metrics dictionary written to ``metrics.json``.
+
+    Raises a :class:`~compare_models.errors.CompareModelsError` for bad input before the
+    output directory is touched where possible; any failure after that leaves the directory
+    with ``logs/`` and ``FAILED`` only.
+    """
+    from ..data import load_dataset
+
+    config.validate()
+    _check_inputs_exist(config)
+    with StagedOutput(config.output_dir, overwrite=config.overwrite) as out:
+        log.info("compare-models %s", " ".join(config.command_line))
+        timer = _Timer()
+        dataset = timer("load_test_data", load_dataset, config.test_data)
+        dataset = _subsample(dataset, config)
+        shape = _object_shape(dataset)
+        truth = dataset.object_truth
+        pixel_size = config.pixel_size_m or dataset.pixel_size_m
+        log.info(
+            "test data: %d positions, N = %d, object %s, measured dose %.4g",
+            dataset.n_positions, dataset.patch_size, shape, dataset.measured_dose,
+        )
+
+        arms: list[ArmImage] = []
+        if config.pinn_dir:
+            arms.append(_network_arm("pinn", config.pinn_dir, dataset, shape, config))
+        if config.baseline_dir:
+            arms.append(_network_arm("baseline", config.baseline_dir, dataset, shape, config))
+        if config.ptychi_recon_path:
+            arms.append(_ptychi_arm(config.ptychi_recon_path, shape))
+
+        result = _evaluate(arms, dataset, shape, truth, pixel_size, config, timer)
+        _write_outputs(out.path, arms, result, dataset, config, timer)
+        echo_summary = result.get("table")
+    if echo_summary:
+        echo(echo_summary)
+    echo(f"results: {config.output_dir}")
+    return result
+
+
+def _check_inputs_exist(config: CompareConfig):
+    checks = [("--test_data", config.test_data, False), ("--pinn_dir", config.pinn_dir, True),
+              ("--baseline_dir", config.baseline_dir, True), ("--ptychi_recon_path", config.ptychi_recon_path, False)]
+    for flag, value, is_dir in checks:
+        if value is None:
+            continue
+        path = Path(value)
+        if not path.exists():
+            raise DatasetError(f"{flag} {path}: no such {'directory' if is_dir else 'file'}")
+        if is_dir and not path.is_dir():
+            raise DatasetError(f"{flag} {path}: expected a model bundle directory")
+
+
+def _evaluate(arms, dataset, shape, truth, pixel_size, config, timer) -> dict:
+    from ..registration import scanned_region
+
+    region = scanned_region(
+        dataset.positions_xy, dataset.patch_size, shape, crop=min(config.stitch_crop_size, dataset.patch_size),
+        erode=config.region_erode_px,
+    )
+    result = {"region_pixels": int(region.sum()), "object_shape": list(shape), "models": {}, "region": region}
+    if truth is None:
+        log.warning("the test data has no ground truth ('objectGuess'): images only, no metrics")
+        for arm in arms:
+            result["models"][arm.name] = {"computation_time_s": _computation_time(arm)}
+        result["aligned"] = {arm.name: arm.image for arm in arms}
+        return result
+    from ..metrics import compute_metrics
+
+    aligned = {}
+    for arm in arms:
+        placed_by_registration = arm.details.get("placed_by") == "registration"
+        registration = timer(f"{arm.key}.registration", _register, arm, truth, region, placed_by_registration, config)
+        aligned[arm.name] = registration.aligned
+        metrics = timer(
+            f"{arm.key}.metrics",
+            compute_metrics,
+            registration.aligned,
+            truth,
+            region,
+            ms_ssim_sigma=config.ms_ssim_sigma,
+            frc_sigma=config.frc_sigma,
+            pixel_size_m=pixel_size,
+        )
+        result["models"][arm.name] = {
+            "metrics": metrics,
+            "registration": registration.to_dict(),
+            "computation_time_s": _computation_time(arm),
+        }
+    result["aligned"] = aligned
+    return result
+
+
+def _write_outputs(directory: Path, arms, result, dataset, config, timer):
+    """Placeholder until the metric and registration interfaces land (see issue 7)."""
+    raise NotImplementedError

@@ -1,0 +1,298 @@
+"""Writers for a comparison's results: CSV, JSON, NPZ, figures and provenance.
+
+Every writer takes plain data and a path; none decides where the output directory is or
+whether a run is complete (that is :mod:`compare_models.outdir`'s job).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import platform
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "MODEL_NAMES",
+    "MetricRow",
+    "write_metrics_csv",
+    "read_metrics_csv",
+    "write_json",
+    "to_jsonable",
+    "write_frc_csv",
+    "write_images_npz",
+    "plot_comparison",
+    "plot_frc",
+    "file_sha256",
+    "environment_versions",
+    "format_metrics_table",
+]
+
+# Model names in comparison_metrics.csv, as the existing aggregation scripts expect them.
+MODEL_NAMES = {"pinn": "PtychoPINN", "baseline": "Baseline", "ptychi": "PtyChi"}
+
+METRICS_CSV_HEADER = ("model", "metric", "amplitude", "phase", "value")
+
+MetricRow = tuple  # (model, metric, amplitude or None, phase or None, value or None)
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float | np.floating):
+        value = float(value)
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    return str(value)
+
+
+def write_metrics_csv(rows: Iterable[MetricRow], path) -> Path:
+    """Write the tidy ``model,metric,amplitude,phase,value`` table.
+
+    Component metrics fill ``amplitude`` and ``phase``; scalar quantities (timings, shifts)
+    fill ``value``. Infinite PSNR is written as ``inf``.
+    """
+    path = Path(path)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(METRICS_CSV_HEADER)
+        for row in rows:
+            if len(row) != 5:
+                raise ValueError(f"metric row must have 5 fields, got {row!r}")
+            writer.writerow([row[0], row[1], *(_cell(v) for v in row[2:])])
+    return path
+
+
+def read_metrics_csv(path) -> list[dict]:
+    """Read ``comparison_metrics.csv`` back; empty cells become None, numbers floats."""
+    out = []
+    with Path(path).open(newline="") as handle:
+        for record in csv.DictReader(handle):
+            parsed = dict(record)
+            for key in ("amplitude", "phase", "value"):
+                parsed[key] = float(record[key]) if record[key] != "" else None
+            out.append(parsed)
+    return out
+
+
+def to_jsonable(value):
+    """Turn NumPy scalars/arrays, complex numbers, paths and non-finite floats into JSON."""
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return to_jsonable(value.tolist())
+    if isinstance(value, complex | np.complexfloating):
+        return {"real": float(value.real), "imag": float(value.imag)}
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        value = float(value)
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return value
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def write_json(data, path) -> Path:
+    path = Path(path)
+    path.write_text(json.dumps(to_jsonable(data), indent=2, sort_keys=False) + "\n")
+    return path
+
+
+def write_frc_csv(curves: Mapping[str, Mapping[str, Mapping]], path) -> Path:
+    """Write FRC curves in long form: ``model,component,ring,frequency_nyquist,frc,
+    threshold_halfbit,threshold_1bit``.
+
+    ``curves[model][component]`` holds arrays ``frc``, ``frequency_nyquist`` and optionally
+    ``threshold_halfbit``, ``threshold_1bit``.
+    """
+    path = Path(path)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(
+            ["model", "component", "ring", "frequency_nyquist", "frc", "threshold_halfbit", "threshold_1bit"]
+        )
+        for model, components in curves.items():
+            for component, curve in components.items():
+                frc = np.asarray(curve["frc"], dtype=float)
+                freq = np.asarray(curve["frequency_nyquist"], dtype=float)
+                half = np.asarray(curve.get("threshold_halfbit", [np.nan] * len(frc)), dtype=float)
+                one = np.asarray(curve.get("threshold_1bit", [np.nan] * len(frc)), dtype=float)
+                for ring in range(len(frc)):
+                    writer.writerow(
+                        [model, component, ring, _cell(freq[ring]), _cell(frc[ring]), _cell(half[ring]), _cell(one[ring])]
+                    )
+    return path
+
+
+def write_images_npz(images: Mapping[str, np.ndarray], path) -> Path:
+    """Save complex images as ``<name>_complex``, ``<name>_amplitude`` and ``<name>_phase``."""
+    arrays = {}
+    for name, image in images.items():
+        image = np.asarray(image)
+        arrays[f"{name}_complex"] = image.astype(np.complex64)
+        arrays[f"{name}_amplitude"] = np.abs(image).astype(np.float32)
+        arrays[f"{name}_phase"] = np.angle(image).astype(np.float32)
+    path = Path(path)
+    np.savez_compressed(path, **arrays)
+    return path
+
+
+def _bounding_box(mask: np.ndarray):
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return slice(None), slice(None)
+    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+
+
+def plot_comparison(images: Mapping[str, np.ndarray], truth: np.ndarray | None, region: np.ndarray, path, *, title: str = "") -> Path:
+    """Amplitude and phase rows, a column per model and the ground truth; with a ground
+    truth, two more rows of absolute error maps. Images are cropped to the scanned region."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    box = _bounding_box(region)
+    columns = dict(images)
+    if truth is not None:
+        columns["Ground truth"] = truth
+    n_rows = 4 if truth is not None else 2
+    n_cols = len(columns)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.0 * n_cols, 2.8 * n_rows), squeeze=False)
+    amp_ref = np.abs(truth[box]) if truth is not None else None
+    phase_ref = np.angle(truth[box]) if truth is not None else None
+    amp_limits = (
+        (float(amp_ref.min()), float(amp_ref.max())) if amp_ref is not None else None
+    )
+    phase_limits = (
+        (float(phase_ref.min()), float(phase_ref.max())) if phase_ref is not None else None
+    )
+    for col, (name, image) in enumerate(columns.items()):
+        crop = np.where(region, image, np.nan)[box]
+        amp, phase = np.abs(crop), np.angle(crop)
+        shown = [
+            (amp, "amplitude", "gray", amp_limits),
+            (phase, "phase (rad)", "twilight", phase_limits),
+        ]
+        if truth is not None:
+            shown += [
+                (np.abs(amp - amp_ref), "|amplitude error|", "magma", None),
+                (np.abs(np.angle(np.exp(1j * (phase - phase_ref)))), "|phase error| (rad)", "magma", None),
+            ]
+        for row, (data, label, cmap, limits) in enumerate(shown):
+            ax = axes[row, col]
+            vmin, vmax = limits if limits else (None, None)
+            handle = ax.imshow(data, cmap=cmap, vmin=vmin, vmax=vmax)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title(name)
+            if col == 0:
+                ax.set_ylabel(label)
+            fig.colorbar(handle, ax=ax, fraction=0.046, pad=0.04)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_frc(curves: Mapping[str, Mapping[str, Mapping]], path) -> Path:
+    """FRC curves per model against spatial frequency, amplitude and phase side by side, with
+    the 0.5, 1/7 and half-bit thresholds."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    components = ("amplitude", "phase")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), squeeze=False)
+    for ax, component in zip(axes[0], components, strict=True):
+        halfbit_drawn = False
+        for model, by_component in curves.items():
+            curve = by_component.get(component)
+            if curve is None:
+                continue
+            freq = np.asarray(curve["frequency_nyquist"], dtype=float)
+            ax.plot(freq, curve["frc"], label=model)
+            if not halfbit_drawn and "threshold_halfbit" in curve:
+                ax.plot(freq, curve["threshold_halfbit"], "k:", lw=1, label="½-bit")
+                halfbit_drawn = True
+        ax.axhline(0.5, color="gray", ls="--", lw=1, label="0.5")
+        ax.axhline(1 / 7, color="gray", ls="-.", lw=1, label="1/7")
+        ax.set_xlabel("spatial frequency (fraction of Nyquist)")
+        ax.set_ylabel("FRC")
+        ax.set_title(f"FRC, {component}")
+        ax.set_ylim(-0.1, 1.05)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def file_sha256(path, chunk_bytes: int = 1 << 20) -> str:
+    """SHA-256 of a file; of every file (sorted by relative path) for a directory."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            digest.update(str(file.relative_to(path)).encode())
+        with file.open("rb") as handle:
+            while block := handle.read(chunk_bytes):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def environment_versions() -> dict[str, str]:
+    """Versions of Python and the numerical packages that are already imported or importable
+    cheaply (TensorFlow and torch only if the run imported them)."""
+    from importlib import metadata
+
+    from . import __version__
+
+    versions = {"compare_models": __version__, "python": sys.version.split()[0], "platform": platform.platform()}
+    for package in ("numpy", "scipy", "scikit-image", "h5py", "keras", "tensorflow", "torch", "ptychi"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def format_metrics_table(rows: Iterable[MetricRow], metrics=("mae", "mse", "psnr", "ssim", "ms_ssim", "frc50", "frc1over7")) -> str:
+    """A plain-text table of the component metrics: one line per model and metric."""
+    rows = [r for r in rows if r[1] in metrics]
+    lines = [f"{'model':<12}{'metric':<12}{'amplitude':>14}{'phase':>14}"]
+    for model, metric, amplitude, phase, _ in rows:
+        lines.append(f"{model:<12}{metric:<12}{_fmt(amplitude):>14}{_fmt(phase):>14}")
+    return "\n".join(lines)
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    value = float(value)
+    if math.isinf(value):
+        return "inf"
+    return f"{value:.5g}"
