@@ -1,0 +1,529 @@
+"""Run pty-chi (LSQML, ePIE, DM, BH) on a dataset, in a child process.
+
+Conventions: from this project's dataset to pty-chi's
+-------------------------------------------------------
+* Data. pty-chi takes intensities (counts) with the zero frequency at the centre when
+  ``data_options.fft_shift=True``; the dataset holds amplitudes, so the intensities are their
+  squares.
+* Probe. pty-chi's far field is the unnormalised ``fft2``, this project's (and the simulator's)
+  is ``fft2(..., norm="ortho")``, which is smaller by N for an N x N pattern. The dataset's
+  ``probeGuess`` is therefore handed over divided by N, which makes pty-chi's model of the
+  data exactly the simulator's; the probe written back is multiplied by N again, so it is in
+  the dataset's convention. (No scale is guessed: LSQML's first-epoch probe rescaling is off.)
+* Object. Initialised to ones (blank) on a canvas covering the scan's bounding box plus a
+  margin; the ground truth is never shown to pty-chi. The canvas's object-frame origin
+  ``(ox, oy)`` (integers) is chosen first; canvas pixel ``(r, c)`` is object pixel
+  ``(r + oy, c + ox)``. Canvas sides are even.
+* Positions. pty-chi places a patch centred at position ``p`` (pixels) so that its first pixel
+  is at buffer index ``p + (round(S/2) - 0.5) - (N - 1)/2`` for a buffer of side S (the
+  default ``SUPPORT`` origin). This project's patch centred at ``x`` starts at object column
+  ``x - N/2``, i.e. canvas column ``x - N/2 - ox``. Equating the two for an even canvas side
+  gives ``p_x = x - ox - W/2`` and ``p_y = y - oy - H/2`` (:func:`to_ptychi_positions`).
+
+Process isolation
+-----------------
+Building a pty-chi task changes torch's process-wide default device and dtypes, so
+:func:`run_ptychi` never imports torch: it writes the inputs to an NPZ in a temporary directory
+and runs ``python -m compare_models.ptychi_arm IN OUT`` (no pickle crosses the boundary). The
+child uses ``n_threads`` torch threads and flushes denormals (each missed costs up to 15-20x on
+small CPUs), reports progress per epoch on stderr and writes the result NPZ.
+
+References
+----------
+.. [1] pty-chi, https://github.com/AdvancedPhotonSource/pty-chi (``ptychi.api.task``).
+.. [2] M. Odstrcil, A. Menzel, M. Guizar-Sicairos, "Iterative least-squares solver for
+   generalized maximum-likelihood ptychography", Opt. Express 26, 3108 (2018).
+.. [3] A. M. Maiden, J. M. Rodenburg, "An improved ptychographical phase retrieval algorithm
+   for diffractive imaging", Ultramicroscopy 109, 1256 (2009).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import CompareModelsError, ConfigError
+
+__all__ = [
+    "ALGORITHMS",
+    "INSTALL_HINT",
+    "ReconstructConfig",
+    "PtychiResult",
+    "PtychiNotInstalled",
+    "PtychiRunError",
+    "ptychi_missing",
+    "scan_canvas",
+    "to_ptychi_positions",
+    "from_ptychi_positions",
+    "run_ptychi",
+]
+
+ALGORITHMS = ("lsqml", "epie", "dm", "bh")
+DEVICES = ("auto", "cpu", "cuda")
+_DEFAULT_BATCH = {"lsqml": 50, "epie": 1, "dm": 50, "bh": 50}
+INSTALL_HINT = "pip install -c constraints.txt -e '.[ptychi]'"
+
+
+class PtychiNotInstalled(CompareModelsError, ImportError):
+    """torch or ptychi cannot be found; the message says how to install them."""
+
+
+class PtychiRunError(CompareModelsError, RuntimeError):
+    """The pty-chi child process failed; the message carries its last error line."""
+
+
+@dataclass(frozen=True)
+class ReconstructConfig:
+    """Settings of ``ptycho-study reconstruct``; validated by :meth:`validate`.
+
+    Attributes
+    ----------
+    algorithm : {"lsqml", "epie", "dm", "bh"}
+        pty-chi engine (BH runs with ``method="GD"``).
+    epochs : int
+        Passes over all scan positions.
+    batch_size : int or None
+        Positions per update; None picks the engine's default here (LSQML/DM/BH 50, ePIE 1).
+    seed : int
+        Seeds torch, NumPy and Python's RNG in the child (batch order).
+    refine_probe : bool
+        Update the probe too (from ``probe_refine_start``); otherwise the probe stays fixed.
+    probe_refine_start : int
+        First epoch of probe updates when ``refine_probe``.
+    device : {"auto", "cpu", "cuda"}
+        "auto" uses the GPU when ``torch.cuda.is_available()``.
+    n_threads : int
+        torch intra-op threads in the child (1 is fastest on small CPUs).
+    canvas_margin : int
+        Pixels added around the scan's bounding box on each side of the object canvas.
+    timeout_s : float or None
+        Kill the child after this many seconds (None: no limit).
+    """
+
+    algorithm: str = "lsqml"
+    epochs: int = 100
+    batch_size: int | None = None
+    seed: int = 0
+    refine_probe: bool = False
+    probe_refine_start: int = 1
+    device: str = "auto"
+    n_threads: int = 1
+    canvas_margin: int = 4
+    timeout_s: float | None = None
+
+    def validate(self) -> ReconstructConfig:
+        """Raise :class:`ConfigError` naming the first invalid setting; return self."""
+        if self.algorithm not in ALGORITHMS:
+            raise ConfigError(
+                f"algorithm must be one of {', '.join(ALGORITHMS)}, got {self.algorithm!r}"
+            )
+        if int(self.epochs) != self.epochs or self.epochs < 1:
+            raise ConfigError(f"epochs must be an integer >= 1, got {self.epochs}")
+        if self.batch_size is not None and (int(self.batch_size) != self.batch_size or self.batch_size < 1):
+            raise ConfigError(f"batch_size must be an integer >= 1, got {self.batch_size}")
+        if self.probe_refine_start < 0:
+            raise ConfigError(f"probe_refine_start must be >= 0, got {self.probe_refine_start}")
+        if self.device not in DEVICES:
+            raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        if self.n_threads < 1:
+            raise ConfigError(f"n_threads must be >= 1, got {self.n_threads}")
+        if self.canvas_margin < 0:
+            raise ConfigError(f"canvas_margin must be >= 0, got {self.canvas_margin}")
+        if self.timeout_s is not None and not self.timeout_s > 0:
+            raise ConfigError(f"timeout_s must be > 0, got {self.timeout_s}")
+        return self
+
+    @property
+    def resolved_batch_size(self) -> int:
+        return int(self.batch_size) if self.batch_size is not None else _DEFAULT_BATCH[self.algorithm]
+
+    def to_dict(self) -> dict:
+        """Plain dict with the resolved batch size (for provenance)."""
+        out = dataclasses.asdict(self)
+        out["batch_size"] = self.resolved_batch_size
+        return out
+
+
+@dataclass(frozen=True, eq=False)
+class PtychiResult:
+    """A finished pty-chi reconstruction.
+
+    Attributes
+    ----------
+    object : ndarray, (H', W') complex64
+        Reconstructed object on the canvas.
+    probe : ndarray, (N, N) complex64
+        Final probe, in the dataset's (ortho-FFT) convention.
+    algorithm : str
+    canvas_origin_xy : tuple of int
+        Object-frame (x, y) of ``object[0, 0]``; pixel (r, c) is object pixel (r + oy, c + ox).
+    loss_history : ndarray, (epochs,) float64
+        pty-chi's displayed loss per epoch.
+    wall_time_s : float
+        Task build plus all epochs, in the child.
+    total_wall_time_s : float
+        Including process start, imports and file exchange.
+    info : dict
+        Device, versions, epoch times and the resolved config.
+    """
+
+    object: np.ndarray
+    probe: np.ndarray
+    algorithm: str
+    canvas_origin_xy: tuple[int, int]
+    loss_history: np.ndarray
+    wall_time_s: float
+    total_wall_time_s: float
+    info: dict
+
+    def metadata(self) -> dict:
+        """JSON-ready metadata for :func:`compare_models.ptychi_io.save_reconstruction`."""
+        return {
+            "algorithm": self.algorithm,
+            "canvas_origin_xy": [int(v) for v in self.canvas_origin_xy],
+            "canvas_shape": [int(s) for s in self.object.shape],
+            "frame_note": "reconstructed_object[r, c] is object pixel (r + oy, c + ox)",
+            "probe_convention": "dataset (far field = fft2(probe * patch, norm='ortho'))",
+            "wall_time_s": float(self.wall_time_s),
+            "total_wall_time_s": float(self.total_wall_time_s),
+            "epochs": int(len(self.loss_history)),
+            "loss_history": [float(v) for v in self.loss_history],
+            **self.info,
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# Geometry: canvas and position conversion (pure NumPy)
+
+
+def scan_canvas(positions_xy, patch_size: int, margin: int = 4) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Object canvas covering every patch of the scan plus ``margin`` pixels on each side.
+
+    Parameters
+    ----------
+    positions_xy : ndarray, (M, 2)
+        Patch centres, object pixels (x column, y row).
+    patch_size : int
+        N (even).
+    margin : int
+        Extra pixels around the scan's bounding box.
+
+    Returns
+    -------
+    origin_xy : tuple of int
+        Object-frame (x, y) of canvas pixel (0, 0).
+    shape : tuple of int
+        (H, W), both even.
+    """
+    positions_xy = np.asarray(positions_xy, dtype=np.float64)
+    half = patch_size / 2
+    low = np.floor(positions_xy.min(axis=0) - half) - margin
+    high = np.ceil(positions_xy.max(axis=0) + half) + margin  # exclusive
+    size = high - low
+    size += size % 2  # even sides: round(S/2) is then exactly S/2
+    ox, oy = (int(v) for v in low)
+    width, height = (int(v) for v in size)
+    return (ox, oy), (height, width)
+
+
+def to_ptychi_positions(positions_xy, origin_xy, canvas_shape) -> tuple[np.ndarray, np.ndarray]:
+    """Object-frame patch centres -> pty-chi positions (pixels) on the given canvas.
+
+    ``p_x = x - ox - W/2``, ``p_y = y - oy - H/2`` (module docstring; canvas sides even).
+
+    Returns
+    -------
+    pos_x, pos_y : ndarray, (M,) float64
+    """
+    height, width = canvas_shape
+    if height % 2 or width % 2:
+        raise ValueError(f"canvas sides must be even, got {canvas_shape}")
+    positions_xy = np.asarray(positions_xy, dtype=np.float64)
+    ox, oy = origin_xy
+    return positions_xy[:, 0] - ox - width / 2, positions_xy[:, 1] - oy - height / 2
+
+
+def from_ptychi_positions(pos_x, pos_y, origin_xy, canvas_shape) -> np.ndarray:
+    """Inverse of :func:`to_ptychi_positions`: (M, 2) object-frame (x, y)."""
+    height, width = canvas_shape
+    ox, oy = origin_xy
+    return np.stack(
+        [np.asarray(pos_x, np.float64) + ox + width / 2, np.asarray(pos_y, np.float64) + oy + height / 2],
+        axis=1,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Parent side
+
+
+def ptychi_missing() -> str | None:
+    """None when torch and ptychi can be imported; else the name of the missing package.
+
+    Looks the packages up without importing them, so the calling process stays torch-free.
+    """
+    for name in ("torch", "ptychi"):
+        if importlib.util.find_spec(name) is None:
+            return name
+    return None
+
+
+def run_ptychi(dataset, config: ReconstructConfig, *, progress: bool = True) -> PtychiResult:
+    """Reconstruct ``dataset`` with pty-chi in a child process.
+
+    Parameters
+    ----------
+    dataset : compare_models.data.Dataset
+        Amplitudes, positions and ``probeGuess`` are used; the ground truth is not.
+    config : ReconstructConfig
+    progress : bool
+        Show per-epoch progress on stderr (from the child).
+
+    Returns
+    -------
+    PtychiResult
+
+    Raises
+    ------
+    PtychiNotInstalled
+        If torch or ptychi is missing.
+    PtychiRunError
+        If the child fails (its last error line is in the message) or times out.
+    """
+    config.validate()
+    missing = ptychi_missing()
+    if missing is not None:
+        raise PtychiNotInstalled(f"pty-chi is not installed ({missing} missing); install it with: {INSTALL_HINT}")
+    n_side = dataset.patch_size
+    origin, shape = scan_canvas(dataset.positions_xy, n_side, config.canvas_margin)
+    pos_x, pos_y = to_ptychi_positions(dataset.positions_xy, origin, shape)
+    intensities = np.square(dataset.diffraction_amplitude, dtype=np.float32)
+    probe = (dataset.probe / n_side).astype(np.complex64)
+    settings = config.to_dict()
+    settings.update(patch_size=n_side, canvas_shape=list(shape), canvas_origin_xy=list(origin), progress=progress)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="ptychi_arm_") as tmp:
+        in_path, out_path = Path(tmp) / "in.npz", Path(tmp) / "out.npz"
+        np.savez(
+            in_path,
+            intensities=intensities,
+            probe=probe,
+            pos_x=pos_x,
+            pos_y=pos_y,
+            settings=np.array(json.dumps(settings)),
+        )
+        cmd = [sys.executable, "-m", "compare_models.ptychi_arm", str(in_path), str(out_path)]
+        env = dict(os.environ)
+        package_root = str(Path(__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+        try:
+            proc = subprocess.run(
+                cmd, env=env, stdout=subprocess.DEVNULL, stderr=None if progress else subprocess.PIPE,
+                timeout=config.timeout_s, check=False, text=True,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise PtychiRunError(f"pty-chi did not finish within {config.timeout_s} s") from exc
+        error_path = out_path.with_suffix(".error.txt")
+        if proc.returncode != 0 or not out_path.exists():
+            detail = error_path.read_text().strip() if error_path.exists() else ""
+            if not detail and proc.stderr:
+                detail = proc.stderr.strip().splitlines()[-1]
+            raise PtychiRunError(
+                f"pty-chi ({config.algorithm}) failed with exit code {proc.returncode}"
+                + (f": {detail}" if detail else "")
+            )
+        with np.load(out_path, allow_pickle=False) as out:
+            obj = out["object"].astype(np.complex64)
+            probe_out = (out["probe"] * n_side).astype(np.complex64)
+            loss = out["loss"].astype(np.float64)
+            info = json.loads(out["info"].item())
+    total = time.perf_counter() - start
+    wall = info.pop("wall_time_s")
+    info["config"] = config.to_dict()
+    info["n_positions"] = dataset.n_positions
+    info["patch_size"] = n_side
+    if dataset.source:
+        info["data"] = str(dataset.source)
+    return PtychiResult(
+        object=obj,
+        probe=probe_out,
+        algorithm=config.algorithm,
+        canvas_origin_xy=origin,
+        loss_history=loss,
+        wall_time_s=float(wall),
+        total_wall_time_s=total,
+        info=info,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Child side (runs in its own process; may change torch's process-wide state)
+
+
+def _register_torchvision_op_schemas() -> None:
+    """Let ``import torchvision`` succeed when its compiled ops cannot load.
+
+    torchvision's Python side registers fake kernels for ``torchvision::nms`` and
+    ``torchvision::qnms``, which fails when its CUDA-linked ``_C`` extension does not load
+    next to a CPU torch. Defining the two schemas first fixes the import; pty-chi uses only
+    ``GaussianBlur``, which needs neither op. Where the extension loads, nothing is defined.
+    """
+    import torch
+
+    spec = importlib.util.find_spec("torchvision")
+    if spec is None or spec.origin is None:
+        return
+    package = Path(spec.origin).parent
+    for candidate in sorted(package.glob("_C*.so")) + sorted(package.glob("_C*.pyd")):
+        try:
+            torch.ops.load_library(str(candidate))
+            return
+        except (OSError, RuntimeError):
+            break
+    schema = "(Tensor dets, Tensor scores, float iou_threshold) -> Tensor"
+    for name in ("nms", "qnms"):
+        try:
+            torch.library.define(f"torchvision::{name}", schema)
+        except RuntimeError:  # already defined: nothing to do
+            pass
+
+
+def _build_options(api, settings: dict, device: str):
+    algorithm = settings["algorithm"]
+    options = {
+        "lsqml": api.LSQMLOptions,
+        "epie": api.EPIEOptions,
+        "dm": api.DMOptions,
+        "bh": api.BHOptions,
+    }[algorithm]()
+    options.data_options.fft_shift = True
+    options.object_options.optimizable = True
+    options.probe_options.optimizable = bool(settings["refine_probe"])
+    options.probe_options.optimization_plan.start = int(settings["probe_refine_start"])
+    options.probe_position_options.optimizable = False
+    # With a fixed probe its scale is exact (module docstring), so the object keeps physical
+    # units; pty-chi's ambiguity removal would rescale both every few epochs.
+    options.object_options.remove_object_probe_ambiguity.enabled = bool(settings["refine_probe"])
+    rec = options.reconstructor_options
+    rec.num_epochs = int(settings["epochs"])
+    rec.batch_size = int(settings["batch_size"])
+    rec.random_seed = int(settings["seed"])
+    rec.default_device = api.Devices.GPU if device == "cuda" else api.Devices.CPU
+    if algorithm == "lsqml":
+        # The probe is already scaled to the data exactly (module docstring).
+        rec.rescale_probe_intensity_in_first_epoch = False
+    if algorithm == "bh":
+        rec.method = "GD"
+    return options
+
+
+def _worker(in_path: str, out_path: str) -> None:
+    import torch
+
+    with np.load(in_path, allow_pickle=False) as data:
+        intensities = data["intensities"]
+        probe = data["probe"]
+        pos_x, pos_y = data["pos_x"], data["pos_y"]
+        settings = json.loads(data["settings"].item())
+    torch.set_num_threads(int(settings["n_threads"]))
+    torch.set_flush_denormal(True)
+    _register_torchvision_op_schemas()
+    import logging
+    import warnings
+
+    import ptychi
+    from ptychi import api
+    from ptychi.api.task import PtychographyTask
+    from tqdm import tqdm
+
+    logging.getLogger("ptychi").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad")
+    device = settings["device"]
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    height, width = settings["canvas_shape"]
+    n_side = int(settings["patch_size"])
+    epochs = int(settings["epochs"])
+    start = time.perf_counter()
+    options = _build_options(api, settings, device)
+    task = PtychographyTask(
+        options,
+        diffraction_data=intensities,
+        object_data=np.ones((1, height, width), dtype=np.complex64),
+        probe_data=probe.reshape(1, 1, n_side, n_side),
+        probe_position_x_px=pos_x,
+        probe_position_y_px=pos_y,
+    )
+    epoch_times = []
+    losses = []
+    bar = tqdm(
+        total=epochs, desc=f"pty-chi {settings['algorithm']}", unit="epoch",
+        disable=not settings.get("progress", True), file=sys.stderr,
+    )
+    for _ in range(epochs):
+        t0 = time.perf_counter()
+        task.run(n_epochs=1)
+        epoch_times.append(time.perf_counter() - t0)
+        loss = float(task.reconstructor.loss_tracker.table["loss"].iloc[-1])
+        losses.append(loss)
+        bar.set_postfix(loss=f"{loss:.4g}")
+        bar.update(1)
+    bar.close()
+    wall = time.perf_counter() - start
+    obj = task.get_data_to_cpu("object", as_numpy=True)
+    probe_out = task.get_data_to_cpu("probe", as_numpy=True)
+    obj = np.asarray(obj).reshape(-1, height, width)[0]
+    probe_out = np.asarray(probe_out).reshape(-1, n_side, n_side)[0]
+    info = {
+        "wall_time_s": wall,
+        "epoch_times_s": epoch_times,
+        "device": device,
+        "n_threads": int(settings["n_threads"]),
+        "ptychi_version": getattr(ptychi, "__version__", None) or _dist_version("ptychi"),
+        "torch_version": torch.__version__,
+    }
+    tmp = Path(out_path).with_name("out.tmp.npz")
+    np.savez(
+        tmp,
+        object=obj.astype(np.complex64),
+        probe=probe_out.astype(np.complex64),
+        loss=np.asarray(losses, dtype=np.float64),
+        info=np.array(json.dumps(info)),
+    )
+    os.replace(tmp, out_path)
+
+
+def _dist_version(name: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+def _main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("usage: python -m compare_models.ptychi_arm IN.npz OUT.npz", file=sys.stderr)
+        return 2
+    in_path, out_path = argv
+    try:
+        _worker(in_path, out_path)
+    except Exception as exc:  # reported to the parent through a file, then re-raised
+        Path(out_path).with_suffix(".error.txt").write_text(f"{type(exc).__name__}: {exc}")
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

@@ -1,0 +1,375 @@
+"""Read and write iterative-reconstruction files (``ptychi_reconstruction.npz``); no torch.
+
+File contract (DESIGN.md, "Contracts")
+--------------------------------------
+==========================  ========  ==================================================
+key                         required  meaning
+==========================  ========  ==================================================
+``reconstructed_object``    yes       (H', W') complex object; a leading axis of length 1
+                                      (pty-chi's slice axis) is accepted and dropped
+``reconstructed_probe``     no        (N, N) complex probe (leading length-1 axes dropped)
+``algorithm``               no        string, e.g. ``"lsqml"``
+``metadata``                no        JSON object stored as a 0-d string array
+==========================  ========  ==================================================
+
+Files written by :func:`save_reconstruction` (this project's ``ptycho-study reconstruct``)
+record in ``metadata["canvas_origin_xy"]`` the object-frame coordinates ``(ox, oy)`` of the
+reconstruction array's pixel (0, 0): reconstruction pixel ``(r, c)`` is object pixel
+``(r + oy, c + ox)`` (x is the column, y the row, as everywhere in this project). Such files
+are placed on the ground-truth grid exactly, with no registration. Files from other writers
+carry no frame; :func:`place_in_object_frame` centres them on the object grid and the
+comparison registers them to the ground truth (``Reconstruction.placed_by == "registration"``).
+
+Nothing is unpickled: files are opened with ``np.load(..., allow_pickle=False)``. A required
+array stored as a pickled object array is an error; a pickled ``metadata`` or ``algorithm``
+entry (as older pipelines wrote them) is skipped with a warning.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ReconstructionFileError
+
+__all__ = [
+    "FORMAT_NAME",
+    "Reconstruction",
+    "load_reconstruction",
+    "save_reconstruction",
+    "place_in_object_frame",
+]
+
+FORMAT_NAME = "compare_models.ptychi_reconstruction/1"
+
+# Fractional canvas origins closer than this to an integer are treated as integers.
+_INTEGER_TOLERANCE_PX = 1e-6
+
+
+@dataclass(frozen=True, eq=False)
+class Reconstruction:
+    """An iterative reconstruction read from an NPZ file.
+
+    Attributes
+    ----------
+    object : ndarray, (H', W') complex64
+        The reconstructed object on its own canvas.
+    probe : ndarray, (N, N) complex64, or None
+        The reconstructed (or fixed) probe, if the file holds one.
+    algorithm : str
+        Engine name (``"lsqml"``, ``"epie"``, ...) or ``"unknown"``.
+    metadata : dict
+        JSON-decoded ``metadata`` (empty when absent or unreadable).
+    canvas_origin_xy : tuple of float, or None
+        Object-frame (x, y) of the object array's pixel (0, 0); None when the writer did not
+        record a frame, in which case the reconstruction must be registered.
+    wall_time_s : float or None
+        Reconstruction wall time in seconds, when recorded.
+    source : str or None
+        Path the reconstruction was read from.
+    """
+
+    object: np.ndarray
+    probe: np.ndarray | None = None
+    algorithm: str = "unknown"
+    metadata: dict = field(default_factory=dict)
+    canvas_origin_xy: tuple[float, float] | None = None
+    wall_time_s: float | None = None
+    source: str | None = None
+
+    @property
+    def placed_by(self) -> str:
+        """``"frame"`` when the recorded canvas origin places it; else ``"registration"``."""
+        return "frame" if self.canvas_origin_xy is not None else "registration"
+
+
+# --------------------------------------------------------------------------------------------
+# Writing
+
+
+def save_reconstruction(
+    path,
+    obj,
+    *,
+    probe=None,
+    algorithm: str,
+    metadata: dict | None = None,
+) -> Path:
+    """Write a reconstruction NPZ readable with ``np.load(path, allow_pickle=False)``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Output file; its parent directory is created. Written to a temporary name and
+        renamed, so a reader never sees half a file.
+    obj : ndarray, (H', W') complex
+        Reconstructed object.
+    probe : ndarray, (N, N) complex, optional
+    algorithm : str
+    metadata : dict, optional
+        JSON-serialisable; stored as a 0-d string array. Include ``canvas_origin_xy`` to let
+        readers place the object without registration (see module docstring).
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    path = Path(path)
+    obj = np.asarray(obj)
+    if obj.ndim != 2 or obj.dtype.kind != "c":
+        raise ValueError(f"obj must be a 2-D complex array, got {obj.dtype} {obj.shape}")
+    meta = {"format": FORMAT_NAME, **(metadata or {})}
+    arrays = {
+        "reconstructed_object": obj.astype(np.complex64),
+        "algorithm": np.array(str(algorithm)),
+        "metadata": np.array(json.dumps(meta, sort_keys=True)),
+    }
+    if probe is not None:
+        arrays["reconstructed_probe"] = np.asarray(probe).astype(np.complex64)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+
+
+def _read(archive, key: str, path, *, required: bool):
+    """The array under ``key``; None (with a warning) for a pickled optional entry."""
+    try:
+        return archive[key]
+    except ValueError as exc:  # object arrays refuse to load with allow_pickle=False
+        if required:
+            raise ReconstructionFileError(
+                f"{path}: key '{key}' is stored as a pickled object array; refusing to "
+                "unpickle. Expected a numeric complex array"
+            ) from exc
+        warnings.warn(
+            f"{path}: key '{key}' is a pickled object; skipped (never unpickled)", stacklevel=3
+        )
+        return None
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise ReconstructionFileError(f"{path}: key '{key}' is corrupt ({exc})") from exc
+
+
+def _squeeze_leading(array: np.ndarray, rank: int) -> np.ndarray:
+    while array.ndim > rank and array.shape[0] == 1:
+        array = array[0]
+    return array
+
+
+def _complex_image(array: np.ndarray, key: str, path, expected: str) -> np.ndarray:
+    if array.dtype.kind != "c":
+        raise ReconstructionFileError(
+            f"{path}: key '{key}' has dtype {array.dtype}; expected a complex array {expected}"
+        )
+    array = _squeeze_leading(array, 2)
+    if array.ndim != 2:
+        raise ReconstructionFileError(
+            f"{path}: key '{key}' has shape {array.shape}; expected a 2-D complex array {expected}"
+        )
+    if array.size == 0:
+        raise ReconstructionFileError(f"{path}: key '{key}' is empty; expected {expected}")
+    if not np.isfinite(array).all():
+        raise ReconstructionFileError(f"{path}: key '{key}' contains NaN or infinite values")
+    return np.ascontiguousarray(array, dtype=np.complex64)
+
+
+def _string(array, key: str, path) -> str | None:
+    if array is None:
+        return None
+    if array.dtype.kind not in "US" or array.size != 1:
+        warnings.warn(
+            f"{path}: key '{key}' is not a string (dtype {array.dtype}); skipped", stacklevel=3
+        )
+        return None
+    text = array.reshape(()).item()
+    return text.decode("utf-8") if isinstance(text, bytes) else str(text)
+
+
+def _origin(value, path) -> tuple[float, float] | None:
+    if value is None:
+        return None
+    try:
+        ox, oy = (float(v) for v in value)
+    except (TypeError, ValueError) as exc:
+        raise ReconstructionFileError(
+            f"{path}: metadata 'canvas_origin_xy' is {value!r}; expected two numbers [x, y]"
+        ) from exc
+    if not (np.isfinite(ox) and np.isfinite(oy)):
+        raise ReconstructionFileError(f"{path}: metadata 'canvas_origin_xy' is not finite")
+    return ox, oy
+
+
+def load_reconstruction(path) -> Reconstruction:
+    """Read a reconstruction NPZ (this project's or another writer's) without unpickling.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    Reconstruction
+
+    Raises
+    ------
+    ReconstructionFileError
+        If the file is missing or not an NPZ, lacks ``reconstructed_object``, or holds an
+        object that is not a finite 2-D complex array (or a pickled one). The message names
+        the file, the key and what was expected.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ReconstructionFileError(f"{path}: no such file")
+    if path.is_dir():
+        raise ReconstructionFileError(
+            f"{path}: is a directory; expected a reconstruction file (ptychi_reconstruction.npz)"
+        )
+    if not zipfile.is_zipfile(path):
+        raise ReconstructionFileError(
+            f"{path}: not an NPZ archive; expected a reconstruction file with key "
+            "'reconstructed_object'"
+        )
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise ReconstructionFileError(f"{path}: cannot be read as NPZ ({exc})") from exc
+    with archive:
+        files = set(archive.files)
+        if "reconstructed_object" not in files:
+            raise ReconstructionFileError(
+                f"{path}: missing key 'reconstructed_object': expected the (H, W) complex "
+                f"object (keys present: {', '.join(sorted(files)) or 'none'})"
+            )
+        obj = _complex_image(
+            _read(archive, "reconstructed_object", path, required=True),
+            "reconstructed_object",
+            path,
+            "(H, W)",
+        )
+        probe = None
+        if "reconstructed_probe" in files:
+            probe = _complex_image(
+                _read(archive, "reconstructed_probe", path, required=True),
+                "reconstructed_probe",
+                path,
+                "(N, N)",
+            )
+        algorithm = None
+        if "algorithm" in files:
+            algorithm = _string(_read(archive, "algorithm", path, required=False), "algorithm", path)
+        metadata: dict = {}
+        if "metadata" in files:
+            text = _string(_read(archive, "metadata", path, required=False), "metadata", path)
+            if text is not None:
+                try:
+                    metadata = json.loads(text)
+                except json.JSONDecodeError as exc:
+                    raise ReconstructionFileError(
+                        f"{path}: key 'metadata' is not valid JSON ({exc})"
+                    ) from exc
+                if not isinstance(metadata, dict):
+                    raise ReconstructionFileError(
+                        f"{path}: key 'metadata' must hold a JSON object, got "
+                        f"{type(metadata).__name__}"
+                    )
+    wall = metadata.get("wall_time_s")
+    return Reconstruction(
+        object=obj,
+        probe=probe,
+        algorithm=algorithm or str(metadata.get("algorithm", "unknown")),
+        metadata=metadata,
+        canvas_origin_xy=_origin(metadata.get("canvas_origin_xy"), path),
+        wall_time_s=None if wall is None else float(wall),
+        source=str(path),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Placing on the ground-truth grid
+
+
+def _paste(image: np.ndarray, origin_rc: tuple[int, int], shape: tuple[int, int]):
+    """Paste ``image`` with its pixel (0, 0) at integer ``origin_rc`` into a zero canvas of
+    ``shape``; return (canvas, mask of the pasted pixels). Parts outside are dropped."""
+    height, width = shape
+    canvas = np.zeros(shape, dtype=np.complex64)
+    valid = np.zeros(shape, dtype=bool)
+    r0, c0 = origin_rc
+    top, left = max(r0, 0), max(c0, 0)
+    bottom, right = min(r0 + image.shape[0], height), min(c0 + image.shape[1], width)
+    if bottom > top and right > left:
+        canvas[top:bottom, left:right] = image[top - r0 : bottom - r0, left - c0 : right - c0]
+        valid[top:bottom, left:right] = True
+    return canvas, valid
+
+
+def place_in_object_frame(recon: Reconstruction, object_shape) -> tuple[np.ndarray, np.ndarray]:
+    """Put a reconstruction on the ground-truth pixel grid of shape ``object_shape``.
+
+    Parameters
+    ----------
+    recon : Reconstruction
+    object_shape : tuple of int
+        (H, W) of the ground truth (``objectGuess``).
+
+    Returns
+    -------
+    image : ndarray, (H, W) complex64
+        The reconstruction in the object frame; zero where it has no data.
+    valid : ndarray, (H, W) bool
+        True where ``image`` holds reconstruction pixels.
+
+    Notes
+    -----
+    With a recorded frame (``recon.placed_by == "frame"``) reconstruction pixel ``(r, c)``
+    lands on object pixel ``(r + oy, c + ox)``. Integer origins are placed exactly. A
+    fractional origin is split into ``floor`` plus a fraction ``f`` in [0, 1); the object is
+    first shifted by ``+f`` pixels with the Fourier shift theorem (periodic, so the outermost
+    pixel on the leading edges is dropped from ``valid``), then pasted at the integer part.
+
+    Without a frame (``"registration"``) the reconstruction is centred on the grid (cropped
+    or zero-padded symmetrically, floor on the leading side); its position is then only a
+    starting point, and the caller must register it to the ground truth.
+    """
+    height, width = (int(s) for s in object_shape)
+    obj = recon.object
+    if recon.canvas_origin_xy is None:
+        r0 = (height - obj.shape[0]) // 2
+        c0 = (width - obj.shape[1]) // 2
+        return _paste(obj, (r0, c0), (height, width))
+    ox, oy = recon.canvas_origin_xy
+    ix, iy = np.floor(ox), np.floor(oy)
+    fx, fy = ox - ix, oy - iy
+    if fx > 1 - _INTEGER_TOLERANCE_PX:
+        ix, fx = ix + 1, 0.0
+    if fy > 1 - _INTEGER_TOLERANCE_PX:
+        iy, fy = iy + 1, 0.0
+    fx = 0.0 if fx < _INTEGER_TOLERANCE_PX else fx
+    fy = 0.0 if fy < _INTEGER_TOLERANCE_PX else fy
+    if fx == 0.0 and fy == 0.0:
+        return _paste(obj, (int(iy), int(ix)), (height, width))
+    from scipy.ndimage import fourier_shift
+
+    shifted = np.fft.ifft2(fourier_shift(np.fft.fft2(obj), (fy, fx))).astype(np.complex64)
+    # Pixels that wrapped around from the trailing edge are not data.
+    keep = np.ones(obj.shape, dtype=bool)
+    if fy:
+        keep[0, :] = False
+    if fx:
+        keep[:, 0] = False
+    image, valid = _paste(shifted, (int(iy), int(ix)), (height, width))
+    keep_placed, _ = _paste(keep.astype(np.complex64), (int(iy), int(ix)), (height, width))
+    valid &= keep_placed.real > 0.5
+    image[~valid] = 0
+    return image, valid
