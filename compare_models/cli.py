@@ -145,5 +145,34 @@ def _indent(text: str, prefix: str = "  ") -> str:
     return "\n".join(prefix + line for line in text.splitlines())
 
 
+@study_main.command("reconstruct")
+@click.option("--data", "data_path", required=True, type=click.Path(exists=True, dir_okay=False), help="Dataset NPZ to reconstruct.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output directory (gets ptychi_reconstruction.npz).")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="YAML with a 'reconstruct' section (or flat keys).")
+@click.option("--algorithm", type=click.Choice(["lsqml", "epie", "dm", "bh"]), help="pty-chi engine (default lsqml).")
+@click.option("--epochs", type=int, help="Epochs (default 100).")
+@click.option("--batch-size", "batch_size", type=int, help="Positions per update (default: 50; ePIE 1).")
+@click.option("--seed", type=int, help="Random seed (default 0).")
+@click.option("--refine-probe/--fixed-probe", "refine_probe", default=None, help="Update the probe too (default fixed).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="auto: the GPU when present.")
+@click.option("--threads", "n_threads", type=int, help="torch threads in the pty-chi process (default 1).")
+@user_errors
+def reconstruct_command(data_path, out_dir, config_path, **overrides):
+    """Reconstruct a dataset with pty-chi (object started blank, never from the ground truth)."""
+    from .config import build_config, read_yaml_section
+    from .ptychi_arm import INSTALL_HINT, ReconstructConfig, ptychi_missing
+
+    if ptychi_missing() is not None:
+        click.echo(f"error: pty-chi is not installed; install it with: {INSTALL_HINT}", err=True)
+        sys.exit(EXIT_USAGE)
+    from .pipelines.reconstruct import describe_result, run_reconstruct
+
+    from_file = _config_section(config_path, "reconstruct", read_yaml_section) if config_path else {}
+    config = build_config(ReconstructConfig, from_file, overrides, where=config_path or "options")
+    path, result = run_reconstruct(data_path, out_dir, config)
+    click.echo(f"reconstruction: {path}")
+    click.echo(_indent(describe_result(result)))
+
+
 if __name__ == "__main__":  # pragma: no cover
     study_main()
