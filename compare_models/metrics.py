@@ -1,0 +1,659 @@
+"""Image-quality metrics against the ground truth: MAE, MSE, PSNR, SSIM, MS-SSIM and FRC.
+
+Every function takes real 2-D arrays (the amplitude or the phase of an image on the
+ground-truth grid) and returns plain floats or frozen dataclasses with a ``to_dict()``.
+A metric that cannot be computed raises :class:`compare_models.errors.MetricError` with the
+reason; nothing returns NaN. The one non-finite value is PSNR of identical images, which is
+``float("inf")``; :func:`json_safe` writes it as the string ``"inf"``.
+
+References
+----------
+.. [1] Z. Wang, A. C. Bovik, H. R. Sheikh and E. P. Simoncelli, "Image quality assessment:
+   from error visibility to structural similarity," IEEE Trans. Image Process. 13, 600-612
+   (2004).
+.. [2] Z. Wang, E. P. Simoncelli and A. C. Bovik, "Multiscale structural similarity for image
+   quality assessment," Proc. 37th Asilomar Conf. Signals, Systems and Computers, 1398-1402
+   (2003).
+.. [3] M. van Heel and M. Schatz, "Fourier shell correlation threshold criteria,"
+   J. Struct. Biol. 151, 250-262 (2005).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from .errors import MetricError
+
+__all__ = [
+    "MS_SSIM_WEIGHTS",
+    "MSSSIMResult",
+    "FRCResult",
+    "mae",
+    "mse",
+    "psnr",
+    "ssim",
+    "ms_ssim",
+    "frc",
+    "frc_threshold_bits",
+    "compute_metrics",
+    "json_safe",
+]
+
+#: Wang et al. (2003) exponents for scales 1 (finest) .. 5.
+MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+_SSIM_TAPS = 11
+_SSIM_SIGMA = 1.5
+_K1 = 0.01
+_K2 = 0.03
+_FIXED_THRESHOLDS = {"0.5": 0.5, "1/7": 1.0 / 7.0}
+_BIT_THRESHOLDS = {"1bit": 1.0, "halfbit": 0.5}
+
+
+def _pair(a, b, name="images"):
+    a = np.asarray(a)
+    b = np.asarray(b)
+    if a.ndim != 2 or a.shape != b.shape:
+        raise MetricError(f"{name} must be two 2-D arrays of one shape, got {a.shape}, {b.shape}")
+    if np.iscomplexobj(a) or np.iscomplexobj(b):
+        raise MetricError(f"{name} must be real (pass the amplitude or the phase)")
+    if a.size == 0:
+        raise MetricError(f"{name} are empty")
+    for label, arr in (("first", a), ("second", b)):
+        if not np.isfinite(arr).all():
+            raise MetricError(f"the {label} of the {name} has NaN or infinite values")
+    return a.astype(np.float64), b.astype(np.float64)
+
+
+def _check_range(data_range):
+    if data_range is None or not (math.isfinite(data_range) and data_range > 0):
+        raise MetricError(f"data_range must be a positive finite number, got {data_range!r}")
+    return float(data_range)
+
+
+def mae(a, b) -> float:
+    """Mean absolute difference ``mean |a - b|`` (units of the images)."""
+    a, b = _pair(a, b)
+    return float(np.mean(np.abs(a - b)))
+
+
+def mse(a, b) -> float:
+    """Mean squared difference ``mean (a - b)**2`` (units of the images, squared)."""
+    a, b = _pair(a, b)
+    return float(np.mean((a - b) ** 2))
+
+
+def psnr(a, b, data_range) -> float:
+    """Peak signal-to-noise ratio ``10 log10(data_range**2 / mse)`` in dB.
+
+    Parameters
+    ----------
+    a, b : ndarray (H, W) real
+        Reference and test image.
+    data_range : float
+        Peak-to-peak range of the signal (given explicitly, never guessed).
+
+    Returns
+    -------
+    float
+        ``inf`` when the images are identical (MSE = 0), by definition.
+    """
+    data_range = _check_range(data_range)
+    err = mse(a, b)
+    if err == 0.0:
+        return math.inf
+    return float(10.0 * np.log10(data_range**2 / err))
+
+
+def _gaussian_window():
+    half = (_SSIM_TAPS - 1) / 2
+    taps = np.exp(-((np.arange(_SSIM_TAPS) - half) ** 2) / (2 * _SSIM_SIGMA**2))
+    return taps / taps.sum()
+
+
+def _filter_valid(image, window):
+    """Separable correlation with ``window``, keeping only fully overlapped pixels ("valid")."""
+    half = (len(window) - 1) // 2
+    out = ndimage.correlate1d(image, window, axis=0, mode="reflect")
+    out = ndimage.correlate1d(out, window, axis=1, mode="reflect")
+    return out[half : image.shape[0] - half, half : image.shape[1] - half]
+
+
+def _ssim_maps(a, b, data_range):
+    """Luminance and contrast-structure maps (Wang 2004, Gaussian window, valid region)."""
+    window = _gaussian_window()
+    c1 = (_K1 * data_range) ** 2
+    c2 = (_K2 * data_range) ** 2
+    mu_a = _filter_valid(a, window)
+    mu_b = _filter_valid(b, window)
+    var_a = _filter_valid(a * a, window) - mu_a**2
+    var_b = _filter_valid(b * b, window) - mu_b**2
+    cov = _filter_valid(a * b, window) - mu_a * mu_b
+    luminance = (2 * mu_a * mu_b + c1) / (mu_a**2 + mu_b**2 + c1)
+    cs = (2 * cov + c2) / (var_a + var_b + c2)
+    return luminance, cs
+
+
+def ssim(a, b, data_range, *, mask=None) -> float:
+    """Structural similarity index of Wang et al. (2004), mean over the valid pixels.
+
+    Parameters
+    ----------
+    a, b : ndarray (H, W) real
+        Reference and test image; both sides must be at least 11 pixels.
+    data_range : float
+        Dynamic range ``L`` in ``C1 = (0.01 L)**2``, ``C2 = (0.03 L)**2``.
+    mask : ndarray (H, W) bool, optional
+        Average the SSIM map only over windows centred on these pixels.
+
+    Returns
+    -------
+    float
+        In [-1, 1]; 1 for identical images.
+
+    Notes
+    -----
+    11-tap Gaussian window, sigma 1.5, population (not sample) covariances, windows that lie
+    entirely in the image. This equals :func:`skimage.metrics.structural_similarity` with
+    ``gaussian_weights=True, sigma=1.5, use_sample_covariance=False``.
+    """
+    a, b = _pair(a, b)
+    data_range = _check_range(data_range)
+    if min(a.shape) < _SSIM_TAPS:
+        raise MetricError(f"SSIM needs both sides >= {_SSIM_TAPS} pixels, got shape {a.shape}")
+    luminance, cs = _ssim_maps(a, b, data_range)
+    smap = luminance * cs
+    if mask is None:
+        return float(smap.mean())
+    half = (_SSIM_TAPS - 1) // 2
+    inner = np.asarray(mask, bool)[half:-half, half:-half]
+    if not inner.any():
+        raise MetricError("SSIM mask has no pixel at least 5 pixels from the image edge")
+    return float(smap[inner].mean())
+
+
+@dataclass(frozen=True)
+class MSSSIMResult:
+    """Multi-scale SSIM.
+
+    Attributes
+    ----------
+    value : float
+        ``prod_j cs_j**w_j`` over the finer scales times ``ssim_M**w_M`` at the coarsest one.
+    n_scales : int
+        Scales actually used (5 unless the image was too small and fewer were allowed).
+    weights : tuple of float
+        Exponents used; the first ``n_scales`` paper weights renormalised to sum to 1 when
+        fewer than 5 scales were used.
+    note : str
+        Empty, or a sentence saying why fewer scales were used.
+    """
+
+    value: float
+    n_scales: int
+    weights: tuple
+    note: str = ""
+
+    def to_dict(self) -> dict:
+        return {
+            "value": self.value,
+            "n_scales": self.n_scales,
+            "weights": list(self.weights),
+            "note": self.note,
+        }
+
+
+def _max_scales(shape):
+    """Number of scales whose coarsest image still holds one 11 x 11 window."""
+    side = min(shape)
+    n = 0
+    while side >= _SSIM_TAPS:
+        n += 1
+        side = (side + 1) // 2
+    return n
+
+
+def _downsample(image):
+    """2 x 2 mean then decimation; an odd side is first padded by mirroring its last line."""
+    pad = ((0, image.shape[0] % 2), (0, image.shape[1] % 2))
+    image = np.pad(image, pad, mode="symmetric")
+    return 0.25 * (image[0::2, 0::2] + image[1::2, 0::2] + image[0::2, 1::2] + image[1::2, 1::2])
+
+
+def ms_ssim(
+    a,
+    b,
+    data_range,
+    *,
+    scales: int = 5,
+    weights=MS_SSIM_WEIGHTS,
+    allow_fewer_scales: bool = True,
+) -> MSSSIMResult:
+    """Multi-scale structural similarity (Wang, Simoncelli and Bovik 2003).
+
+    Parameters
+    ----------
+    a, b : ndarray (H, W) real
+        Reference and test image.
+    data_range : float
+        Dynamic range ``L`` of the images.
+    scales : int
+        Number of scales M (5 in the paper).
+    weights : sequence of float
+        Exponents, finest scale first (default: the paper's 0.0448, 0.2856, 0.3001, 0.2363,
+        0.1333).
+    allow_fewer_scales : bool
+        If the image is too small for ``scales`` scales (the coarsest must still hold an
+        11 x 11 window: 5 scales need sides >= 161), use as many as fit with the first
+        weights renormalised to sum 1, and say so in ``note``; otherwise raise.
+
+    Returns
+    -------
+    MSSSIMResult
+
+    Raises
+    ------
+    MetricError
+        Sides below 11 pixels, or too small for ``scales`` with ``allow_fewer_scales=False``.
+
+    Notes
+    -----
+    At scale j (1 = the original image) the contrast-structure term ``cs_j`` is the mean of the
+    SSIM contrast-structure map (11-tap Gaussian window, sigma 1.5, K1 = 0.01, K2 = 0.03,
+    valid windows only); at the coarsest scale M the full SSIM is used. Between scales both
+    images are low-passed by a 2 x 2 mean and decimated by 2, as in the authors' MATLAB code
+    and :func:`tf.image.ssim_multiscale`. As there, negative ``cs_j`` or ``ssim_M`` are clipped
+    to 0 before the fractional powers (which are undefined for negative numbers), so strongly
+    anti-correlated images give 0, a genuine value rather than a failure.
+    """
+    a, b = _pair(a, b)
+    data_range = _check_range(data_range)
+    weights = tuple(float(w) for w in weights)
+    if int(scales) != scales or scales < 1 or len(weights) < scales:
+        raise MetricError(f"scales must be 1..{len(weights)} (one weight each), got {scales!r}")
+    available = _max_scales(a.shape)
+    if available == 0:
+        raise MetricError(f"MS-SSIM needs both sides >= {_SSIM_TAPS} pixels, got {a.shape}")
+    n_scales = int(scales)
+    note = ""
+    used = weights[:n_scales]
+    if available < n_scales:
+        if not allow_fewer_scales:
+            raise MetricError(
+                f"MS-SSIM with {n_scales} scales needs both sides >= "
+                f"{_SSIM_TAPS * 2 ** (n_scales - 1) - 2 ** (n_scales - 1) + 1} pixels "
+                f"(an 11-pixel window at the coarsest scale), got shape {a.shape}"
+            )
+        note = (
+            f"image {a.shape} too small for {n_scales} scales; used {available} with the "
+            f"first {available} weights renormalised to sum 1"
+        )
+        n_scales = available
+        total = sum(weights[:n_scales])
+        used = tuple(w / total for w in weights[:n_scales])
+    value = 1.0
+    for j in range(n_scales):
+        if j:
+            a, b = _downsample(a), _downsample(b)
+        luminance, cs = _ssim_maps(a, b, data_range)
+        term = float((luminance * cs).mean()) if j == n_scales - 1 else float(cs.mean())
+        value *= max(term, 0.0) ** used[j]
+    return MSSSIMResult(value=float(value), n_scales=n_scales, weights=used, note=note)
+
+
+def frc_threshold_bits(bits: float, n_pixels) -> np.ndarray:
+    """Information-curve threshold of van Heel and Schatz (2005), eq. (17).
+
+    ``T(n) = (e + (2 sqrt(e) + 1) / sqrt(n)) / (e + 1 + 2 sqrt(e) / sqrt(n))`` with
+    ``e = (2**bits - 1) / 2`` the SNR of each half data set and ``n`` the number of Fourier
+    pixels in the ring. For 1 bit: ``(0.5 + 2.4142/sqrt(n)) / (1.5 + 1.4142/sqrt(n))``; for
+    1/2 bit: ``(0.2071 + 1.9102/sqrt(n)) / (1.2071 + 0.9102/sqrt(n))``.
+    """
+    snr = (2.0**bits - 1.0) / 2.0
+    root_n = np.sqrt(np.maximum(np.asarray(n_pixels, dtype=np.float64), 1.0))
+    root_s = math.sqrt(snr)
+    return (snr + (2 * root_s + 1) / root_n) / (snr + 1 + 2 * root_s / root_n)
+
+
+@dataclass(frozen=True, eq=False)
+class FRCResult:
+    """Fourier ring correlation of two images.
+
+    Attributes
+    ----------
+    curve : ndarray (R,)
+        FRC per ring, rings 0 (DC) .. R - 1 (Nyquist of the shorter side); after smoothing
+        when ``smoothing_sigma`` was given.
+    raw_curve : ndarray (R,)
+        The unsmoothed curve.
+    frequency_nyquist : ndarray (R,)
+        Ring frequency as a fraction of Nyquist (0 .. 1).
+    n_pixels : ndarray (R,) int
+        Fourier pixels per ring.
+    thresholds : dict of ndarray (R,)
+        ``"1bit"`` and ``"halfbit"`` threshold curves.
+    cutoffs : dict
+        For each of ``"0.5"``, ``"1/7"``, ``"1bit"``, ``"halfbit"``: ``ring`` (first ring >= 1
+        below the threshold, or the last ring), ``fraction_nyquist`` (crossing point,
+        interpolated linearly between that ring and the one before; 1.0 if not crossed),
+        ``resolution_m`` (half-period ``pixel_size_m / fraction_nyquist``, or None without a
+        pixel size) and ``crossed`` (bool).
+    zero_power_rings : tuple of int
+        Rings where one image has no power; their FRC is set to 0.
+    pixel_size_m, smoothing_sigma : float or None
+    """
+
+    curve: np.ndarray
+    raw_curve: np.ndarray
+    frequency_nyquist: np.ndarray
+    n_pixels: np.ndarray
+    thresholds: dict
+    cutoffs: dict
+    zero_power_rings: tuple
+    pixel_size_m: float | None
+    smoothing_sigma: float | None
+
+    def to_dict(self) -> dict:
+        return {
+            "curve": self.curve.tolist(),
+            "raw_curve": self.raw_curve.tolist(),
+            "frequency_nyquist": self.frequency_nyquist.tolist(),
+            "n_pixels": self.n_pixels.tolist(),
+            "thresholds": {k: v.tolist() for k, v in self.thresholds.items()},
+            "cutoffs": {k: dict(v) for k, v in self.cutoffs.items()},
+            "zero_power_rings": list(self.zero_power_rings),
+            "pixel_size_m": self.pixel_size_m,
+            "smoothing_sigma": self.smoothing_sigma,
+        }
+
+
+def _cutoff(curve, threshold, n_rings_nyquist, pixel_size_m):
+    below = np.flatnonzero(curve[1:] < threshold[1:]) + 1
+    if below.size == 0:
+        ring, position, crossed = len(curve) - 1, float(n_rings_nyquist), False
+    else:
+        ring, crossed = int(below[0]), True
+        position = float(ring)
+        if ring > 1:
+            above = curve[ring - 1] - threshold[ring - 1]
+            under = curve[ring] - threshold[ring]
+            position = ring - 1 + above / (above - under)
+    fraction = min(position / n_rings_nyquist, 1.0)
+    resolution = None
+    if pixel_size_m is not None and fraction > 0:
+        resolution = float(float(pixel_size_m) / fraction)
+    return {
+        "ring": int(ring),
+        "fraction_nyquist": float(fraction),
+        "resolution_m": resolution,
+        "crossed": bool(crossed),
+    }
+
+
+def frc(a, b, *, pixel_size_m=None, smoothing_sigma=None) -> FRCResult:
+    """Fourier ring correlation between two real images, with resolution cut-offs.
+
+    Parameters
+    ----------
+    a, b : ndarray (H, W) real
+        Images on one pixel grid (typically the aligned reconstruction and the ground truth).
+    pixel_size_m : float, optional
+        Object pixel size in metres, for half-period resolutions.
+    smoothing_sigma : float, optional
+        Gaussian smoothing of the curve along the ring axis (in rings) before the cut-offs.
+
+    Returns
+    -------
+    FRCResult
+
+    Notes
+    -----
+    ``FRC(r) = Re sum_r F_a conj(F_b) / sqrt(sum_r |F_a|**2 sum_r |F_b|**2)`` over the Fourier
+    pixels of ring r. Ring r holds the frequencies ``k`` (cycles/pixel, per axis
+    ``fftfreq``) with ``round(|k| * L) == r``, ``L = min(H, W)``, up to ``r = L // 2`` (the
+    Nyquist ring of the shorter side; the corners beyond it are left out). Ring r is at
+    ``2 r / L`` of Nyquist; a cut-off at fraction f of Nyquist is a half-period resolution of
+    ``1 / f`` pixels. The search for a crossing starts at ring 1 (ring 0 is the mean). The
+    images are used as given: no mean subtraction, no apodisation.
+
+    References
+    ----------
+    .. [1] van Heel and Schatz, J. Struct. Biol. 151, 250 (2005).
+    """
+    a, b = _pair(a, b)
+    if pixel_size_m is not None and not (math.isfinite(pixel_size_m) and pixel_size_m > 0):
+        raise MetricError(f"pixel_size_m must be a positive number, got {pixel_size_m!r}")
+    if smoothing_sigma is not None and not (smoothing_sigma >= 0):
+        raise MetricError(f"smoothing_sigma must be >= 0, got {smoothing_sigma!r}")
+    length = min(a.shape)
+    if length < 4:
+        raise MetricError(f"FRC needs both sides >= 4 pixels, got shape {a.shape}")
+    fa = np.fft.fft2(a)
+    fb = np.fft.fft2(b)
+    ky = np.fft.fftfreq(a.shape[0])[:, None]
+    kx = np.fft.fftfreq(a.shape[1])[None, :]
+    rings = np.rint(np.hypot(ky, kx) * length).astype(np.int64).ravel()
+    n_rings = length // 2 + 1
+    keep = rings < n_rings
+    rings = rings[keep]
+    cross = np.bincount(rings, (fa * np.conj(fb)).real.ravel()[keep], minlength=n_rings)
+    power_a = np.bincount(rings, (np.abs(fa) ** 2).ravel()[keep], minlength=n_rings)
+    power_b = np.bincount(rings, (np.abs(fb) ** 2).ravel()[keep], minlength=n_rings)
+    n_pixels = np.bincount(rings, minlength=n_rings)
+    denominator = np.sqrt(power_a * power_b)
+    scale = max(power_a.max(), power_b.max())
+    zero = (power_a <= 1e-24 * scale) | (power_b <= 1e-24 * scale) | (n_pixels == 0)
+    if zero[1:].all():
+        raise MetricError("FRC undefined: one image has no power at any non-zero frequency")
+    raw = np.where(zero, 0.0, cross / np.where(zero, 1.0, denominator))
+    curve = raw
+    if smoothing_sigma:
+        curve = ndimage.gaussian_filter1d(raw, float(smoothing_sigma), mode="nearest")
+    thresholds = {k: frc_threshold_bits(v, n_pixels) for k, v in _BIT_THRESHOLDS.items()}
+    nyquist_rings = length / 2
+    cutoffs = {}
+    for name, level in _FIXED_THRESHOLDS.items():
+        cutoffs[name] = _cutoff(curve, np.full(n_rings, level), nyquist_rings, pixel_size_m)
+    for name, curve_t in thresholds.items():
+        cutoffs[name] = _cutoff(curve, curve_t, nyquist_rings, pixel_size_m)
+    return FRCResult(
+        curve=curve,
+        raw_curve=raw,
+        frequency_nyquist=np.arange(n_rings) / nyquist_rings,
+        n_pixels=n_pixels,
+        thresholds=thresholds,
+        cutoffs=cutoffs,
+        zero_power_rings=tuple(int(r) for r in np.flatnonzero(zero)),
+        pixel_size_m=None if pixel_size_m is None else float(pixel_size_m),
+        smoothing_sigma=None if smoothing_sigma is None else float(smoothing_sigma),
+    )
+
+
+def _bbox(region):
+    rows = np.flatnonzero(region.any(axis=1))
+    cols = np.flatnonzero(region.any(axis=0))
+    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+
+
+def _component_metrics(test, truth, mask, data_range, *, smooth_sigma, frc_sigma, pixel_size_m):
+    """All metrics of one real component on the region's bounding box."""
+    fill = float(truth[mask].mean())
+    test_f = np.where(mask, test, fill)
+    truth_f = np.where(mask, truth, fill)
+    out = {
+        "mae": mae(test[mask][None], truth[mask][None]),
+        "mse": mse(test[mask][None], truth[mask][None]),
+        "psnr": psnr(truth[mask][None], test[mask][None], data_range),
+        "ssim": ssim(truth_f, test_f, data_range, mask=mask),
+    }
+    ms_a, ms_b = truth_f, test_f
+    if smooth_sigma:
+        ms_a = ndimage.gaussian_filter(truth_f, smooth_sigma)
+        ms_b = ndimage.gaussian_filter(test_f, smooth_sigma)
+    ms = ms_ssim(ms_a, ms_b, data_range)
+    out.update(
+        ms_ssim=ms.value,
+        ms_ssim_scales=ms.n_scales,
+        ms_ssim_weights=list(ms.weights),
+        ms_ssim_note=ms.note,
+        ms_ssim_sigma=smooth_sigma,
+    )
+    # FRC: each image minus its own mean over the region, zero outside it, so that the
+    # uncovered pixels add no (perfectly correlated) signal.
+    ring = frc(
+        np.where(mask, test - test[mask].mean(), 0.0),
+        np.where(mask, truth - truth[mask].mean(), 0.0),
+        pixel_size_m=pixel_size_m,
+        smoothing_sigma=frc_sigma,
+    )
+    for key, name in (("frc50", "0.5"), ("frc1over7", "1/7"), ("frc_1bit", "1bit")):
+        out[key] = ring.cutoffs[name]["fraction_nyquist"]
+    out["frc_halfbit"] = ring.cutoffs["halfbit"]["fraction_nyquist"]
+    out["frc"] = ring.to_dict()
+    return out
+
+
+def compute_metrics(
+    aligned,
+    truth,
+    region,
+    *,
+    ms_ssim_sigma: float | None = 1.0,
+    frc_sigma: float | None = None,
+    pixel_size_m: float | None = None,
+    phase_data_range: float = 2 * math.pi,
+    amplitude_data_range: float | None = None,
+) -> dict:
+    """Amplitude and phase metrics of an aligned reconstruction against the ground truth.
+
+    Parameters
+    ----------
+    aligned : ndarray (H, W) complex
+        Reconstruction after :func:`compare_models.registration.register`.
+    truth : ndarray (H, W) complex
+        Ground truth on the same grid.
+    region : ndarray (H, W) bool
+        Scanned region; the same for every model in one comparison.
+    ms_ssim_sigma : float or None
+        Gaussian sigma (pixels) smoothing both amplitude images before MS-SSIM (the existing
+        tool's ``--ms-ssim-sigma``, default 1.0); None or 0 for none. The phase is not smoothed.
+    frc_sigma : float or None
+        Smoothing of the FRC curves, in rings.
+    pixel_size_m : float or None
+        Object pixel size, for FRC resolutions in metres.
+    phase_data_range : float
+        Data range for phase PSNR / SSIM / MS-SSIM, radians (2 pi).
+    amplitude_data_range : float or None
+        Data range for the amplitude; default: the truth's max - min over the region, or its
+        max if that is 0 (a pure phase object), recorded as ``data_range_source``.
+
+    Returns
+    -------
+    dict
+        ``{"amplitude": {...}, "phase": {...}, "region": {...}, "settings": {...}}``; each
+        component has scalars ``mae, mse, psnr, ssim, ms_ssim, frc50, frc1over7, frc_1bit,
+        frc_halfbit`` (FRC cut-offs as fractions of Nyquist; the full cut-offs, with ring
+        index and resolution in metres, and the curves are under ``"frc"``), ``data_range``,
+        ``data_range_source`` and ``ms_ssim_scales`` / ``_weights`` / ``_note``. ``psnr`` is
+        ``inf`` for identical images (see :func:`json_safe`).
+
+    Raises
+    ------
+    MetricError
+        Shapes differ, the region is empty or too small (< 11 pixels a side for SSIM), a value
+        inside the region is not finite, or the amplitude data range is zero.
+
+    Notes
+    -----
+    Everything is computed on the region's bounding box. MAE, MSE and PSNR use only the
+    region's pixels. For SSIM and MS-SSIM, pixels of the box outside the region are set, in
+    both images, to the truth's mean over the region; SSIM averages its map over windows
+    centred in the region. FRC uses each image minus its own mean over the region, zero
+    outside the region. The phase of the reconstruction is taken as
+    ``angle(truth) + angle(aligned * conj(truth))``, so that phase differences are wrapped
+    differences and no 2 pi jump appears where the truth's phase crosses +-pi; FRC of the
+    phase is computed on these phase images.
+    """
+    aligned = np.asarray(aligned)
+    truth = np.asarray(truth)
+    region = np.asarray(region)
+    if aligned.ndim != 2 or aligned.shape != truth.shape or region.shape != truth.shape:
+        raise MetricError(
+            f"aligned, truth and region must share one 2-D shape, got {aligned.shape}, "
+            f"{truth.shape}, {region.shape}"
+        )
+    if region.dtype != bool or not region.any():
+        raise MetricError("region must be a non-empty boolean mask")
+    box = _bbox(region)
+    mask = region[box]
+    if min(mask.shape) < _SSIM_TAPS:
+        raise MetricError(
+            f"region's bounding box {mask.shape} is smaller than the {_SSIM_TAPS}-pixel SSIM window"
+        )
+    rec = aligned[box].astype(np.complex128)
+    ref = truth[box].astype(np.complex128)
+    for name, arr in (("aligned", rec), ("truth", ref)):
+        if not np.isfinite(arr[mask]).all():
+            raise MetricError(f"{name} image has NaN or infinite values inside the region")
+    # Outside the region the values do not matter (filled below); keep them finite.
+    rec = np.where(mask, rec, 0)
+    ref = np.where(mask, ref, 1)
+
+    amp_t, amp_r = np.abs(ref), np.abs(rec)
+    source = "explicit"
+    if amplitude_data_range is None:
+        amplitude_data_range = float(amp_t[mask].max() - amp_t[mask].min())
+        source = "truth max - min over the region"
+        if amplitude_data_range == 0.0:
+            amplitude_data_range = float(amp_t[mask].max())
+            source = "truth max over the region (truth amplitude is constant)"
+        if amplitude_data_range == 0.0:
+            raise MetricError("ground-truth amplitude is zero over the region: no data range")
+    phase_t = np.angle(ref)
+    phase_r = phase_t + np.angle(rec * np.conj(ref))
+    common = dict(frc_sigma=frc_sigma, pixel_size_m=pixel_size_m)
+    amplitude = _component_metrics(
+        amp_r, amp_t, mask, amplitude_data_range, smooth_sigma=ms_ssim_sigma, **common
+    )
+    amplitude.update(data_range=amplitude_data_range, data_range_source=source)
+    phase = _component_metrics(
+        phase_r, phase_t, mask, float(phase_data_range), smooth_sigma=None, **common
+    )
+    phase.update(data_range=float(phase_data_range), data_range_source="explicit")
+    return {
+        "amplitude": amplitude,
+        "phase": phase,
+        "region": {
+            "bbox_rows": [int(box[0].start), int(box[0].stop)],
+            "bbox_cols": [int(box[1].start), int(box[1].stop)],
+            "n_pixels": int(mask.sum()),
+        },
+        "settings": {
+            "ms_ssim_sigma": ms_ssim_sigma,
+            "frc_sigma": frc_sigma,
+            "pixel_size_m": pixel_size_m,
+            "phase_data_range": float(phase_data_range),
+        },
+    }
+
+
+def json_safe(value):
+    """Copy of ``value`` with non-finite floats as strings (``"inf"``, ``"-inf"``, ``"nan"``).
+
+    Use before :func:`json.dumps`: PSNR of identical images is ``inf``, which JSON cannot hold.
+    NumPy scalars and arrays become Python numbers and lists.
+    """
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return json_safe(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return value
