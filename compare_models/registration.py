@@ -441,8 +441,15 @@ def register(
     else:
         shifted = img
 
-    box = _bbox(reg)
-    mask = reg[box]
+    # Fit the gauge only where the shifted image came from inside the region (not from the
+    # fill), unless that leaves nothing.
+    fit = reg
+    if shift_yx != (0.0, 0.0):
+        source = ndimage.shift(reg.astype(float), shift_yx, order=1, cval=0.0) > 1 - 1e-9
+        if (reg & source).any():
+            fit = reg & source
+    box = _bbox(fit)
+    mask = fit[box]
     mov = shifted[box][mask]
     tgt = ref[box][mask]
     yy, xx = np.mgrid[: img.shape[0], : img.shape[1]]
