@@ -174,5 +174,33 @@ def reconstruct_command(data_path, out_dir, config_path, **overrides):
     click.echo(_indent(describe_result(result)))
 
 
+@study_main.command("convert")
+@click.argument("in_path", metavar="IN", type=click.Path(exists=True))
+@click.argument("out_path", metavar="OUT", type=click.Path())
+@click.option("--pixel-size", "pixel_size_m", type=float, help="Object pixel size in metres (default: from the data, else 1e-8, flagged as a placeholder).")
+@click.option("--photon-energy", "photon_energy_eV", type=float, help="Photon energy in eV (default: from the data, else 1e4, flagged).")
+@click.option("--distance", "detector_object_distance_m", type=float, help="Detector-object distance in metres (default: from the data, else 1, flagged).")
+@click.option("--name", help="Product name attribute (default: the input file's stem).")
+@user_errors
+def convert_command(in_path, out_path, **options):
+    """Convert IN to OUT between the NPZ contract and a ptychodus pair.
+
+    IN is read by content: an NPZ file, a ptychodus pair (a directory holding
+    diffraction.h5 and product.h5, or either file), or a CXI file. OUT ending in .npz gets
+    the NPZ contract; any other OUT is a directory that receives diffraction.h5 (counts =
+    amplitude squared), product.h5 (probe, positions in metres, a uniform initial-guess
+    object) and, when the data has a ground truth, ground_truth.h5 (the truth in the product
+    layout). Converting back gives the same arrays.
+    """
+    from .data import load_dataset
+    from .pipelines.convert import ConvertConfig, run_convert
+    from .pipelines.simulate import describe_dataset
+
+    written = run_convert(in_path, out_path, ConvertConfig(**options))
+    for role, path in written.items():
+        click.echo(f"{role}: {path}")
+    click.echo(_indent(describe_dataset(load_dataset(out_path))))
+
+
 if __name__ == "__main__":  # pragma: no cover
     study_main()

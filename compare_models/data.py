@@ -236,7 +236,10 @@ def load_dataset(path) -> Dataset:
     Parameters
     ----------
     path : str or os.PathLike
-        An NPZ file following the contract in DESIGN.md.
+        An NPZ file following the contract in DESIGN.md (a zip archive); an HDF5 file (by its
+        signature): a ptychodus ``product.h5`` or ``diffraction.h5`` with its partner beside
+        it, or CXI; or a directory holding a ptychodus pair (see
+        :mod:`compare_models.formats.ptychodus`).
 
     Returns
     -------
@@ -251,10 +254,24 @@ def load_dataset(path) -> Dataset:
     if not path.exists():
         raise DatasetError(f"{path}: no such file")
     if path.is_dir():
-        raise DatasetError(f"{path}: is a directory; expected a dataset file (.npz)")
+        from .formats import is_ptychodus_pair_dir, load_ptychodus_dataset
+
+        if is_ptychodus_pair_dir(path):
+            return load_ptychodus_dataset(path)
+        raise DatasetError(
+            f"{path}: is a directory; expected a dataset file (.npz) or a ptychodus pair "
+            "directory holding product.h5 and diffraction.h5"
+        )
     if zipfile.is_zipfile(path):
         return load_npz_dataset(path)
-    raise DatasetError(f"{path}: not a dataset file; expected an NPZ archive (a zip of .npy arrays)")
+    from .formats import has_hdf5_signature, load_hdf5_dataset
+
+    if has_hdf5_signature(path):
+        return load_hdf5_dataset(path)
+    raise DatasetError(
+        f"{path}: not a dataset file; expected an NPZ archive (a zip of .npy arrays), "
+        "a ptychodus product/diffraction HDF5 file or a CXI file"
+    )
 
 
 def _read_key(archive, key: str, path) -> np.ndarray:
