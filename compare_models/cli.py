@@ -202,5 +202,36 @@ def convert_command(in_path, out_path, **options):
     click.echo(_indent(describe_dataset(load_dataset(out_path))))
 
 
+@study_main.command("train")
+@click.option("--model", "model", type=click.Choice(["pinn", "baseline"]), help="Network to train (default pinn).")
+@click.option("--train-data", "train_data", required=True, type=click.Path(exists=True), help="Training dataset (NPZ).")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Bundle directory to write.")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="YAML with a 'train' section (or flat keys).")
+@click.option("--gridsize", type=int, help="Patterns per sample side, C = g² (default 1; baseline 1 only).")
+@click.option("--epochs", type=int, help="Epochs (default 20).")
+@click.option("--batch-size", "batch_size", type=int, help="Samples per step (default 16).")
+@click.option("--learning-rate", "learning_rate", type=float, help="Adam step size (default 1e-3).")
+@click.option("--seed", type=int, help="Seed of weights, split and shuffles (default 0).")
+@click.option("--validation-fraction", "validation_fraction", type=float, help="Held-out fraction (default 0.1).")
+@click.option("--patience", "early_stopping_patience", type=int, help="Early stopping patience in epochs (default off).")
+@click.option("--width", type=int, help="Filters of the first conv block (default 32).")
+@click.option("--depth", type=int, help="Conv-pool blocks; N divisible by 2**depth (default 3).")
+@click.option("--n-neighbours", "n_neighbours", type=int, help="K candidates per group (default C).")
+@click.option("--region-pad", "region_pad", type=int, help="PINN overlap region margin, px (default N/4).")
+@click.option("--progress/--no-progress", default=True, help="Show progress bars.")
+@user_errors
+def train_command(train_data, out_dir, config_path, progress, **overrides):
+    """Train the PINN or the baseline and write a model bundle."""
+    from .config import build_config, read_yaml_section
+    from .pipelines.train import describe_training, run_train
+    from .train import TrainConfig
+
+    from_file = _config_section(config_path, "train", read_yaml_section) if config_path else {}
+    config = build_config(TrainConfig, from_file, overrides, where=config_path or "options")
+    path, result = run_train(config, train_data, out_dir, progress=progress)
+    click.echo(f"bundle: {path}")
+    click.echo(_indent(describe_training(result)))
+
+
 if __name__ == "__main__":  # pragma: no cover
     study_main()

@@ -1,0 +1,327 @@
+"""Model bundles: a directory holding a trained network and everything needed to run it.
+
+Layout
+------
+``model.keras``
+    The Keras model in the native format (custom layers registered under
+    ``compare_models``; the probe and the learned intensity scale are weights inside it).
+    Loaded with ``safe_mode=True``: no Lambda layers, no pickle, no dill.
+``bundle.json``
+    ``format``, ``format_version``, ``kind`` (``pinn`` or ``baseline``), ``patch_size`` (N),
+    ``gridsize``, ``intensity_scale`` (the input normalisation: network input = measured
+    amplitude / intensity_scale), ``learned_intensity_scale`` (PINN only, for information),
+    ``probe_file``, ``train_data`` (source, SHA-256 fingerprint, positions, nominal and measured
+    dose), ``config`` (the resolved training settings), ``history`` (loss per epoch),
+    ``versions`` and ``created``.
+``probe.npy``
+    The probe (N, N) complex64 in the training data's photon-count units.
+``loss.png``
+    Training and validation loss per epoch.
+
+A bundle is written to a temporary sibling directory and renamed into place, so an interrupted
+training never leaves a directory that looks complete.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .errors import BundleError
+
+__all__ = ["Bundle", "save_bundle", "load_bundle", "plot_history", "KINDS"]
+
+FORMAT = "compare_models.bundle"
+FORMAT_VERSION = 1
+KINDS = ("pinn", "baseline")
+MODEL_FILE = "model.keras"
+JSON_FILE = "bundle.json"
+PROBE_FILE = "probe.npy"
+LOSS_FILE = "loss.png"
+
+
+@dataclass(frozen=True, eq=False)
+class Bundle:
+    """A loaded model bundle; everything a prediction needs travels here, nothing is global.
+
+    Attributes
+    ----------
+    model : keras.Model
+    kind : str
+        ``"pinn"`` or ``"baseline"``.
+    patch_size : int
+        N.
+    gridsize : int
+        g; the model sees C = g² patterns per sample.
+    intensity_scale : float
+        Input normalisation of the training data: input = amplitude / intensity_scale.
+    probe : ndarray (N, N) complex64
+    metadata : dict
+        The decoded ``bundle.json``.
+    path : Path or None
+    """
+
+    model: object
+    kind: str
+    patch_size: int
+    gridsize: int
+    intensity_scale: float
+    probe: np.ndarray
+    metadata: dict = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def channels(self) -> int:
+        """C = gridsize²."""
+        return self.gridsize * self.gridsize
+
+    @property
+    def region_pad(self) -> int | None:
+        """Region margin of the PINN's overlap constraint (pixels), None for the baseline."""
+        value = self.metadata.get("region_pad")
+        return None if value is None else int(value)
+
+    def check_compatible(self, dataset) -> None:
+        """Raise :class:`BundleError` if ``dataset`` cannot be run through this model."""
+        if dataset.patch_size != self.patch_size:
+            data = f"the data {dataset.source}" if dataset.source else "the data"
+            raise BundleError(
+                f"{self.path or 'bundle'}: the model expects patterns of N = {self.patch_size}, "
+                f"but {data} has N = {dataset.patch_size}"
+            )
+        if dataset.n_positions < self.channels:
+            raise BundleError(
+                f"{self.path or 'bundle'}: gridsize {self.gridsize} needs at least "
+                f"{self.channels} scan positions, the data has {dataset.n_positions}"
+            )
+
+
+def _versions() -> dict:
+    import keras
+    import tensorflow as tf
+
+    return {
+        "compare_models": __version__,
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def plot_history(history: dict, path) -> Path:
+    """Write the loss curves in ``history`` (``loss``, optional ``val_loss``) to a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(5, 3.5), dpi=100)
+    axes = figure.add_subplot(1, 1, 1)
+    for key, label in (("loss", "training"), ("val_loss", "validation")):
+        values = history.get(key) or []
+        if values:
+            axes.plot(np.arange(1, len(values) + 1), values, marker="o", label=label)
+    axes.set_xlabel("epoch")
+    axes.set_ylabel("loss")
+    axes.legend()
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path)
+    return Path(path)
+
+
+def save_bundle(
+    model,
+    out_dir,
+    *,
+    kind: str,
+    patch_size: int,
+    gridsize: int,
+    intensity_scale: float,
+    probe,
+    train_dataset,
+    config: dict,
+    history: dict,
+    extra: dict | None = None,
+) -> Path:
+    """Write a bundle directory at ``out_dir`` atomically (temp dir + rename).
+
+    Parameters
+    ----------
+    model : keras.Model
+    out_dir : str or Path
+        Replaced if it already holds a bundle; an existing directory that is not a bundle (and
+        not empty) is refused rather than deleted.
+    kind, patch_size, gridsize, intensity_scale, probe
+        See :class:`Bundle`.
+    train_dataset : Dataset
+        The training data, for its fingerprint and doses.
+    config : dict
+        Resolved training settings.
+    history : dict
+        ``{"loss": [...], "val_loss": [...]}`` per epoch.
+    extra : dict, optional
+        More JSON-serialisable fields for ``bundle.json`` (e.g. ``region_pad``).
+
+    Returns
+    -------
+    Path
+        ``out_dir``.
+    """
+    from .simulate import dataset_fingerprint
+
+    if kind not in KINDS:
+        raise BundleError(f"unknown model kind {kind!r}; expected one of {', '.join(KINDS)}")
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise BundleError(f"{out_dir}: exists and is not a directory")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / JSON_FILE).exists():
+        raise BundleError(
+            f"{out_dir}: exists, is not empty and holds no {JSON_FILE}; refusing to overwrite it"
+        )
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    probe = np.asarray(probe, dtype=np.complex64)
+    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        model.save(tmp / MODEL_FILE)
+        np.save(tmp / PROBE_FILE, probe, allow_pickle=False)
+        plot_history(history, tmp / LOSS_FILE)
+        learned = None
+        try:
+            learned = float(np.exp(model.get_layer("intensity").log_scale.numpy()))
+        except ValueError:
+            pass
+        document = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "kind": kind,
+            "patch_size": int(patch_size),
+            "gridsize": int(gridsize),
+            "intensity_scale": float(intensity_scale),
+            "intensity_scale_definition": "network input = measured amplitude / intensity_scale "
+            "(sqrt of the training data's mean counts per pixel)",
+            "learned_intensity_scale": learned,
+            "probe_file": PROBE_FILE,
+            "model_file": MODEL_FILE,
+            "train_data": {
+                "source": train_dataset.source,
+                "sha256": dataset_fingerprint(train_dataset),
+                "n_positions": train_dataset.n_positions,
+                "dose_nominal": train_dataset.nominal_dose,
+                "dose_measured": train_dataset.measured_dose,
+            },
+            "config": config,
+            "history": {k: [float(v) for v in vals] for k, vals in history.items()},
+            "versions": _versions(),
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+            **(extra or {}),
+        }
+        (tmp / JSON_FILE).write_text(json.dumps(document, indent=2, sort_keys=True))
+        if out_dir.exists():
+            old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
+            os.replace(out_dir, old)
+            os.replace(tmp, out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _require(document: dict, key: str, kinds, path):
+    if key not in document:
+        raise BundleError(f"{path}: {JSON_FILE} lacks the key '{key}'")
+    value = document[key]
+    if not isinstance(value, kinds) or isinstance(value, bool):
+        raise BundleError(f"{path}: {JSON_FILE} key '{key}' has an invalid value {value!r}")
+    return value
+
+
+def load_bundle(path) -> Bundle:
+    """Load a bundle directory written by :func:`save_bundle`.
+
+    Raises
+    ------
+    BundleError
+        If the directory or a file is missing, ``bundle.json`` is not valid, the kind is
+        unknown, the model cannot be loaded in Keras safe mode, or the parts disagree (N).
+    """
+    import keras
+
+    from . import models  # noqa: F401  (registers the custom layers)
+
+    path = Path(path)
+    if not path.is_dir():
+        raise BundleError(f"{path}: no such bundle directory")
+    json_path = path / JSON_FILE
+    if not json_path.is_file():
+        raise BundleError(f"{path}: missing {JSON_FILE}; not a model bundle (or incomplete)")
+    try:
+        document = json.loads(json_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{json_path}: not valid JSON ({exc})") from exc
+    if not isinstance(document, dict):
+        raise BundleError(f"{json_path}: expected a JSON object")
+    if document.get("format") != FORMAT:
+        raise BundleError(f"{json_path}: 'format' is {document.get('format')!r}, expected {FORMAT!r}")
+    kind = _require(document, "kind", str, json_path)
+    if kind not in KINDS:
+        raise BundleError(f"{json_path}: unknown model kind {kind!r}; expected one of {', '.join(KINDS)}")
+    patch_size = _require(document, "patch_size", int, json_path)
+    gridsize = _require(document, "gridsize", int, json_path)
+    scale = float(_require(document, "intensity_scale", (int, float), json_path))
+    if not (np.isfinite(scale) and scale > 0):
+        raise BundleError(f"{json_path}: 'intensity_scale' must be a positive number, got {scale}")
+    probe_path = path / document.get("probe_file", PROBE_FILE)
+    if not probe_path.is_file():
+        raise BundleError(f"{path}: missing {probe_path.name} (the probe)")
+    try:
+        probe = np.load(probe_path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise BundleError(f"{probe_path}: cannot be read as a .npy array ({exc})") from exc
+    if probe.shape != (patch_size, patch_size) or probe.dtype.kind != "c":
+        raise BundleError(
+            f"{probe_path}: expected a complex ({patch_size}, {patch_size}) probe, got "
+            f"{probe.dtype} {probe.shape}"
+        )
+    model_path = path / document.get("model_file", MODEL_FILE)
+    if not model_path.is_file():
+        raise BundleError(f"{path}: missing {model_path.name} (the Keras model)")
+    try:
+        model = keras.models.load_model(model_path, safe_mode=True, compile=False)
+    except Exception as exc:  # Keras raises many types for corrupt or foreign files
+        raise BundleError(
+            f"{model_path}: cannot be loaded as a Keras model in safe mode "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from exc
+    input_shape = model.inputs[0].shape
+    expected = (patch_size, patch_size, gridsize * gridsize if kind == "pinn" else 1)
+    if tuple(input_shape[1:]) != expected:
+        raise BundleError(
+            f"{model_path}: model input shape {tuple(input_shape[1:])} does not match "
+            f"{JSON_FILE} (N = {patch_size}, gridsize {gridsize}: expected {expected})"
+        )
+    return Bundle(
+        model=model,
+        kind=kind,
+        patch_size=patch_size,
+        gridsize=gridsize,
+        intensity_scale=scale,
+        probe=probe.astype(np.complex64),
+        metadata=document,
+        path=path,
+    )

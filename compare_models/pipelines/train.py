@@ -1,0 +1,53 @@
+"""The train job: load a dataset, train one network, write its bundle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..bundle import save_bundle
+from ..data import load_dataset
+from ..train import TrainConfig, TrainResult, train_model
+
+__all__ = ["run_train", "describe_training"]
+
+
+def run_train(config: TrainConfig, train_data, out_dir, *, progress: bool = True) -> tuple[Path, TrainResult]:
+    """Train per ``config`` on the dataset file ``train_data``; write the bundle ``out_dir``.
+
+    Returns
+    -------
+    (Path, TrainResult)
+        The bundle directory and the training result (model, history, intensity scale).
+    """
+    config = config.validate()
+    dataset = load_dataset(train_data)
+    result = train_model(dataset, config, progress=progress)
+    extra = {"region_pad": result.region_pad} if result.region_pad is not None else {}
+    path = save_bundle(
+        result.model,
+        out_dir,
+        kind=result.kind,
+        patch_size=result.patch_size,
+        gridsize=result.gridsize,
+        intensity_scale=result.intensity_scale,
+        probe=dataset.probe,
+        train_dataset=dataset,
+        config=config.to_dict(),
+        history=result.history,
+        extra=extra,
+    )
+    return path, result
+
+
+def describe_training(result: TrainResult) -> str:
+    """A few human-readable lines about a finished training."""
+    history = result.history
+    lines = [
+        f"model          {result.kind} (gridsize {result.gridsize}, N = {result.patch_size})",
+        f"epochs run     {len(history['loss'])}",
+        f"loss           {history['loss'][0]:.5g} -> {history['loss'][-1]:.5g}",
+    ]
+    if history.get("val_loss"):
+        lines.append(f"val_loss       {history['val_loss'][0]:.5g} -> {history['val_loss'][-1]:.5g}")
+    lines.append(f"intensity scale {result.intensity_scale:.5g} (input normalisation)")
+    return "\n".join(lines)

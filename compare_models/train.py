@@ -1,0 +1,316 @@
+"""Training loops for the PINN (Poisson likelihood, no ground truth) and the baseline (MAE).
+
+Both use the same explicit loop: a seeded permutation splits off a validation set, each epoch
+shuffles the training samples with a seeded NumPy generator, batches are built from the
+dataset on the fly (memory does not grow with the number of positions beyond the dataset
+itself), and one ``tf.function`` step applies Adam. Determinism: the kernel initialisers are
+seeded from ``config.seed`` and the shuffles use their own ``numpy.random.Generator``, so no
+global random state is set; the same seed on the same machine gives the same loss history.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import ConfigError, DatasetError
+
+__all__ = ["TrainConfig", "TrainResult", "train_model", "split_indices"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of ``ptycho-study train``; validated by :meth:`validate`.
+
+    Attributes
+    ----------
+    model : str
+        ``"pinn"`` or ``"baseline"``.
+    gridsize : int
+        g, C = g² patterns per sample (PINN: 1 or more; baseline: 1).
+    epochs, batch_size : int
+    learning_rate : float
+        Adam step size.
+    seed : int
+        Seeds the weights, the validation split, the shuffles and the neighbour draw.
+    validation_fraction : float
+        Fraction of samples held out for the validation loss, in [0, 0.9].
+    early_stopping_patience : int or None
+        Stop after this many epochs without improvement of the validation loss (or of the
+        training loss when there is no validation set) and keep the best weights; None = off.
+    width : int
+        Filters of the first conv block (doubling per block).
+    depth : int
+        Number of conv-pool blocks; N must be divisible by 2**depth.
+    n_neighbours : int or None
+        K of :func:`compare_models.grouping.group_neighbours` (default C: nearest neighbours).
+    region_pad : int or None
+        PINN region margin in pixels for the overlap constraint (default N/4).
+    """
+
+    model: str = "pinn"
+    gridsize: int = 1
+    epochs: int = 20
+    batch_size: int = 16
+    learning_rate: float = 1e-3
+    seed: int = 0
+    validation_fraction: float = 0.1
+    early_stopping_patience: int | None = None
+    width: int = 32
+    depth: int = 3
+    n_neighbours: int | None = None
+    region_pad: int | None = None
+
+    def validate(self) -> TrainConfig:
+        """Raise :class:`ConfigError` naming the first invalid setting; return self."""
+        if self.model not in ("pinn", "baseline"):
+            raise ConfigError(f"model must be 'pinn' or 'baseline', got {self.model!r}")
+        if not isinstance(self.gridsize, int) or self.gridsize < 1:
+            raise ConfigError(f"gridsize must be an integer >= 1, got {self.gridsize!r}")
+        if self.model == "baseline" and self.gridsize != 1:
+            raise ConfigError("the baseline supports gridsize 1 only")
+        for name in ("epochs", "batch_size", "width", "depth"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+        if not self.learning_rate > 0:
+            raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if not 0 <= self.validation_fraction <= 0.9:
+            raise ConfigError(
+                f"validation_fraction must be in [0, 0.9], got {self.validation_fraction}"
+            )
+        if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
+            raise ConfigError("early_stopping_patience must be >= 1 (or unset)")
+        if self.n_neighbours is not None and self.n_neighbours < self.gridsize**2:
+            raise ConfigError(
+                f"n_neighbours ({self.n_neighbours}) must be at least gridsize² ({self.gridsize**2})"
+            )
+        if self.region_pad is not None and self.region_pad < 0:
+            raise ConfigError(f"region_pad must be >= 0, got {self.region_pad}")
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True, eq=False)
+class TrainResult:
+    """A trained network and what a bundle records about it."""
+
+    model: object
+    kind: str
+    patch_size: int
+    gridsize: int
+    intensity_scale: float
+    history: dict
+    config: TrainConfig
+    region_pad: int | None
+
+
+def split_indices(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded split of ``range(n)`` into (train, validation); validation gets
+    ``round(fraction n)`` samples (at least 1 when fraction > 0), training keeps at least 1."""
+    rng = np.random.default_rng([seed, 1])
+    order = rng.permutation(n)
+    n_val = 0 if fraction <= 0 else max(1, int(round(fraction * n)))
+    n_val = min(n_val, n - 1)
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def _batches(indices: np.ndarray, batch_size: int):
+    for start in range(0, len(indices), batch_size):
+        yield indices[start : start + batch_size]
+
+
+class _Task:
+    """Per-kind inputs and loss (kept private: the loop below is the same for both)."""
+
+    def __init__(self, kind, dataset, config, scale, pad):
+        from .models import inputs
+
+        self.kind = kind
+        self.amplitude = dataset.diffraction_amplitude
+        self.positions = dataset.positions_xy
+        self.scale = scale
+        self.inputs = inputs
+        self.channels = config.gridsize**2
+        if kind == "pinn":
+            self.groups = inputs.make_groups(
+                self.positions, config.gridsize, n_neighbours=config.n_neighbours, seed=config.seed
+            )
+            offsets = inputs.group_offsets_centred(self.positions, self.groups)
+            inputs.check_offsets_fit(offsets, pad)
+        else:
+            self.truth = _truth_patches(dataset)
+
+    def batch(self, indices):
+        if self.kind == "pinn":
+            x, offsets = self.inputs.pinn_inputs(
+                self.amplitude, self.positions, self.groups, indices, self.scale
+            )
+            counts = self.inputs.group_counts(self.amplitude, self.groups, indices)
+            return (x, offsets), (counts,)
+        x = self.inputs.baseline_inputs(self.amplitude, indices, self.scale)
+        truth = self.truth[indices]
+        return (x,), (
+            np.abs(truth)[..., None].astype(np.float32),
+            np.angle(truth)[..., None].astype(np.float32),
+        )
+
+    def signature(self, tf):
+        """Input signature ``(inputs, targets)`` with a free batch axis (traced once)."""
+        n_side, c = self.amplitude.shape[1], self.channels
+
+        def spec(*shape):
+            return tf.TensorSpec((None, *shape), tf.float32)
+
+        if self.kind == "pinn":
+            return [(spec(n_side, n_side, c), spec(c, 2)), (spec(n_side, n_side, c),)]
+        return [(spec(n_side, n_side, 1),), (spec(n_side, n_side, 1), spec(n_side, n_side, 1))]
+
+    def loss(self, outputs, targets):
+        import tensorflow as tf
+
+        from .models.physics import poisson_nll
+
+        if self.kind == "pinn":
+            return poisson_nll(targets[0], outputs[1])
+        amplitude_error = tf.reduce_mean(tf.abs(outputs[1] - targets[0]))
+        delta = outputs[2] - targets[1]
+        phase_error = tf.reduce_mean(tf.abs(tf.atan2(tf.sin(delta), tf.cos(delta))))
+        return amplitude_error + phase_error
+
+
+def _model_inputs(inputs):
+    """A Keras functional model takes a list for several inputs, a tensor for one."""
+    return inputs[0] if len(inputs) == 1 else list(inputs)
+
+
+def _truth_patches(dataset) -> np.ndarray:
+    """Ground-truth patches for the baseline: ``Y`` or cut from ``objectGuess``."""
+    if dataset.patches_truth is not None:
+        return dataset.patches_truth.astype(np.complex64)
+    if dataset.object_truth is not None:
+        from .geometry import extract_patches
+
+        return extract_patches(dataset.object_truth, dataset.positions_xy, dataset.patch_size).astype(
+            np.complex64
+        )
+    raise DatasetError(
+        f"{dataset.source or 'dataset'}: the baseline needs ground truth: key 'Y' (patches) or "
+        "'objectGuess' (object)"
+    )
+
+
+def train_model(dataset, config: TrainConfig, *, progress: bool = True) -> TrainResult:
+    """Train a network on ``dataset`` per ``config``.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        Training data; the baseline also needs ground truth (``Y`` or ``objectGuess``).
+    config : TrainConfig
+    progress : bool
+        Show a tqdm bar per epoch.
+
+    Returns
+    -------
+    TrainResult
+        The model (best weights when early stopping is on), its input normalisation and the
+        loss history ``{"loss": [...], "val_loss": [...]}`` (mean loss per sample per epoch).
+    """
+    import tensorflow as tf
+    from tqdm.auto import tqdm
+
+    from .models import build_baseline, build_pinn, default_pad
+    from .models.inputs import intensity_scale
+
+    config = config.validate()
+    n_side = dataset.patch_size
+    scale = intensity_scale(dataset.diffraction_amplitude)
+    pad = None
+    if config.model == "pinn":
+        pad = default_pad(n_side) if config.region_pad is None else config.region_pad
+        model = build_pinn(
+            n_side, config.gridsize, dataset.probe, width=config.width, depth=config.depth,
+            pad=pad, seed=config.seed,
+        )
+    else:
+        model = build_baseline(n_side, width=config.width, depth=config.depth, seed=config.seed)
+    task = _Task(config.model, dataset, config, scale, pad)
+    train_idx, val_idx = split_indices(dataset.n_positions, config.validation_fraction, config.seed)
+    import keras
+
+    optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate)
+    optimizer.build(model.trainable_variables)
+
+    signature = task.signature(tf)
+
+    @tf.function(input_signature=signature)
+    def train_step(inputs, targets):
+        with tf.GradientTape() as tape:
+            loss = task.loss(model(_model_inputs(inputs), training=True), targets)
+        gradients = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
+        return loss
+
+    @tf.function(input_signature=signature)
+    def eval_step(inputs, targets):
+        return task.loss(model(_model_inputs(inputs), training=False), targets)
+
+    def run(step, indices, bar):
+        total = 0.0
+        for batch in _batches(indices, config.batch_size):
+            inputs, targets = task.batch(batch)
+            loss = float(step(inputs, targets))
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"training loss became {loss}; lower the learning rate")
+            total += loss * len(batch)
+            bar.update(len(batch))
+            bar.set_postfix(loss=f"{loss:.4g}")
+        return total / len(indices)
+
+    history = {"loss": [], "val_loss": []}
+    rng = np.random.default_rng([config.seed, 2])
+    best, best_weights, waited = math.inf, None, 0
+    for epoch in range(config.epochs):
+        with tqdm(
+            total=len(train_idx) + len(val_idx),
+            desc=f"{config.model} epoch {epoch + 1}/{config.epochs}",
+            unit="sample",
+            disable=not progress,
+            leave=False,
+        ) as bar:
+            history["loss"].append(run(train_step, rng.permutation(train_idx), bar))
+            if len(val_idx):
+                history["val_loss"].append(run(eval_step, val_idx, bar))
+        monitored = history["val_loss"][-1] if len(val_idx) else history["loss"][-1]
+        if progress:
+            tqdm.write(
+                f"{config.model} epoch {epoch + 1}: loss {history['loss'][-1]:.5g}"
+                + (f", val_loss {history['val_loss'][-1]:.5g}" if len(val_idx) else "")
+            )
+        if config.early_stopping_patience is not None:
+            if monitored < best:
+                best, best_weights, waited = monitored, model.get_weights(), 0
+            else:
+                waited += 1
+                if waited >= config.early_stopping_patience:
+                    break
+    if best_weights is not None:
+        model.set_weights(best_weights)
+    if not history["val_loss"]:
+        del history["val_loss"]
+    return TrainResult(
+        model=model,
+        kind=config.model,
+        patch_size=n_side,
+        gridsize=config.gridsize,
+        intensity_scale=scale,
+        history=history,
+        config=config,
+        region_pad=pad,
+    )
