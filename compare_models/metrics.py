@@ -548,7 +548,7 @@ def compute_metrics(
         Data range for phase PSNR / SSIM / MS-SSIM, radians (2 pi).
     amplitude_data_range : float or None
         Data range for the amplitude; default: the truth's max - min over the region, or its
-        max if that is 0 (a pure phase object), recorded as ``data_range_source``.
+        max if that is 0 to 1e-12 relative (a pure phase object), recorded as ``data_range_source``.
 
     Returns
     -------
@@ -607,13 +607,14 @@ def compute_metrics(
     if amplitude_data_range is None:
         amplitude_data_range = float(amp_t[mask].max() - amp_t[mask].min())
         source = "truth max - min over the region"
-        if amplitude_data_range == 0.0:
+        if amplitude_data_range <= 1e-12 * float(amp_t[mask].max()):
             amplitude_data_range = float(amp_t[mask].max())
             source = "truth max over the region (truth amplitude is constant)"
         if amplitude_data_range == 0.0:
             raise MetricError("ground-truth amplitude is zero over the region: no data range")
     phase_t = np.angle(ref)
-    phase_r = phase_t + np.angle(rec * np.conj(ref))
+    # Exactly equal pixels get exactly equal phases (the product can carry rounding).
+    phase_r = phase_t + np.where(rec == ref, 0.0, np.angle(rec * np.conj(ref)))
     common = dict(frc_sigma=frc_sigma, pixel_size_m=pixel_size_m)
     amplitude = _component_metrics(
         amp_r, amp_t, mask, amplitude_data_range, smooth_sigma=ms_ssim_sigma, **common
