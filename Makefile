@@ -24,6 +24,10 @@ $(VENV)/.installed: $(BIN)/python $(INSTALL_INPUTS)
 
 $(VENV)/.installed-dev: $(VENV)/.installed
 	$(PIP) install --quiet -c $(CONSTRAINTS) -e '.[ptychi,dev]'
+	# ptychodus's own product reader/writer, for the HDF5 interop tests. --no-deps skips its
+	# GUI/ML stack; load_product/save_product need only numpy, h5py, scipy, scikit-image and
+	# pydantic, all installed above (pydantic through ptychi).
+	$(PIP) install --quiet --no-deps ptychodus==1.7.0
 	touch $@
 
 install: $(VENV)/.installed
