@@ -65,7 +65,8 @@ def _predict_function(bundle, batch_size: int):
     @tf.function(input_signature=signature)
     def run(*inputs):
         outputs = model(inputs[0] if len(inputs) == 1 else list(inputs), training=False)
-        return outputs[0][:, :, :, 0, :]
+        obj = outputs[0] if isinstance(outputs, (list, tuple)) else outputs
+        return obj[:, :, :, 0, :]
 
     return run
 
