@@ -95,7 +95,10 @@ class StagedOutput:
             self._replace_target_with(self.staging)
             return False
         reason = f"{exc_type.__name__}: {exc}" if str(exc) else exc_type.__name__
-        logging.getLogger(RESULT_LOGGER).error("run failed: %s", reason, exc_info=(exc_type, exc, tb))
+        # The traceback goes to the run log only; the console gets the CLI's one line.
+        self._handler.handle(
+            logging.LogRecord(RESULT_LOGGER, logging.ERROR, __file__, 0, "run failed: %s", (reason,), (exc_type, exc, tb))
+        )
         self._detach_log()
         for child in self.staging.iterdir():
             if child.name != "logs":

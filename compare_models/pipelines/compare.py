@@ -181,11 +181,11 @@ def _ptychi_arm(path: str, shape) -> ArmImage:
 
     timer = _Timer()
     recon = timer("ptychi.load", load_reconstruction, path)
-    image, valid, placed_by = timer("ptychi.place", place_in_object_frame, recon, shape)
+    image, valid = timer("ptychi.place", place_in_object_frame, recon, shape)
     details = {
         "path": str(path),
         "algorithm": recon.algorithm,
-        "placed_by": placed_by,
+        "placed_by": recon.placed_by,
         "canvas_origin_xy": recon.canvas_origin_xy,
         "reconstruction_wall_time_s": recon.wall_time_s,
         "metadata": recon.metadata,
@@ -323,6 +323,129 @@ def _evaluate(arms, dataset, shape, truth, pixel_size, config, timer) -> dict:
     return result
 
 
+COMPONENT_METRICS = ("mae", "mse", "psnr", "ssim", "ms_ssim", "frc50", "frc1over7", "frc_1bit", "frc_halfbit")
+
+
+def metric_rows(result: dict) -> list[tuple]:
+    """Rows of ``comparison_metrics.csv`` (``model,metric,amplitude,phase,value``)."""
+    rows = []
+    for name, entry in result["models"].items():
+        metrics = entry.get("metrics")
+        if metrics is not None:
+            for metric in COMPONENT_METRICS:
+                rows.append((name, metric, metrics["amplitude"][metric], metrics["phase"][metric], None))
+        registration = entry.get("registration")
+        if registration is not None:
+            dy, dx = registration["shift_yx"]
+            rows.append((name, "registration_offset_dy", None, None, dy))
+            rows.append((name, "registration_offset_dx", None, None, dx))
+        if entry.get("computation_time_s") is not None:
+            rows.append((name, "computation_time_s", None, None, entry["computation_time_s"]))
+    return rows
+
+
+def _frc_curves(result: dict) -> dict:
+    curves = {}
+    for name, entry in result["models"].items():
+        metrics = entry.get("metrics")
+        if metrics is None:
+            continue
+        curves[name] = {}
+        for component in ("amplitude", "phase"):
+            frc = metrics[component]["frc"]
+            curves[name][component] = {
+                "frc": frc["curve"],
+                "frequency_nyquist": frc["frequency_nyquist"],
+                "threshold_halfbit": frc["thresholds"]["halfbit"],
+                "threshold_1bit": frc["thresholds"]["1bit"],
+            }
+    return curves
+
+
+def _image_key(name: str) -> str:
+    return name.lower()
+
+
 def _write_outputs(directory: Path, arms, result, dataset, config, timer):
-    """Placeholder until the metric and registration interfaces land (see issue 7)."""
-    raise NotImplementedError
+    from .. import report
+    from ..formats.ptychodus import write_product
+
+    truth = dataset.object_truth
+    region = result["region"]
+    stitched = {_image_key(arm.name): arm.image for arm in arms}
+    aligned = {_image_key(name): image for name, image in result["aligned"].items()}
+    if truth is not None:
+        stitched["ground_truth"] = truth
+        aligned["ground_truth"] = truth
+    report.write_images_npz({**stitched, "scanned_region": region.astype(np.complex64)}, directory / "reconstructions.npz")
+    report.write_images_npz(aligned, directory / "reconstructions_aligned.npz")
+    shown = {arm.name: result["aligned"][arm.name] for arm in arms}
+    title = f"{dataset.n_positions} positions, measured dose {dataset.measured_dose:.3g} photons/pattern"
+    report.plot_comparison(shown, truth, region, directory / "comparison.png", title=title)
+
+    rows = metric_rows(result)
+    if truth is not None:
+        report.write_metrics_csv(rows, directory / "comparison_metrics.csv")
+        report.write_frc_csv(_frc_curves(result), directory / "frc_curves.csv")
+        report.plot_frc(_frc_curves(result), directory / "frc.png")
+    metrics_doc = {
+        "schema": "compare_models.metrics/1",
+        "object_shape": result["object_shape"],
+        "region_pixels": result["region_pixels"],
+        "ground_truth": truth is not None,
+        "models": result["models"],
+    }
+    report.write_json(metrics_doc, directory / "metrics.json")
+
+    # Ptychodus products, so the images open in the facility's viewer.
+    products = directory / "products"
+    products.mkdir()
+    physics = {
+        "pixel_size_m": config.pixel_size_m or dataset.pixel_size_m,
+        "photon_energy_eV": dataset.metadata.get("photon_energy_eV"),
+        "detector_object_distance_m": dataset.metadata.get("detector_object_distance_m"),
+    }
+    for arm in arms:
+        write_product(
+            products / f"{_image_key(arm.name)}_product.h5", arm.image, probe=dataset.probe,
+            positions_xy=dataset.positions_xy, name=arm.name, comments="compare-models stitched image", **physics,
+        )
+    if truth is not None:
+        write_product(
+            products / "ground_truth_product.h5", truth, probe=dataset.probe, positions_xy=dataset.positions_xy,
+            name="ground truth", comments="objectGuess of the test data", object_role="ground_truth", **physics,
+        )
+
+    timings = dict(timer.timings)
+    for arm in arms:
+        timings.update(arm.timings)
+    provenance = {
+        "command_line": list(config.command_line),
+        "config": config.to_dict(),
+        "versions": report.environment_versions(),
+        "inputs": {
+            "test_data": {"path": config.test_data, "sha256": report.file_sha256(config.test_data)},
+            **{
+                arm.key: {
+                    "path": str(arm.details.get("bundle") or arm.details.get("path")),
+                    "sha256": report.file_sha256(arm.details.get("bundle") or arm.details.get("path")),
+                }
+                for arm in arms
+            },
+        },
+        "test_data": {
+            "n_positions": dataset.n_positions,
+            "patch_size": dataset.patch_size,
+            "dose_measured": dataset.measured_dose,
+            "dose_nominal": dataset.nominal_dose,
+            "seed": dataset.metadata.get("seed"),
+            "metadata": dataset.metadata,
+        },
+        "arms": {arm.name: arm.details for arm in arms},
+        "corrections": {
+            name: entry.get("registration") for name, entry in result["models"].items()
+        },
+        "timings_s": timings,
+    }
+    report.write_json(provenance, directory / "provenance.json")
+    result["table"] = report.format_metrics_table(rows) if truth is not None else None

@@ -1,0 +1,79 @@
+"""Run one step of a sweep cell in this process: ``python -m compare_models.sweep_step JSON``.
+
+JSON holds ``step`` (one of :data:`compare_models.sweep.STEP_NAMES`), ``settings`` (that
+step's configuration keys) and ``cell_dir``. The paths inside a cell are fixed here, so the
+sweep only decides settings, never file names.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+__all__ = ["run_step", "cell_paths"]
+
+
+def cell_paths(cell_dir) -> dict[str, Path]:
+    cell_dir = Path(cell_dir)
+    return {
+        "data": cell_dir / "data" / "data.npz",
+        "train": cell_dir / "data" / "data_train.npz",
+        "test": cell_dir / "data" / "data_test.npz",
+        "pinn": cell_dir / "models" / "pinn",
+        "baseline": cell_dir / "models" / "baseline",
+        "ptychi": cell_dir / "ptychi",
+        "ptychi_file": cell_dir / "ptychi" / "ptychi_reconstruction.npz",
+        "compare": cell_dir / "compare",
+    }
+
+
+def run_step(step: str, settings: dict, cell_dir) -> None:
+    from .config import build_config
+
+    paths = cell_paths(cell_dir)
+    if step == "simulate":
+        from .pipelines.simulate import run_simulate
+        from .simulate import SimulationConfig
+
+        run_simulate(build_config(SimulationConfig, settings, where="sweep simulate"), paths["data"], split="y")
+    elif step in ("train_pinn", "train_baseline"):
+        from .pipelines.train import run_train
+        from .train import TrainConfig
+
+        config = build_config(TrainConfig, settings, where=f"sweep {step}")
+        run_train(config, paths["train"], paths[config.model], progress=False)
+    elif step == "reconstruct":
+        from .pipelines.reconstruct import run_reconstruct
+        from .ptychi_arm import ReconstructConfig
+
+        config = build_config(ReconstructConfig, settings, where="sweep reconstruct")
+        run_reconstruct(paths["test"], paths["ptychi"], config, progress=False)
+    elif step == "compare":
+        from .pipelines.compare import CompareConfig, run_compare
+
+        arms = {
+            "pinn_dir": paths["pinn"] if paths["pinn"].exists() else None,
+            "baseline_dir": paths["baseline"] if paths["baseline"].exists() else None,
+            "ptychi_recon_path": paths["ptychi_file"] if paths["ptychi_file"].exists() else None,
+        }
+        fixed = {
+            "test_data": str(paths["test"]),
+            "output_dir": str(paths["compare"]),
+            "overwrite": True,
+            "progress": False,
+            **{k: (str(v) if v else None) for k, v in arms.items()},
+        }
+        run_compare(build_config(CompareConfig, settings, fixed, where="sweep compare"))
+    else:
+        raise ValueError(f"unknown sweep step {step!r}")
+
+
+def main(argv=None) -> int:
+    request = json.loads((argv or sys.argv[1:])[0])
+    run_step(request["step"], request["settings"], request["cell_dir"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""Shared fixtures: a tiny simulated study (data, two briefly trained bundles, a pty-chi file).
+
+Built once per test session; every size is the smallest that still exercises the real code
+(N = 16, gridsize 2 for the PINN, a few epochs).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+TINY_SIMULATION = dict(patch_size=16, object_size=64, scan="jittered", scan_step=3, jitter=0.4, dose=1e5, seed=3)
+
+
+@pytest.fixture(scope="session")
+def tiny_study(tmp_path_factory) -> dict[str, Path]:
+    """Paths of a tiny study: train/test NPZ, PINN and baseline bundles, pty-chi NPZ."""
+    from compare_models.pipelines.simulate import run_simulate
+    from compare_models.pipelines.train import run_train
+    from compare_models.simulate import SimulationConfig
+    from compare_models.train import TrainConfig
+
+    root = tmp_path_factory.mktemp("tiny_study")
+    written = run_simulate(SimulationConfig(**TINY_SIMULATION), root / "data" / "sim.npz", split="y")
+    paths = {"root": root, "train": written["train"], "test": written["test"]}
+    for kind, gridsize in (("pinn", 2), ("baseline", 1)):
+        config = TrainConfig(model=kind, gridsize=gridsize, epochs=2, batch_size=16, width=4, depth=2, seed=0).validate()
+        paths[kind], _ = run_train(config, written["train"], root / "models" / kind, progress=False)
+    paths["ptychi"] = _tiny_ptychi(written["test"], root / "ptychi")
+    return paths
+
+
+def _tiny_ptychi(test_path: Path, out: Path) -> Path | None:
+    try:
+        from compare_models.pipelines.reconstruct import run_reconstruct
+        from compare_models.ptychi_arm import ReconstructConfig, ptychi_missing
+    except ImportError:
+        return None
+    if ptychi_missing():
+        return None
+    run_reconstruct(test_path, out, ReconstructConfig(epochs=8, seed=0).validate(), progress=False)
+    return out / "ptychi_reconstruction.npz"

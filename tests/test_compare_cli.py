@@ -1,0 +1,255 @@
+"""compare-models end to end on a tiny study: outputs, their agreement, bad inputs, interruption."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from compare_models.cli import compare_main
+from compare_models.data import load_dataset, save_dataset
+from compare_models.report import read_metrics_csv
+
+EXPECTED_FILES = (
+    "comparison_metrics.csv",
+    "metrics.json",
+    "frc_curves.csv",
+    "reconstructions.npz",
+    "reconstructions_aligned.npz",
+    "comparison.png",
+    "frc.png",
+    "provenance.json",
+    "logs/run.log",
+)
+
+
+def _invoke(args):
+    return CliRunner().invoke(compare_main, [str(a) for a in args], catch_exceptions=False)
+
+
+def _arms(study, ptychi=True):
+    args = ["--pinn_dir", study["pinn"], "--baseline_dir", study["baseline"]]
+    if ptychi and study["ptychi"] is not None:
+        args += ["--ptychi_recon_path", study["ptychi"]]
+    return args
+
+
+@pytest.fixture(scope="module")
+def full_run(tiny_study, tmp_path_factory):
+    out = tmp_path_factory.mktemp("compare") / "out"
+    result = _invoke(
+        [*_arms(tiny_study), "--test_data", tiny_study["test"], "--output_dir", out, "--stitch-crop-size", "8", "--quiet"]
+    )
+    return out, result
+
+
+def test_full_run_writes_every_output(full_run, tiny_study):
+    out, result = full_run
+    assert result.exit_code == 0, result.output
+    for name in EXPECTED_FILES:
+        assert (out / name).is_file(), name
+    assert not (out / "FAILED").exists()
+    models = {row["model"] for row in read_metrics_csv(out / "comparison_metrics.csv")}
+    expected = {"PtychoPINN", "Baseline"} | ({"PtyChi"} if tiny_study["ptychi"] else set())
+    assert models == expected
+    # The table the demo prints.
+    assert "ms_ssim" in result.output and "PtychoPINN" in result.output
+
+
+def test_csv_and_json_agree(full_run):
+    out, _ = full_run
+    rows = read_metrics_csv(out / "comparison_metrics.csv")
+    with (out / "comparison_metrics.csv").open() as handle:
+        assert next(csv.reader(handle)) == ["model", "metric", "amplitude", "phase", "value"]
+    document = json.loads((out / "metrics.json").read_text())
+    for row in rows:
+        entry = document["models"][row["model"]]
+        if row["amplitude"] is not None:
+            for component in ("amplitude", "phase"):
+                value = entry["metrics"][component][row["metric"]]
+                value = math.inf if value == "inf" else value
+                assert row[component] == pytest.approx(value, rel=1e-12)
+        elif row["metric"] == "computation_time_s":
+            assert row["value"] == pytest.approx(entry["computation_time_s"])
+        elif row["metric"] == "registration_offset_dy":
+            assert row["value"] == pytest.approx(entry["registration"]["shift_yx"][0])
+    for name, entry in document["models"].items():
+        for component in ("amplitude", "phase"):
+            metrics = entry["metrics"][component]
+            assert 0 <= metrics["mae"] and -1 <= metrics["ssim"] <= 1 and 0 <= metrics["ms_ssim"] <= 1, name
+            assert 0 < metrics["frc50"] <= 1
+
+
+def test_frc_csv_matches_json_curves(full_run):
+    out, _ = full_run
+    document = json.loads((out / "metrics.json").read_text())
+    with (out / "frc_curves.csv").open() as handle:
+        records = list(csv.DictReader(handle))
+    for name, entry in document["models"].items():
+        for component in ("amplitude", "phase"):
+            curve = [float(r["frc"]) for r in records if r["model"] == name and r["component"] == component]
+            np.testing.assert_allclose(curve, entry["metrics"][component]["frc"]["curve"])
+
+
+def test_images_are_on_the_ground_truth_grid(full_run, tiny_study):
+    out, _ = full_run
+    truth = load_dataset(tiny_study["test"]).object_truth
+    with np.load(out / "reconstructions.npz", allow_pickle=False) as stitched:
+        np.testing.assert_array_equal(stitched["ground_truth_complex"], truth)
+        for key in ("ptychopinn", "baseline"):
+            assert stitched[f"{key}_complex"].shape == truth.shape
+            np.testing.assert_allclose(stitched[f"{key}_amplitude"], np.abs(stitched[f"{key}_complex"]), rtol=1e-6)
+    with np.load(out / "reconstructions_aligned.npz", allow_pickle=False) as aligned:
+        assert {"ptychopinn_phase", "baseline_phase", "ground_truth_complex"} <= set(aligned.files)
+
+
+def test_provenance_records_inputs_and_dose(full_run, tiny_study):
+    out, _ = full_run
+    provenance = json.loads((out / "provenance.json").read_text())
+    dataset = load_dataset(tiny_study["test"])
+    assert provenance["test_data"]["dose_measured"] == pytest.approx(dataset.measured_dose)
+    assert len(provenance["inputs"]["test_data"]["sha256"]) == 64
+    assert set(provenance["inputs"]) >= {"test_data", "pinn", "baseline"}
+    assert "PtychoPINN" in provenance["corrections"]
+    assert any(k.startswith("pinn.inference") for k in provenance["timings_s"])
+
+
+def test_same_inputs_same_numbers(full_run, tiny_study, tmp_path):
+    out, _ = full_run
+    again = tmp_path / "again"
+    result = _invoke(
+        [*_arms(tiny_study), "--test_data", tiny_study["test"], "--output_dir", again, "--stitch-crop-size", "8", "--quiet"]
+    )
+    assert result.exit_code == 0
+    first = {(r["model"], r["metric"]): r for r in read_metrics_csv(out / "comparison_metrics.csv")}
+    for row in read_metrics_csv(again / "comparison_metrics.csv"):
+        if row["metric"] == "computation_time_s":
+            continue
+        assert row == first[(row["model"], row["metric"])]
+
+
+def test_no_ground_truth_gives_images_only(tiny_study, tmp_path):
+    import dataclasses
+
+    dataset = load_dataset(tiny_study["test"])
+    bare = save_dataset(dataclasses.replace(dataset, object_truth=None, patches_truth=None), tmp_path / "bare.npz")
+    out = tmp_path / "out"
+    result = _invoke(["--pinn_dir", tiny_study["pinn"], "--test_data", bare, "--output_dir", out, "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert (out / "reconstructions.npz").exists() and (out / "comparison.png").exists()
+    assert not (out / "comparison_metrics.csv").exists()
+
+
+def test_existing_output_needs_overwrite(full_run, tiny_study):
+    out, _ = full_run
+    result = _invoke(["--pinn_dir", tiny_study["pinn"], "--test_data", tiny_study["test"], "--output_dir", out])
+    assert result.exit_code == 2 and "--overwrite" in result.output
+    assert (out / "comparison_metrics.csv").exists()
+
+
+def test_dash_spellings_and_tike_alias(tiny_study, tmp_path):
+    if tiny_study["ptychi"] is None:
+        pytest.skip("pty-chi extra not installed")
+    out = tmp_path / "out"
+    result = _invoke(
+        ["--baseline-dir", tiny_study["baseline"], "--tike_recon_path", tiny_study["ptychi"],
+         "--test-data", tiny_study["test"], "--output-dir", out, "--register-ptychi-only", "--quiet"]
+    )
+    assert result.exit_code == 0, result.output
+    assert {r["model"] for r in read_metrics_csv(out / "comparison_metrics.csv")} == {"Baseline", "PtyChi"}
+
+
+# ---- bad inputs, as a new user would try them: one line, exit 2, nothing that looks finished
+
+
+def _assert_clean_failure(result, out, fragment):
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and fragment in lines[0], result.output
+    assert "Traceback" not in result.output
+    assert not (out / "comparison_metrics.csv").exists()
+    if out.exists():
+        assert (out / "FAILED").exists() and fragment.split()[0] in (out / "FAILED").read_text() + result.output
+
+
+def test_wrong_paths(tiny_study, tmp_path):
+    out = tmp_path / "out"
+    result = _invoke(["--pinn_dir", tmp_path / "nope", "--test_data", tiny_study["test"], "--output_dir", out])
+    _assert_clean_failure(result, out, "no such directory")
+    result = _invoke(["--pinn_dir", tiny_study["pinn"], "--test_data", tmp_path / "x.npz", "--output_dir", out])
+    _assert_clean_failure(result, out, "no such file")
+
+
+def test_nothing_to_compare(tiny_study, tmp_path):
+    result = _invoke(["--test_data", tiny_study["test"], "--output_dir", tmp_path / "o"])
+    _assert_clean_failure(result, tmp_path / "o", "nothing to compare")
+
+
+def test_bundle_for_another_patch_size(tiny_study, tmp_path):
+    from compare_models.simulate import SimulationConfig, simulate_dataset
+
+    other = save_dataset(simulate_dataset(SimulationConfig(patch_size=32, object_size=96, scan_step=8)), tmp_path / "n32.npz")
+    out = tmp_path / "out"
+    result = _invoke(["--pinn_dir", tiny_study["pinn"], "--test_data", other, "--output_dir", out])
+    _assert_clean_failure(result, out, "N = 16")
+
+
+def test_data_without_probe(tiny_study, tmp_path):
+    with np.load(tiny_study["test"], allow_pickle=False) as archive:
+        arrays = {k: archive[k] for k in archive.files if k != "probeGuess"}
+    bad = tmp_path / "noprobe.npz"
+    np.savez(bad, **arrays)
+    out = tmp_path / "out"
+    result = _invoke(["--pinn_dir", tiny_study["pinn"], "--test_data", bad, "--output_dir", out])
+    _assert_clean_failure(result, out, "probeGuess")
+
+
+def test_corrupt_keras_file(tiny_study, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_study["pinn"], broken)
+    model_file = broken / "model.keras"
+    model_file.write_bytes(model_file.read_bytes()[:200])
+    out = tmp_path / "out"
+    result = _invoke(["--pinn_dir", broken, "--test_data", tiny_study["test"], "--output_dir", out])
+    _assert_clean_failure(result, out, "model.keras")
+
+
+def test_reconstruction_without_object(tiny_study, tmp_path):
+    bad = tmp_path / "recon.npz"
+    np.savez(bad, reconstructed_probe=np.ones((16, 16), np.complex64))
+    out = tmp_path / "out"
+    result = _invoke(["--ptychi_recon_path", bad, "--test_data", tiny_study["test"], "--output_dir", out])
+    _assert_clean_failure(result, out, "reconstructed_object")
+
+
+@pytest.mark.parametrize("crop", ["0", "17"])
+def test_crop_size_out_of_range(tiny_study, tmp_path, crop):
+    out = tmp_path / "out"
+    result = _invoke(["--pinn_dir", tiny_study["pinn"], "--test_data", tiny_study["test"], "--output_dir", out, "--stitch-crop-size", crop])
+    _assert_clean_failure(result, out, "--stitch-crop-size")
+
+
+def test_interrupted_run_leaves_nothing_that_looks_complete(tiny_study, tmp_path):
+    out = tmp_path / "out"
+    command = [sys.executable, "-c", "from compare_models.cli import compare_main; compare_main()", *map(str, _arms(tiny_study)),
+               "--test_data", str(tiny_study["test"]), "--output_dir", str(out), "--quiet"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 60
+    # Wait until the run has started writing (its staging directory exists), then kill it.
+    while time.time() < deadline and not list(tmp_path.glob(".out.partial-*")):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=60)
+    assert process.returncode != 0
+    assert not (out / "comparison_metrics.csv").exists()
+    assert (out / "FAILED").exists()
+    assert not list(tmp_path.glob(".out.partial-*"))
