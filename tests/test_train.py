@@ -1,0 +1,192 @@
+"""Training: the loss goes down, seeds reproduce, early stopping, the config and the CLI."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from compare_models.bundle import load_bundle
+from compare_models.cli import study_main
+from compare_models.config import build_config
+from compare_models.data import save_dataset
+from compare_models.errors import ConfigError, DatasetError
+from compare_models.inference import predict
+from compare_models.models import build_baseline, build_pinn
+from compare_models.models.inputs import intensity_scale
+from compare_models.simulate import SimulationConfig, simulate_dataset, split_dataset_by_row
+from compare_models.train import TrainConfig, evaluate_loss, split_indices, train_model
+
+TINY = dict(width=8, depth=3, batch_size=16, learning_rate=2e-3, validation_fraction=0.1)
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    # N = 32, 256 patterns.
+    return simulate_dataset(
+        SimulationConfig(patch_size=32, object_size=96, scan="jittered", scan_step=4, jitter=0.5, seed=3)
+    )
+
+
+def fresh_model(config, data):
+    if config.model == "pinn":
+        return build_pinn(32, config.gridsize, data.probe, width=config.width, depth=config.depth, seed=config.seed)
+    return build_baseline(32, width=config.width, depth=config.depth, seed=config.seed)
+
+
+@pytest.mark.parametrize("model, gridsize", [("pinn", 1), ("pinn", 2), ("baseline", 1)])
+def test_two_epochs_lower_the_loss(dataset, model, gridsize):
+    config = TrainConfig(model=model, gridsize=gridsize, epochs=2, seed=0, **TINY)
+    scale = intensity_scale(dataset.diffraction_amplitude)
+    before = evaluate_loss(fresh_model(config, dataset), dataset, config, intensity_scale=scale)
+    result = train_model(dataset, config, progress=False)
+    after = evaluate_loss(result.model, dataset, config, intensity_scale=scale)
+    assert after < before, (before, after)
+    assert len(result.history["loss"]) == 2 and len(result.history["val_loss"]) == 2
+    assert result.intensity_scale == pytest.approx(scale)
+    if model == "baseline":
+        assert after < 0.9 * before
+
+
+def test_same_seed_same_history_different_seed_differs(dataset):
+    config = TrainConfig(model="pinn", gridsize=2, epochs=1, seed=5, width=4, depth=2, batch_size=32)
+    first = train_model(dataset, config, progress=False).history
+    second = train_model(dataset, config, progress=False).history
+    other = train_model(dataset, dataclasses.replace(config, seed=6), progress=False).history
+    assert first == second
+    assert first != other
+
+
+def test_early_stopping_stops_when_nothing_improves(dataset):
+    # A step of 1e-30 cannot change float32 weights, so the validation loss never improves.
+    config = TrainConfig(model="baseline", epochs=10, early_stopping_patience=2, learning_rate=1e-30,
+                         width=4, depth=2, batch_size=64)
+    history = train_model(dataset, config, progress=False).history
+    assert len(history["loss"]) == 3
+    assert len(set(history["val_loss"])) == 1
+
+
+def test_no_validation_set(dataset):
+    config = TrainConfig(model="baseline", epochs=1, validation_fraction=0.0, width=4, depth=2, batch_size=64)
+    history = train_model(dataset, config, progress=False).history
+    assert set(history) == {"loss"}
+
+
+def test_baseline_needs_ground_truth(dataset):
+    blind = dataclasses.replace(dataset, object_truth=None, patches_truth=None)
+    with pytest.raises(DatasetError, match="ground truth"):
+        train_model(blind, TrainConfig(model="baseline", epochs=1, width=4, depth=2), progress=False)
+
+
+def test_split_indices_are_disjoint_complete_and_seeded():
+    train, val = split_indices(101, 0.2, seed=4)
+    assert len(val) == 20 and len(train) == 81
+    assert sorted(np.concatenate([train, val]).tolist()) == list(range(101))
+    again = split_indices(101, 0.2, seed=4)
+    assert np.array_equal(train, again[0]) and not np.array_equal(val, split_indices(101, 0.2, seed=5)[1])
+    assert len(split_indices(2, 0.9, seed=0)[0]) == 1
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"model": "gan"}, "model must be"),
+        ({"model": "baseline", "gridsize": 2}, "gridsize 1 only"),
+        ({"epochs": 0}, "epochs"),
+        ({"validation_fraction": 0.95}, "validation_fraction"),
+        ({"learning_rate": 0}, "learning_rate"),
+        ({"gridsize": 2, "n_neighbours": 3}, "n_neighbours"),
+        ({"early_stopping_patience": 0}, "patience"),
+        ({"epoch": 3}, "unknown setting 'epoch'"),
+    ],
+)
+def test_invalid_settings(settings, message):
+    with pytest.raises(ConfigError, match=message):
+        build_config(TrainConfig, settings)
+
+
+def test_cli_train_writes_a_bundle_that_predicts(tmp_path, dataset):
+    train, test = split_dataset_by_row(dataset)
+    data_path = save_dataset(train, tmp_path / "train.npz")
+    config = tmp_path / "c.yaml"
+    config.write_text("train:\n  epochs: 3\n  width: 4\n  depth: 2\n  batch_size: 32\n")
+    out = tmp_path / "bundle"
+    result = CliRunner().invoke(
+        study_main,
+        ["train", "--model", "pinn", "--gridsize", "2", "--train-data", str(data_path), "--out", str(out),
+         "--config", str(config), "--epochs", "1", "--seed", "2", "--no-progress"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "bundle:" in result.output
+    bundle = load_bundle(out)
+    assert bundle.kind == "pinn" and bundle.gridsize == 2
+    assert bundle.metadata["config"]["epochs"] == 1 and bundle.metadata["config"]["width"] == 4
+    assert len(bundle.metadata["history"]["loss"]) == 1
+    assert (out / "loss.png").stat().st_size > 0
+    assert predict(bundle, test, progress=False).patches.shape == (test.n_positions, 32, 32)
+
+
+def test_cli_train_user_error_is_one_line(tmp_path, dataset):
+    data_path = save_dataset(dataset, tmp_path / "d.npz")
+    result = CliRunner().invoke(
+        study_main,
+        ["train", "--model", "baseline", "--gridsize", "2", "--train-data", str(data_path),
+         "--out", str(tmp_path / "b")],
+    )
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == ["error: the baseline supports gridsize 1 only"]
+    assert not (tmp_path / "b").exists()
+
+
+def stitch_average(patches, positions_xy, shape):
+    """Average of patches placed at rounded integer positions (a plain NumPy reference)."""
+    n_side = patches.shape[-1]
+    total = np.zeros(shape, complex)
+    count = np.zeros(shape)
+    for patch, (x, y) in zip(patches, np.rint(positions_xy).astype(int), strict=True):
+        rows = slice(y - n_side // 2, y + n_side // 2)
+        cols = slice(x - n_side // 2, x + n_side // 2)
+        total[rows, cols] += patch
+        count[rows, cols] += 1
+    return total / np.maximum(count, 1), count > 0
+
+
+def gauge_fixed_errors(image, truth, mask):
+    """Amplitude and phase MAE over ``mask`` after fitting a scalar gain and a global phase."""
+    amplitude, true_amplitude = np.abs(image[mask]), np.abs(truth[mask])
+    gain = (amplitude @ true_amplitude) / max(amplitude @ amplitude, 1e-12)
+    offset = np.angle(np.sum(image[mask] * np.conj(truth[mask])))
+    phase_error = np.angle(image[mask] * np.exp(-1j * offset) * np.conj(truth[mask]))
+    return np.mean(np.abs(gain * amplitude - true_amplitude)), np.mean(np.abs(phase_error))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model, gridsize", [("pinn", 2), ("baseline", 1)])
+def test_stitched_images_beat_a_blank_image(model, gridsize):
+    data = simulate_dataset(
+        SimulationConfig(patch_size=32, object_size=128, scan="jittered", scan_step=3, jitter=0.5,
+                         dose=1e5, seed=11)
+    )
+    train, test = split_dataset_by_row(data)
+    config = TrainConfig(model=model, gridsize=gridsize, epochs=40, batch_size=16, width=16,
+                         learning_rate=2e-3, seed=0, validation_fraction=0.1)
+    result = train_model(train, config, progress=False)
+    from compare_models.bundle import Bundle
+
+    bundle = Bundle(model=result.model, kind=model, patch_size=32, gridsize=gridsize,
+                    intensity_scale=result.intensity_scale, probe=train.probe,
+                    metadata={"region_pad": result.region_pad})
+    prediction = predict(bundle, test, progress=False)
+    image, covered = stitch_average(prediction.patches, prediction.positions_xy, data.object_truth.shape)
+    # Score the interior of the test region, away from the scan edges.
+    mask = np.zeros_like(covered)
+    y = test.positions_xy[:, 1]
+    mask[int(y.min()) : int(y.max()) + 1, 24:104] = True
+    mask &= covered
+    truth = data.object_truth
+    amp_mae, phase_mae = gauge_fixed_errors(image, truth, mask)
+    blank_amp = np.mean(np.abs(np.abs(truth[mask]) - np.median(np.abs(truth[mask]))))
+    blank_phase = np.mean(np.abs(np.angle(truth[mask]) - np.median(np.angle(truth[mask]))))
+    print(model, amp_mae, blank_amp, phase_mae, blank_phase)
+    assert amp_mae < 0.8 * blank_amp or phase_mae < 0.8 * blank_phase
+    assert amp_mae < blank_amp and phase_mae < blank_phase
