@@ -10,6 +10,11 @@ INSTALL_INPUTS := setup.cfg pyproject.toml $(CONSTRAINTS)
 DEMO_CONFIG ?= configs/demo.yaml
 DEMO_DIR ?= demo_output
 PYTEST_ARGS ?=
+SWEEP_CONFIG ?= configs/dose_sweep.yaml
+SWEEP_DIR ?= sweep_output
+DOSES ?=
+SEEDS ?=
+WORKERS ?= 1
 
 .PHONY: demo test install install-dev lint sweep clean bench
 
@@ -37,7 +42,12 @@ test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 demo: $(VENV)/.installed
-	$(BIN)/ptycho-study simulate --config $(DEMO_CONFIG) --out $(DEMO_DIR)/data/demo.npz --split y
+	$(BIN)/ptycho-study demo --config $(DEMO_CONFIG) --out $(DEMO_DIR)
+
+# make sweep DOSES="1e3 1e4 1e5 1e6" SEEDS="0 1" [CONFIG=configs/dose_sweep.yaml] [WORKERS=2]
+sweep: $(VENV)/.installed
+	$(BIN)/ptycho-study sweep --config $(or $(CONFIG),$(SWEEP_CONFIG)) --out $(SWEEP_DIR) --workers $(WORKERS) \
+		$(if $(DOSES),--doses "$(DOSES)") $(if $(SEEDS),--seeds "$(SEEDS)")
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check compare_models tests scripts

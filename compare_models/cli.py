@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import functools
 import sys
+from pathlib import Path
 
 import click
 
 from . import __version__
-from .errors import CompareModelsError
+from .errors import CompareModelsError, ConfigError
 
 EXIT_USAGE = 2
 
@@ -231,6 +232,89 @@ def train_command(train_data, out_dir, config_path, progress, **overrides):
     path, result = run_train(config, train_data, out_dir, progress=progress)
     click.echo(f"bundle: {path}")
     click.echo(_indent(describe_training(result)))
+
+
+def _sweep_config(config_path, overrides):
+    from .config import build_config, read_yaml_section
+    from .sweep import SweepConfig
+
+    sections = {}
+    if config_path:
+        data = read_yaml_section(config_path)
+        unknown = set(data) - {"sweep", "simulate", "train_pinn", "train_baseline", "reconstruct", "compare"}
+        if unknown:
+            raise ConfigError(f"{config_path}: unknown section(s) {', '.join(sorted(unknown))}")
+        sections = {k: v for k, v in data.items() if k != "sweep"}
+        sections.update(data.get("sweep") or {})
+    for key in ("doses", "seeds", "arms"):
+        if key in sections and sections[key] is not None:
+            sections[key] = tuple(sections[key])
+    return build_config(SweepConfig, sections, overrides, where=config_path or "options")
+
+
+def _split_numbers(text, kind):
+    if text is None:
+        return None
+    try:
+        return tuple(kind(float(item)) if kind is int else kind(item) for item in text.replace(",", " ").split())
+    except ValueError as exc:
+        raise ConfigError(f"cannot read {text!r} as a list of numbers") from exc
+
+
+@study_main.command("sweep")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="YAML with sections sweep, simulate, train_pinn, train_baseline, reconstruct, compare.")
+@click.option("--doses", help='Nominal doses, photons per pattern, e.g. "1e3 1e4 1e5".')
+@click.option("--seeds", help='Seeds, e.g. "0 1".')
+@click.option("--out", "output_dir", type=click.Path(file_okay=False), help="Sweep output directory (default sweep_output).")
+@click.option("--workers", type=int, help="Cells run at once by the local process pool (default 1).")
+@click.option("--executor", type=click.Choice(["process", "parsl"]), help="process (default) or parsl (Slurm/PBS via Parsl).")
+@click.option("--parsl-config", "parsl_config", type=click.Path(exists=True, dir_okay=False), help="Parsl config file defining `config`.")
+@click.option("--threads-per-cell", "threads_per_cell", type=int, help="Thread count for each cell's processes.")
+@user_errors
+def sweep_command(config_path, doses, seeds, **overrides):
+    """Run a dose sweep: simulate, train both networks, run pty-chi and compare, per (dose, seed).
+
+    Cells are skipped when their outputs exist with the same resolved configuration, and a
+    cell interrupted mid-way is redone from the step that did not finish. Writes
+    sweep_metrics.csv, sweep_report.md and sweep_<metric>.png to the output directory.
+    """
+    from .sweep import run_sweep
+
+    overrides.update(doses=_split_numbers(doses, float), seeds=_split_numbers(seeds, int))
+    config = _sweep_config(config_path, overrides)
+    results = run_sweep(config, echo=click.echo)
+    click.echo(f"report: {Path(config.output_dir) / 'sweep_report.md'}")
+    failed = [r for r in results if r["status"] == "failed"]
+    if failed:
+        click.echo(f"error: {len(failed)} of {len(results)} cells failed", err=True)
+        sys.exit(1)
+
+
+@study_main.command("demo")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), default="configs/demo.yaml", show_default=True)
+@click.option("--out", "output_dir", type=click.Path(file_okay=False), default="demo_output", show_default=True)
+@user_errors
+def demo_command(config_path, output_dir):
+    """The whole study on the embedded default: one (dose, seed) cell, then its metrics table."""
+    from .report import format_metrics_table, read_metrics_csv
+    from .sweep import Cell, run_sweep
+
+    config = _sweep_config(config_path, {"output_dir": output_dir})
+    results = run_sweep(config, echo=click.echo)
+    for result in results:
+        if result["status"] == "failed":
+            click.echo(f"error: the demo failed at step {result['failed_step']}; see {result['log']}", err=True)
+            sys.exit(1)
+    for dose in config.doses:
+        for seed in config.seeds:
+            compare_dir = Path(config.output_dir) / "cells" / Cell(float(dose), int(seed)).name / "compare"
+            rows = [(r["model"], r["metric"], r["amplitude"], r["phase"], r["value"]) for r in read_metrics_csv(compare_dir / "comparison_metrics.csv")]
+            click.echo(f"\nmetrics ({compare_dir / 'comparison_metrics.csv'}):")
+            click.echo(format_metrics_table(rows))
+            click.echo("\nfigures:")
+            for name in ("comparison.png", "frc.png"):
+                click.echo(f"  {compare_dir / name}")
+    click.echo(f"  {Path(config.output_dir) / 'sweep_report.md'}")
 
 
 if __name__ == "__main__":  # pragma: no cover
