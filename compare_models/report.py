@@ -183,6 +183,15 @@ def plot_comparison(images: Mapping[str, np.ndarray], truth: np.ndarray | None, 
     phase_limits = (
         (float(phase_ref.min()), float(phase_ref.max())) if phase_ref is not None else None
     )
+    error_limits = [None, None]
+    if truth is not None:
+        # One colour scale per error row, shared by every model, so the maps compare.
+        for image in images.values():
+            crop = np.where(region, image, np.nan)[box]
+            amp_err = np.nanmax(np.abs(np.abs(crop) - amp_ref))
+            phase_err = np.nanmax(np.abs(np.angle(np.exp(1j * (np.angle(crop) - phase_ref)))))
+            error_limits[0] = max(error_limits[0] or 0.0, float(amp_err))
+            error_limits[1] = max(error_limits[1] or 0.0, float(phase_err))
     for col, (name, image) in enumerate(columns.items()):
         crop = np.where(region, image, np.nan)[box]
         amp, phase = np.abs(crop), np.angle(crop)
@@ -192,19 +201,22 @@ def plot_comparison(images: Mapping[str, np.ndarray], truth: np.ndarray | None, 
         ]
         if truth is not None:
             shown += [
-                (np.abs(amp - amp_ref), "|amplitude error|", "magma", None),
-                (np.abs(np.angle(np.exp(1j * (phase - phase_ref)))), "|phase error| (rad)", "magma", None),
+                (np.abs(amp - amp_ref), "|amplitude error|", "magma", (0.0, error_limits[0] or 1.0)),
+                (np.abs(np.angle(np.exp(1j * (phase - phase_ref)))), "|phase error| (rad)", "magma", (0.0, error_limits[1] or 1.0)),
             ]
         for row, (data, label, cmap, limits) in enumerate(shown):
             ax = axes[row, col]
-            vmin, vmax = limits if limits else (None, None)
-            handle = ax.imshow(data, cmap=cmap, vmin=vmin, vmax=vmax)
             ax.set_xticks([])
             ax.set_yticks([])
-            if row == 0:
-                ax.set_title(name)
             if col == 0:
                 ax.set_ylabel(label)
+            if name == "Ground truth" and row >= 2:
+                ax.axis("off")
+                continue
+            vmin, vmax = limits if limits else (None, None)
+            handle = ax.imshow(data, cmap=cmap, vmin=vmin, vmax=vmax)
+            if row == 0:
+                ax.set_title(name)
             fig.colorbar(handle, ax=ax, fraction=0.046, pad=0.04)
     if title:
         fig.suptitle(title)

@@ -81,7 +81,7 @@ def test_csv_and_json_agree(full_run):
         elif row["metric"] == "computation_time_s":
             assert row["value"] == pytest.approx(entry["computation_time_s"])
         elif row["metric"] == "registration_offset_dy":
-            assert row["value"] == pytest.approx(entry["registration"]["shift_yx"][0])
+            assert row["value"] == pytest.approx(entry["registration"]["shift_yx_px"][0])
     for name, entry in document["models"].items():
         for component in ("amplitude", "phase"):
             metrics = entry["metrics"][component]

@@ -199,8 +199,8 @@ def _ptychi_arm(path: str, shape) -> ArmImage:
 def _computation_time(arm: ArmImage) -> float | None:
     """What a user waits for to get this arm's image from the diffraction data."""
     if arm.key == "ptychi":
-        return arm.timings.get("ptychi.reconstruction")
-    return arm.timings[f"{arm.key}.inference"] + arm.timings[f"{arm.key}.stitch"]
+        return arm.timings_s.get("ptychi.reconstruction")
+    return arm.timings_s[f"{arm.key}.inference"] + arm.timings_s[f"{arm.key}.stitch"]
 
 
 def _register(arm: ArmImage, truth, region, placed_by_registration: bool, config: CompareConfig):
@@ -336,7 +336,7 @@ def metric_rows(result: dict) -> list[tuple]:
                 rows.append((name, metric, metrics["amplitude"][metric], metrics["phase"][metric], None))
         registration = entry.get("registration")
         if registration is not None:
-            dy, dx = registration["shift_yx"]
+            dy, dx = registration["shift_yx_px"]
             rows.append((name, "registration_offset_dy", None, None, dy))
             rows.append((name, "registration_offset_dx", None, None, dx))
         if entry.get("computation_time_s") is not None:
@@ -418,7 +418,7 @@ def _write_outputs(directory: Path, arms, result, dataset, config, timer):
 
     timings = dict(timer.timings)
     for arm in arms:
-        timings.update(arm.timings)
+        timings.update(arm.timings_s)
     provenance = {
         "command_line": list(config.command_line),
         "config": config.to_dict(),

@@ -1,0 +1,137 @@
+"""Dose sweeps on tiny cells: the report, idempotence, resuming a killed cell, Parsl."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from compare_models.sweep import Cell, SweepConfig, plan_cell, run_sweep
+
+TINY_SECTIONS = dict(
+    simulate=dict(patch_size=16, object_size=56, scan="jittered", scan_step=4, jitter=0.3),
+    train_pinn=dict(gridsize=2, epochs=1, batch_size=16, width=4, depth=2),
+    train_baseline=dict(epochs=1, batch_size=16, width=4, depth=2),
+    reconstruct=dict(epochs=3),
+    compare=dict(stitch_crop_size=8),
+)
+
+
+def _config(out: Path, **changes) -> SweepConfig:
+    return SweepConfig(
+        doses=(1e3, 1e5), seeds=(0,), output_dir=str(out), threads_per_cell=1, **{**TINY_SECTIONS, **changes}
+    ).validate()
+
+
+def _markers(out: Path) -> dict[str, float]:
+    return {str(p.relative_to(out)): p.stat().st_mtime_ns for p in sorted(out.glob("cells/*/.done/*.json"))}
+
+
+@pytest.fixture(scope="module")
+def finished_sweep(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sweep") / "sweep"
+    results = run_sweep(_config(out), echo=lambda _: None)
+    return out, results
+
+
+def test_tiny_sweep_reports_every_cell(finished_sweep):
+    out, results = finished_sweep
+    assert [r["status"] for r in results] == ["done", "done"], results
+    with (out / "sweep_metrics.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == ["dose_nominal", "dose_measured", "seed", "model", "metric", "component", "value"]
+    assert {float(r["dose_nominal"]) for r in rows} == {1e3, 1e5}
+    assert {r["model"] for r in rows} == {"PtychoPINN", "Baseline", "PtyChi"}
+    # The measured dose is what the test data holds, within Poisson scatter of the nominal one.
+    for row in rows:
+        assert float(row["dose_measured"]) == pytest.approx(float(row["dose_nominal"]), rel=0.25)
+    report = (out / "sweep_report.md").read_text()
+    assert "## ms_ssim (amplitude)" in report and "PtyChi" in report
+    for metric in ("ms_ssim", "frc50", "psnr"):
+        assert (out / f"sweep_{metric}.png").stat().st_size > 1000
+
+
+def test_running_again_does_nothing(finished_sweep):
+    out, _ = finished_sweep
+    before = _markers(out)
+    results = run_sweep(_config(out), echo=lambda _: None)
+    assert [r["status"] for r in results] == ["skipped", "skipped"]
+    assert _markers(out) == before
+
+
+def test_changed_setting_redoes_only_what_depends_on_it(finished_sweep):
+    out, _ = finished_sweep
+    before = _markers(out)
+    changed = dict(TINY_SECTIONS["compare"], ms_ssim_sigma=0.0)
+    results = run_sweep(_config(out, compare=changed), echo=lambda _: None)
+    assert all(r["ran"] == ["compare"] for r in results), results
+    after = _markers(out)
+    assert all(after[k] == before[k] for k in before if not k.endswith("compare.json"))
+
+
+def test_plan_depends_on_dose_and_seed():
+    config = _config(Path("x"))
+    simulate = plan_cell(Cell(1e3, 0), config)[0]
+    assert simulate.settings["dose"] == 1e3 and simulate.settings["seed"] == 0
+    assert [s.name for s in plan_cell(Cell(1e3, 0), config)] == ["simulate", "train_pinn", "train_baseline", "reconstruct", "compare"]
+
+
+def test_killed_cell_is_redone_and_nothing_else(tmp_path):
+    out = tmp_path / "sweep"
+    config = _config(out, doses=(1e4,))
+    code = (
+        "import json, sys; from compare_models.sweep import SweepConfig, run_sweep; "
+        "d = json.loads(sys.argv[1]); "
+        "d.update(doses=tuple(d['doses']), seeds=tuple(d['seeds']), arms=tuple(d['arms'])); "
+        "run_sweep(SweepConfig(**d))"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, json.dumps(config.to_dict())], start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    cell_dir = out / "cells" / Cell(1e4, 0).name
+    deadline = time.time() + 120
+    while time.time() < deadline and not (cell_dir / ".done" / "simulate.json").exists():
+        time.sleep(0.1)
+    time.sleep(0.5)  # now inside train_pinn
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    simulated = (cell_dir / ".done" / "simulate.json").stat().st_mtime_ns
+    assert not (cell_dir / ".done" / "compare.json").exists()
+
+    results = run_sweep(config, echo=lambda _: None)
+    assert results[0]["status"] == "done"
+    assert "simulate" not in results[0]["ran"] and "compare" in results[0]["ran"]
+    assert (cell_dir / ".done" / "simulate.json").stat().st_mtime_ns == simulated
+    assert (cell_dir / "compare" / "comparison_metrics.csv").exists()
+
+
+def test_failed_cell_is_reported_and_others_finish(tmp_path):
+    out = tmp_path / "sweep"
+    # Dose 1e4 is fine; the crop of 99 > N fails the compare step of every cell, which must
+    # be reported per cell with its log, not raised.
+    results = run_sweep(_config(out, doses=(1e4,), arms=("baseline",), compare={"stitch_crop_size": 99}), echo=lambda _: None)
+    assert results[0]["status"] == "failed" and results[0]["failed_step"] == "compare"
+    assert "stitch-crop-size" in Path(results[0]["log"]).read_text()
+
+
+def test_parsl_executor_runs_the_tiny_sweep(tmp_path):
+    pytest.importorskip("parsl")
+    parsl_config = tmp_path / "parsl_threads.py"
+    parsl_config.write_text(
+        "from parsl.config import Config\n"
+        "from parsl.executors.threads import ThreadPoolExecutor\n"
+        "config = Config(executors=[ThreadPoolExecutor(max_threads=2, label='local')], run_dir={!r})\n".format(str(tmp_path / "runinfo"))
+    )
+    out = tmp_path / "sweep"
+    config = _config(out, doses=(1e4,), arms=("baseline",), executor="parsl", parsl_config=str(parsl_config))
+    results = run_sweep(config, echo=lambda _: None)
+    assert [r["status"] for r in results] == ["done"], results
+    assert (out / "sweep_metrics.csv").read_text().count("Baseline") > 5
