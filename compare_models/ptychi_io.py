@@ -146,7 +146,7 @@ def save_reconstruction(
 def _read(archive, key: str, path, *, required: bool):
     """The array under ``key``; None (with a warning) for a pickled optional entry."""
     try:
-        return archive[key]
+        value = archive[key]
     except ValueError as exc:  # object arrays refuse to load with allow_pickle=False
         if required:
             raise ReconstructionFileError(
@@ -159,6 +159,11 @@ def _read(archive, key: str, path, *, required: bool):
         return None
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
         raise ReconstructionFileError(f"{path}: key '{key}' is corrupt ({exc})") from exc
+    if not isinstance(value, np.ndarray):  # a zip member that is not a .npy file
+        raise ReconstructionFileError(
+            f"{path}: key '{key}' is not a NumPy array (.npy member); the file is not a valid NPZ"
+        )
+    return value
 
 
 def _squeeze_leading(array: np.ndarray, rank: int) -> np.ndarray:
