@@ -276,14 +276,19 @@ def load_dataset(path) -> Dataset:
 
 def _read_key(archive, key: str, path) -> np.ndarray:
     try:
-        return archive[key]
-    except ValueError as exc:  # object arrays refuse to load with allow_pickle=False
-        raise DatasetError(
-            f"{path}: key '{key}' is stored as a pickled object array; refusing to unpickle. "
-            "Expected a numeric array"
-        ) from exc
+        value = archive[key]
+    except ValueError as exc:
+        if "pickle" in str(exc):  # object arrays refuse to load with allow_pickle=False
+            raise DatasetError(
+                f"{path}: key '{key}' is stored as a pickled object array; refusing to unpickle. "
+                "Expected a numeric array"
+            ) from exc
+        raise DatasetError(f"{path}: key '{key}' is not a readable NumPy array ({exc})") from exc
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
         raise DatasetError(f"{path}: key '{key}' is corrupt ({exc})") from exc
+    if not isinstance(value, np.ndarray):  # a zip member that is not a .npy file
+        raise DatasetError(f"{path}: key '{key}' is not a NumPy array (.npy) member")
+    return value
 
 
 def _numeric(array: np.ndarray, key: str, path, *, complex_ok: bool) -> np.ndarray:

@@ -196,3 +196,13 @@ def test_subset_keeps_order(tmp_path):
     part = dataset.subset([4, 1])
     np.testing.assert_array_equal(part.positions_xy, dataset.positions_xy[[4, 1]])
     np.testing.assert_array_equal(part.diffraction_amplitude[0], dataset.diffraction_amplitude[4])
+
+
+def test_zip_member_that_is_not_an_array(tmp_path):
+    import zipfile
+
+    path = _write(tmp_path, _arrays())
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("Y", b"not an array")
+    with pytest.raises(DatasetError, match="'Y' is not a (readable )?NumPy array"):
+        load_dataset(path)
