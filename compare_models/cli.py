@@ -37,6 +37,13 @@ def user_errors(func):
 # compare-models
 
 
+def _quiet_tensorflow():
+    """Keep TensorFlow's C++ start-up chatter (oneDNN, CUDA probing) off the console."""
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
 def _install_sigterm_handler():
     """Turn SIGTERM into SystemExit so a killed run still marks its output FAILED."""
     import signal
@@ -87,7 +94,13 @@ def compare_main(quiet, **options):
     from .pipelines.compare import CompareConfig, run_compare
 
     _install_sigterm_handler()
-    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s")
+    _quiet_tensorflow()
+    console = logging.StreamHandler()
+    console.setLevel(logging.WARNING if quiet else logging.INFO)
+    console.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("compare_models")
+    logger.setLevel(logging.INFO)  # the run log gets INFO whatever the console shows
+    logger.addHandler(console)
     config = CompareConfig(**options, progress=not quiet, command_line=tuple(sys.argv))
     run_compare(config.validate(), echo=click.echo)
 
@@ -100,6 +113,7 @@ def compare_main(quiet, **options):
 @click.version_option(__version__, prog_name="ptycho-study")
 def study_main():
     """The study pipeline: simulate data, train networks, run pty-chi, sweep doses."""
+    _quiet_tensorflow()
 
 
 @study_main.command("simulate")

@@ -8,6 +8,7 @@ sweep only decides settings, never file names.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -70,6 +71,7 @@ def run_step(step: str, settings: dict, cell_dir) -> None:
 
 
 def main(argv=None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     request = json.loads((argv or sys.argv[1:])[0])
     run_step(request["step"], request["settings"], request["cell_dir"])
     return 0

@@ -262,7 +262,8 @@ def run_compare(config: CompareConfig, *, echo: Callable[[str], None] = print) -
             arms.append(_ptychi_arm(config.ptychi_recon_path, shape))
 
         result = _evaluate(arms, dataset, shape, truth, pixel_size, config, timer)
-        _write_outputs(out.path, arms, result, dataset, config, timer)
+        timer("write_outputs", _write_outputs, out.path, arms, result, dataset, config, timer)
+        result["timings_s"] = {**timer.timings, **{k: v for arm in arms for k, v in arm.timings_s.items()}}
         echo_summary = result.get("table")
     if echo_summary:
         echo(echo_summary)
