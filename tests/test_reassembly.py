@@ -180,7 +180,7 @@ def test_xla_matches_numpy(n, dividing_chunk):
         image, weights = stitch(patches, pos, shape, backend="xla", crop=6, chunk=chunk)
         assert image.dtype == np.complex64 and weights.dtype == np.float32
         assert image.shape == weights.shape == shape
-        np.testing.assert_allclose(weights, w_ref, atol=1e-5, rtol=0)
+        np.testing.assert_allclose(weights, w_ref, atol=1e-6, rtol=1e-6)
         np.testing.assert_allclose(image, ref, atol=1e-5, rtol=0)
 
 
@@ -272,7 +272,7 @@ def test_property_xla_equals_numpy(n, n_side, data):
     patches = random_object(rng, n * n_side, n_side).reshape(n, n_side, n_side)
     ref, w_ref = stitch(patches, pos, (height, width), crop=m_keep, backend="numpy")
     image, weights = stitch(patches, pos, (height, width), crop=m_keep, backend="xla", chunk=chunk)
-    np.testing.assert_allclose(weights, w_ref, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(weights, w_ref, atol=1e-6, rtol=1e-6)
     np.testing.assert_allclose(image, ref, atol=1e-5, rtol=0)
 
 
