@@ -390,6 +390,8 @@ def _stitch_xla(patches, origin_int, fraction, m_keep, height, width, chunk, int
     for start in range(0, n, chunk):
         stop = min(start + chunk, n)
         p = np.ascontiguousarray(patches[start:stop], dtype=np.complex64)
+        if not p.flags.writeable:  # DLPack cannot export read-only arrays (e.g. memory maps)
+            p = p.copy()
         o, f = padded[start:stop], frac32[start:stop]
         valid = np.ones(stop - start, np.float32)
         if stop - start < chunk:  # pad the last chunk with zero-weight patches at (0, 0)

@@ -328,6 +328,21 @@ def test_partly_outside_patch_is_clipped_not_refused():
     assert weights[:, 0].sum() == 8 and weights[:, 1:].sum() == 0
 
 
+def test_read_only_and_real_inputs_are_accepted():
+    rng = np.random.default_rng(7)
+    patches = random_object(rng, 3 * 8, 8).reshape(3, 8, 8)
+    pos = rng.uniform(6, 14, (3, 2))
+    ref, _ = stitch(patches, pos, (20, 20), backend="numpy")
+    frozen = patches.copy()
+    frozen.flags.writeable = False
+    image, _ = stitch(frozen, pos, (20, 20), backend="xla")
+    np.testing.assert_allclose(image, ref, atol=1e-5, rtol=0)
+    real_ref, _ = stitch(patches.real, pos, (20, 20), backend="numpy")
+    real_xla, _ = stitch(patches.real.astype(np.float64), pos, (20, 20), backend="xla")
+    np.testing.assert_allclose(real_xla, real_ref, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(real_ref, ref.real, atol=1e-6, rtol=0)
+
+
 # --------------------------------------------------------------------------- module hygiene
 
 
