@@ -61,7 +61,7 @@ def _install_sigterm_handler():
 @click.option("--test_data", "--test-data", "test_data", required=True, type=click.Path(), help="Test dataset (NPZ contract, or HDF5 where supported).")
 @click.option("--output_dir", "--output-dir", "output_dir", required=True, type=click.Path(file_okay=False), help="Where the comparison is written.")
 @click.option("--ptychi_recon_path", "--ptychi-recon-path", "--tike_recon_path", "--tike-recon-path", "ptychi_recon_path", type=click.Path(), help="Iterative reconstruction NPZ (ptychi_reconstruction.npz or another writer's).")
-@click.option("--stitch-crop-size", "--stitch_crop_size", "stitch_crop_size", type=int, default=20, show_default=True, help="Keep the central M x M of each patch when stitching (0 < M <= N).")
+@click.option("--stitch-crop-size", "--stitch_crop_size", "stitch_crop_size", type=int, default=None, help="Keep the central M x M of each patch when stitching, 0 < M <= N (default 20, or N if smaller).")
 @click.option("--skip-registration", "--skip_registration", "skip_registration", is_flag=True, help="Estimate no shifts (the complex gauge is still fitted).")
 @click.option("--register-ptychi-only", "--register_ptychi_only", "register_ptychi_only", is_flag=True, help="Estimate a shift for pty-chi only; the networks are stitched in the ground-truth frame already.")
 @click.option("--phase-align-method", "--phase_align_method", "phase_align_method", type=click.Choice(["ramp", "plane", "mean", "none"]), default="ramp", show_default=True, help="Phase gauge: least-squares complex factor plus a linear ramp (ramp), or the existing tool's plane/mean.")

@@ -26,6 +26,19 @@ __all__ = ["CompareConfig", "ArmImage", "run_compare"]
 log = logging.getLogger("compare_models.compare")
 
 PHASE_ALIGN_METHODS = ("ramp", "plane", "mean", "none")
+DEFAULT_CROP = 20  # the existing tool's --stitch-crop-size
+
+
+def resolve_crop(config, patch_size: int) -> int:
+    """The stitching crop M for patches of side N: the explicit setting, which must satisfy
+    0 < M <= N, or the default min(20, N)."""
+    if config.stitch_crop_size is None:
+        return min(DEFAULT_CROP, patch_size)
+    if not 0 < config.stitch_crop_size <= patch_size:
+        raise ConfigError(
+            f"--stitch-crop-size {config.stitch_crop_size} is outside (0, N] for patches of N = {patch_size}"
+        )
+    return config.stitch_crop_size
 
 
 @dataclass(frozen=True)
@@ -37,7 +50,7 @@ class CompareConfig:
     pinn_dir: str | None = None
     baseline_dir: str | None = None
     ptychi_recon_path: str | None = None
-    stitch_crop_size: int = 20
+    stitch_crop_size: int | None = None  # None: DEFAULT_CROP, or N when N is smaller
     skip_registration: bool = False
     register_ptychi_only: bool = False
     phase_align_method: str = "ramp"
@@ -63,7 +76,7 @@ class CompareConfig:
             raise ConfigError(
                 "nothing to compare: give at least one of --pinn_dir, --baseline_dir, --ptychi_recon_path"
             )
-        if self.stitch_crop_size < 1:
+        if self.stitch_crop_size is not None and self.stitch_crop_size < 1:
             raise ConfigError(f"--stitch-crop-size must be > 0, got {self.stitch_crop_size}")
         if self.phase_align_method not in PHASE_ALIGN_METHODS:
             raise ConfigError(
@@ -146,11 +159,7 @@ def _network_arm(key: str, bundle_dir: str, dataset, shape, config: CompareConfi
     timer = _Timer()
     bundle = timer(f"{key}.load", load_bundle, bundle_dir)
     bundle.check_compatible(dataset)
-    crop = config.stitch_crop_size
-    if crop > dataset.patch_size:
-        raise ConfigError(
-            f"--stitch-crop-size {crop} exceeds the patch size N = {dataset.patch_size}; expected 0 < size <= N"
-        )
+    crop = resolve_crop(config, dataset.patch_size)
     batch = getattr(config, f"{key}_predict_batch_size")
     chunk = getattr(config, f"{key}_chunk_size")
     prediction = timer(
@@ -169,6 +178,7 @@ def _network_arm(key: str, bundle_dir: str, dataset, shape, config: CompareConfi
         "kind": bundle.kind,
         "gridsize": bundle.gridsize,
         "n_patches": int(patches.shape[0]),
+        "stitch_crop_size": crop,
         "predict_batch_size": batch,
         "chunk_size": chunk,
         "bundle_metadata": bundle.metadata,
@@ -246,6 +256,7 @@ def run_compare(config: CompareConfig, *, echo: Callable[[str], None] = print) -
         dataset = timer("load_test_data", load_dataset, config.test_data)
         dataset = _subsample(dataset, config)
         shape = _object_shape(dataset)
+        log.info("stitching crop: %d of N = %d", resolve_crop(config, dataset.patch_size), dataset.patch_size)
         truth = dataset.object_truth
         pixel_size = config.pixel_size_m or dataset.pixel_size_m
         log.info(
@@ -288,7 +299,7 @@ def _evaluate(arms, dataset, shape, truth, pixel_size, config, timer) -> dict:
     from ..registration import scanned_region
 
     region = scanned_region(
-        dataset.positions_xy, dataset.patch_size, shape, crop=min(config.stitch_crop_size, dataset.patch_size),
+        dataset.positions_xy, dataset.patch_size, shape, crop=resolve_crop(config, dataset.patch_size),
         erode=config.region_erode_px,
     )
     result = {"region_pixels": int(region.sum()), "object_shape": list(shape), "models": {}, "region": region}
