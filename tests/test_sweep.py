@@ -16,18 +16,17 @@ import pytest
 from compare_models.sweep import Cell, SweepConfig, plan_cell, run_sweep
 
 TINY_SECTIONS = dict(
-    simulate=dict(patch_size=16, object_size=56, scan="jittered", scan_step=4, jitter=0.3),
+    simulate=dict(patch_size=16, object_size=56, scan="jittered", scan_step=3, jitter=0.3),
     train_pinn=dict(gridsize=2, epochs=1, batch_size=16, width=4, depth=2),
     train_baseline=dict(epochs=1, batch_size=16, width=4, depth=2),
     reconstruct=dict(epochs=3),
-    compare=dict(stitch_crop_size=8),
+    compare=dict(stitch_crop_size=8, register_ptychi_only=True),
 )
 
 
 def _config(out: Path, **changes) -> SweepConfig:
-    return SweepConfig(
-        doses=(1e3, 1e5), seeds=(0,), output_dir=str(out), threads_per_cell=1, **{**TINY_SECTIONS, **changes}
-    ).validate()
+    settings = dict(doses=(1e3, 1e5), seeds=(0,), output_dir=str(out), threads_per_cell=1, **TINY_SECTIONS)
+    return SweepConfig(**{**settings, **changes}).validate()
 
 
 def _markers(out: Path) -> dict[str, float]:
