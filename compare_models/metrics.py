@@ -39,6 +39,7 @@ __all__ = [
     "ms_ssim",
     "frc",
     "frc_threshold_bits",
+    "frc_window",
     "compute_metrics",
     "json_safe",
 ]
@@ -478,6 +479,23 @@ def _bbox(region):
     return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
 
 
+def frc_window(mask, taper_px: float | None = None) -> np.ndarray:
+    """Apodisation window for FRC on an irregular region: 1 deep inside ``mask``, falling to 0
+    at its edge along a raised cosine of the distance to the nearest outside pixel.
+
+    ``taper_px`` defaults to min(8, a tenth of the region's shorter side) pixels, at least 2.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    if taper_px is None:
+        taper_px = max(2.0, min(8.0, 0.1 * min(mask.shape)))
+    distance = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
+    ramp = np.clip(distance / float(taper_px), 0.0, 1.0)
+    window = 0.5 * (1.0 - np.cos(np.pi * ramp))
+    if not window.any():
+        raise MetricError("region is too thin for an FRC window")
+    return window
+
+
 def _component_metrics(test, truth, mask, data_range, *, smooth_sigma, frc_sigma, pixel_size_m):
     """All metrics of one real component on the region's bounding box."""
     fill = float(truth[mask].mean())
@@ -501,11 +519,13 @@ def _component_metrics(test, truth, mask, data_range, *, smooth_sigma, frc_sigma
         ms_ssim_note=ms.note,
         ms_ssim_sigma=smooth_sigma,
     )
-    # FRC: each image minus its own mean over the region, zero outside it, so that the
-    # uncovered pixels add no (perfectly correlated) signal.
+    # FRC: each image minus its own (window-weighted) mean, times one smooth window that
+    # falls to 0 at the region's edge. A hard mask edge is shared by both images and would
+    # correlate them at every frequency; the taper removes that artefact.
+    window = frc_window(mask)
     ring = frc(
-        np.where(mask, test - test[mask].mean(), 0.0),
-        np.where(mask, truth - truth[mask].mean(), 0.0),
+        window * (test - np.average(test, weights=window)),
+        window * (truth - np.average(truth, weights=window)),
         pixel_size_m=pixel_size_m,
         smoothing_sigma=frc_sigma,
     )
@@ -571,8 +591,9 @@ def compute_metrics(
     Everything is computed on the region's bounding box. MAE, MSE and PSNR use only the
     region's pixels. For SSIM and MS-SSIM, pixels of the box outside the region are set, in
     both images, to the truth's mean over the region; SSIM averages its map over windows
-    centred in the region. FRC uses each image minus its own mean over the region, zero
-    outside the region. The phase of the reconstruction is taken as
+    centred in the region. FRC uses each image minus its own mean, multiplied by the same
+    :func:`frc_window` (a raised-cosine taper to zero at the region's edge), so the edge of
+    the region adds no correlation of its own. The phase of the reconstruction is taken as
     ``angle(truth) + angle(aligned * conj(truth))``, so that phase differences are wrapped
     differences and no 2 pi jump appears where the truth's phase crosses +-pi; FRC of the
     phase is computed on these phase images.

@@ -320,3 +320,29 @@ def test_compute_metrics_errors():
         M.compute_metrics(bad, truth, region)
     with pytest.raises(MetricError, match="zero over the region"):
         M.compute_metrics(truth, np.zeros_like(truth), region)
+
+
+def test_frc_of_a_blurred_image_on_an_irregular_region_falls_at_high_frequency():
+    """A reconstruction with no fine detail must not correlate with the truth near Nyquist,
+    whatever the shape of the scanned region (a hard mask edge would make it)."""
+    rng = np.random.default_rng(4)
+    truth = (0.6 + 0.3 * ndimage.gaussian_filter(rng.random((96, 96)), 1.0)) * np.exp(
+        1j * ndimage.gaussian_filter(rng.random((96, 96)), 1.0)
+    )
+    blurred = ndimage.gaussian_filter(truth.real, 4.0) + 1j * ndimage.gaussian_filter(truth.imag, 4.0)
+    yy, xx = np.mgrid[:96, :96]
+    region = (np.hypot(yy - 48, xx - 48) < 40) & ~((yy > 40) & (yy < 50) & (xx > 60))
+    metrics = M.compute_metrics(blurred, truth, region)
+    for component in ("amplitude", "phase"):
+        curve = np.array(metrics[component]["frc"]["curve"])
+        assert np.abs(curve[len(curve) // 2 :]).max() < 0.2, component
+        assert metrics[component]["frc50"] < 0.4, component
+
+
+def test_frc_window_is_one_inside_and_zero_outside():
+    mask = np.zeros((40, 40), bool)
+    mask[5:35, 5:35] = True
+    window = M.frc_window(mask, taper_px=4)
+    assert window[~mask].max() == 0.0
+    assert window[12:28, 12:28].min() == 1.0
+    assert 0 < window[5, 20] < window[7, 20] < 1.0
