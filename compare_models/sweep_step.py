@@ -34,22 +34,27 @@ def run_step(step: str, settings: dict, cell_dir) -> None:
 
     paths = cell_paths(cell_dir)
     if step == "simulate":
-        from .pipelines.simulate import run_simulate
+        from .data import load_dataset
+        from .pipelines.simulate import describe_dataset, run_simulate
         from .simulate import SimulationConfig
 
-        run_simulate(build_config(SimulationConfig, settings, where="sweep simulate"), paths["data"], split="y")
+        written = run_simulate(build_config(SimulationConfig, settings, where="sweep simulate"), paths["data"], split="y")
+        for role, path in written.items():
+            print(f"{role}: {path}\n{describe_dataset(load_dataset(path))}")
     elif step in ("train_pinn", "train_baseline"):
-        from .pipelines.train import run_train
+        from .pipelines.train import describe_training, run_train
         from .train import TrainConfig
 
         config = build_config(TrainConfig, settings, where=f"sweep {step}")
-        run_train(config, paths["train"], paths[config.model], progress=False)
+        _, result = run_train(config, paths["train"], paths[config.model], progress=False)
+        print(describe_training(result))
     elif step == "reconstruct":
-        from .pipelines.reconstruct import run_reconstruct
+        from .pipelines.reconstruct import describe_result, run_reconstruct
         from .ptychi_arm import ReconstructConfig
 
         config = build_config(ReconstructConfig, settings, where="sweep reconstruct")
-        run_reconstruct(paths["test"], paths["ptychi"], config, progress=False)
+        _, result = run_reconstruct(paths["test"], paths["ptychi"], config, progress=False)
+        print(describe_result(result))
     elif step == "compare":
         from .pipelines.compare import CompareConfig, run_compare
 
