@@ -4,7 +4,7 @@ Every function takes real 2-D arrays (the amplitude or the phase of an image on 
 ground-truth grid) and returns plain floats or frozen dataclasses with a ``to_dict()``.
 A metric that cannot be computed raises :class:`compare_models.errors.MetricError` with the
 reason; nothing returns NaN. The one non-finite value is PSNR of identical images, which is
-``float("inf")``; :func:`json_safe` writes it as the string ``"inf"``.
+``float("inf")``; :func:`compare_models.report.to_jsonable` writes it as the string ``"inf"``.
 
 References
 ----------
@@ -41,7 +41,6 @@ __all__ = [
     "frc_threshold_bits",
     "frc_window",
     "compute_metrics",
-    "json_safe",
 ]
 
 #: Wang et al. (2003) exponents for scales 1 (finest) .. 5.
@@ -578,7 +577,7 @@ def compute_metrics(
         frc_halfbit`` (FRC cut-offs as fractions of Nyquist; the full cut-offs, with ring
         index and resolution in metres, and the curves are under ``"frc"``), ``data_range``,
         ``data_range_source`` and ``ms_ssim_scales`` / ``_weights`` / ``_note``. ``psnr`` is
-        ``inf`` for identical images (see :func:`json_safe`).
+        ``inf`` for identical images (see :func:`compare_models.report.to_jsonable`).
 
     Raises
     ------
@@ -660,22 +659,3 @@ def compute_metrics(
             "phase_data_range": float(phase_data_range),
         },
     }
-
-
-def json_safe(value):
-    """Copy of ``value`` with non-finite floats as strings (``"inf"``, ``"-inf"``, ``"nan"``).
-
-    Use before :func:`json.dumps`: PSNR of identical images is ``inf``, which JSON cannot hold.
-    NumPy scalars and arrays become Python numbers and lists.
-    """
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return json_safe(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    return value

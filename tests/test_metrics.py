@@ -12,6 +12,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from compare_models import metrics as M
 from compare_models.errors import MetricError
+from compare_models.report import to_jsonable
 
 
 def _smooth(seed, shape=(192, 192), sigma=2.0):
@@ -43,9 +44,9 @@ def test_identical_images():
     assert result.cutoffs["0.5"]["ring"] == len(result.curve) - 1
 
 
-def test_json_safe_writes_inf_as_string():
+def test_report_json_writes_inf_as_string():
     a = _smooth(1, (32, 32))
-    payload = M.json_safe({"psnr": M.psnr(a, a, 1.0), "x": np.float32(2.5), "v": np.arange(2)})
+    payload = to_jsonable({"psnr": M.psnr(a, a, 1.0), "x": np.float32(2.5), "v": np.arange(2)})
     assert json.loads(json.dumps(payload)) == {"psnr": "inf", "x": 2.5, "v": [0, 1]}
 
 
@@ -269,7 +270,7 @@ def test_compute_metrics_identical():
     assert out["phase"]["data_range"] == pytest.approx(2 * np.pi)
     amp = np.abs(truth[region])
     assert out["amplitude"]["data_range"] == pytest.approx(amp.max() - amp.min())
-    json.dumps(M.json_safe(out))  # everything is serialisable
+    json.dumps(to_jsonable(out))  # everything is serialisable
 
 
 def test_compute_metrics_known_errors_and_pixel_metrics_use_region_only():
