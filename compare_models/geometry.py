@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["patch_origins", "split_positions", "extract_patches", "scan_canvas_shape"]
+__all__ = ["patch_origins", "split_positions", "extract_patches", "scan_canvas_shape", "mask_bbox"]
 
 
 def patch_origins(positions_xy, patch_size: int) -> np.ndarray:
@@ -102,3 +102,19 @@ def scan_canvas_shape(positions_xy, patch_size: int) -> tuple[int, int]:
     if (origin_int < 0).any():
         raise ValueError("positions put a patch at negative object coordinates")
     return int(far[:, 1].max()), int(far[:, 0].max())
+
+
+def mask_bbox(mask) -> tuple[slice, slice]:
+    """(rows, cols) slices of the smallest box holding every True pixel of a 2-D ``mask``.
+
+    Raises
+    ------
+    ValueError
+        If ``mask`` holds no True pixel.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        raise ValueError("mask holds no True pixel")
+    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)

@@ -27,6 +27,7 @@ import numpy as np
 from scipy import ndimage
 
 from .errors import MetricError
+from .geometry import mask_bbox
 
 __all__ = [
     "MS_SSIM_WEIGHTS",
@@ -472,12 +473,6 @@ def frc(a, b, *, pixel_size_m=None, smoothing_sigma=None) -> FRCResult:
     )
 
 
-def _bbox(region):
-    rows = np.flatnonzero(region.any(axis=1))
-    cols = np.flatnonzero(region.any(axis=0))
-    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
-
-
 def frc_window(mask, taper_px: float | None = None) -> np.ndarray:
     """Apodisation window for FRC on an irregular region: 1 deep inside ``mask``, falling to 0
     at its edge along a raised cosine of the distance to the nearest outside pixel.
@@ -607,7 +602,7 @@ def compute_metrics(
         )
     if region.dtype != bool or not region.any():
         raise MetricError("region must be a non-empty boolean mask")
-    box = _bbox(region)
+    box = mask_bbox(region)
     mask = region[box]
     if min(mask.shape) < _SSIM_TAPS:
         raise MetricError(

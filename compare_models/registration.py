@@ -34,7 +34,7 @@ import numpy as np
 from scipy import ndimage
 
 from .errors import RegistrationError
-from .geometry import split_positions
+from .geometry import mask_bbox, split_positions
 
 __all__ = ["RegistrationResult", "scanned_region", "register", "fourier_shift_image"]
 
@@ -201,12 +201,6 @@ def fourier_shift_image(image, shift_yx, region=None):
     return shifted[pad : pad + img.shape[0], pad : pad + img.shape[1]]
 
 
-def _bbox(region):
-    rows = np.flatnonzero(region.any(axis=1))
-    cols = np.flatnonzero(region.any(axis=0))
-    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
-
-
 def _taper(mask):
     """Soft version of ``mask``: rises from 0 to 1 over ``_TAPER_PX`` pixels inside its edge."""
     inside = np.pad(mask, 1)
@@ -225,7 +219,7 @@ def _correlation_input(img, mask, taper, correlate_on):
 def _estimate_shift(image, reference, region, *, max_shift, upsample_factor, correlate_on):
     from skimage.registration import phase_cross_correlation
 
-    box = _bbox(region)
+    box = mask_bbox(region)
     mask = region[box]
     taper = _taper(mask)
     ref = _correlation_input(reference[box], mask, taper, correlate_on)
@@ -448,7 +442,7 @@ def register(
         source = ndimage.shift(reg.astype(float), shift_yx, order=1, cval=0.0) > 1 - 1e-9
         if (reg & source).any():
             fit = reg & source
-    box = _bbox(fit)
+    box = mask_bbox(fit)
     mask = fit[box]
     mov = shifted[box][mask]
     tgt = ref[box][mask]

@@ -152,14 +152,6 @@ def write_images_npz(images: Mapping[str, np.ndarray], path) -> Path:
     return path
 
 
-def _bounding_box(mask: np.ndarray):
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    if rows.size == 0:
-        return slice(None), slice(None)
-    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
-
-
 def plot_comparison(images: Mapping[str, np.ndarray], truth: np.ndarray | None, region: np.ndarray, path, *, title: str = "") -> Path:
     """Amplitude and phase rows, a column per model and the ground truth; with a ground
     truth, two more rows of absolute error maps. Images are cropped to the scanned region."""
@@ -168,7 +160,9 @@ def plot_comparison(images: Mapping[str, np.ndarray], truth: np.ndarray | None, 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    box = _bounding_box(region)
+    from .geometry import mask_bbox
+
+    box = mask_bbox(region)
     columns = dict(images)
     if truth is not None:
         columns["Ground truth"] = truth
