@@ -161,7 +161,7 @@ def _indent(text: str, prefix: str = "  ") -> str:
 
 
 @study_main.command("reconstruct")
-@click.option("--data", "data_path", required=True, type=click.Path(exists=True, dir_okay=False), help="Dataset NPZ to reconstruct.")
+@click.option("--data", "data_path", required=True, type=click.Path(exists=True), help="Dataset to reconstruct (NPZ, ptychodus pair or CXI).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output directory (gets ptychi_reconstruction.npz).")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="YAML with a 'reconstruct' section (or flat keys).")
 @click.option("--algorithm", type=click.Choice(["lsqml", "epie", "dm", "bh"]), help="pty-chi engine (default lsqml).")
@@ -219,7 +219,7 @@ def convert_command(in_path, out_path, **options):
 
 @study_main.command("train")
 @click.option("--model", "model", type=click.Choice(["pinn", "baseline"]), help="Network to train (default pinn).")
-@click.option("--train-data", "train_data", required=True, type=click.Path(exists=True), help="Training dataset (NPZ).")
+@click.option("--train-data", "train_data", required=True, type=click.Path(exists=True), help="Training dataset (NPZ, ptychodus pair or CXI).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Bundle directory to write.")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="YAML with a 'train' section (or flat keys).")
 @click.option("--gridsize", type=int, help="Patterns per sample side, C = g² (default 1; baseline 1 only).")

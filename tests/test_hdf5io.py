@@ -411,3 +411,23 @@ def test_cli_convert_round_trip(simulated, tmp_path):
     (tmp_path / "pair" / "diffraction.h5").unlink()
     result = runner.invoke(study_main, ["convert", str(tmp_path / "pair"), str(tmp_path / "x.npz")])
     assert result.exit_code == 2 and "needs a diffraction file" in result.output
+
+
+def test_reconstruct_writes_a_product_beside_its_npz(tiny_study):
+    """`ptycho-study reconstruct` also writes ptychi_product.h5: same object and probe as the
+    NPZ, positions on the reconstruction's canvas, opened by ptychodus itself."""
+    if tiny_study["ptychi"] is None:
+        pytest.skip("pty-chi extra not installed")
+    from compare_models.data import load_dataset
+    from compare_models.formats.ptychodus import read_product
+    from compare_models.ptychi_io import load_reconstruction
+
+    recon = load_reconstruction(tiny_study["ptychi"])
+    product_path = tiny_study["ptychi"].parent / "ptychi_product.h5"
+    product = read_product(product_path)
+    np.testing.assert_array_equal(product.object_image, recon.object)
+    np.testing.assert_array_equal(product.probe, recon.probe)
+    positions = load_dataset(tiny_study["test"]).positions_xy
+    np.testing.assert_allclose(product.positions_xy + np.asarray(recon.canvas_origin_xy), positions, atol=1e-9)
+    loaded = _ptychodus().load_product(product_path)
+    assert np.array_equal(loaded.object_.get_layer(0), recon.object)

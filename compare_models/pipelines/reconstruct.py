@@ -6,14 +6,18 @@ import csv
 import os
 from pathlib import Path
 
+import numpy as np
+
 from ..data import load_dataset
+from ..formats.ptychodus import write_product
 from ..ptychi_arm import PtychiResult, ReconstructConfig, run_ptychi
 from ..ptychi_io import save_reconstruction
 from ..simulate import dataset_fingerprint
 
-__all__ = ["RECONSTRUCTION_NAME", "LOSS_NAME", "run_reconstruct", "describe_result"]
+__all__ = ["RECONSTRUCTION_NAME", "PRODUCT_NAME", "LOSS_NAME", "run_reconstruct", "describe_result"]
 
 RECONSTRUCTION_NAME = "ptychi_reconstruction.npz"
+PRODUCT_NAME = "ptychi_product.h5"
 LOSS_NAME = "ptychi_loss.csv"
 
 
@@ -24,7 +28,9 @@ def run_reconstruct(
 
     Writes ``ptychi_reconstruction.npz`` (object, probe, algorithm, JSON metadata with the
     canvas's object-frame origin, timings, loss history, versions and the resolved config; see
-    :mod:`compare_models.ptychi_io`) and ``ptychi_loss.csv`` (epoch, loss, seconds).
+    :mod:`compare_models.ptychi_io`), ``ptychi_loss.csv`` (epoch, loss, seconds) and
+    ``ptychi_product.h5``, the same object, probe, positions and losses as a ptychodus product
+    on the reconstruction's canvas.
 
     Returns
     -------
@@ -54,6 +60,20 @@ def run_reconstruct(
         probe=result.probe,
         algorithm=result.algorithm,
         metadata=metadata,
+    )
+    # The same result as a ptychodus product, on the reconstruction's own canvas.
+    origin = np.asarray(result.canvas_origin_xy, dtype=np.float64)
+    write_product(
+        out_dir / PRODUCT_NAME,
+        result.object,
+        probe=result.probe,
+        positions_xy=dataset.positions_xy - origin,
+        pixel_size_m=dataset.pixel_size_m,
+        photon_energy_eV=dataset.metadata.get("photon_energy_eV"),
+        detector_object_distance_m=dataset.metadata.get("detector_object_distance_m"),
+        name=f"pty-chi {result.algorithm}",
+        comments=f"compare_models reconstruct of {data_path}",
+        loss_values=np.asarray(result.loss_history, dtype=np.float64),
     )
     return path, result
 
