@@ -14,6 +14,7 @@ import platform
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 
@@ -34,7 +35,7 @@ __all__ = [
 ]
 
 # Model names in comparison_metrics.csv, as the existing aggregation scripts expect them.
-MODEL_NAMES = {"pinn": "PtychoPINN", "baseline": "Baseline", "ptychi": "PtyChi"}
+MODEL_NAMES = MappingProxyType({"pinn": "PtychoPINN", "baseline": "Baseline", "ptychi": "PtyChi"})
 
 METRICS_CSV_HEADER = ("model", "metric", "amplitude", "phase", "value")
 
