@@ -140,9 +140,10 @@ def write_frc_csv(curves: Mapping[str, Mapping[str, Mapping]], path) -> Path:
     return path
 
 
-def write_images_npz(images: Mapping[str, np.ndarray], path) -> Path:
-    """Save complex images as ``<name>_complex``, ``<name>_amplitude`` and ``<name>_phase``."""
-    arrays = {}
+def write_images_npz(images: Mapping[str, np.ndarray], path, *, masks: Mapping[str, np.ndarray] | None = None) -> Path:
+    """Save complex images as ``<name>_complex``, ``<name>_amplitude`` and ``<name>_phase``,
+    and boolean ``masks`` under their own names."""
+    arrays = {name: np.asarray(mask, dtype=bool) for name, mask in (masks or {}).items()}
     for name, image in images.items():
         image = np.asarray(image)
         arrays[f"{name}_complex"] = image.astype(np.complex64)

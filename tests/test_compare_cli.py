@@ -108,6 +108,7 @@ def test_images_are_on_the_ground_truth_grid(full_run, tiny_study):
     truth = load_dataset(tiny_study["test"]).object_truth
     with np.load(out / "reconstructions.npz", allow_pickle=False) as stitched:
         np.testing.assert_array_equal(stitched["ground_truth_complex"], truth)
+        assert stitched["scanned_region"].dtype == bool and stitched["scanned_region"].any()
         for key in ("ptychopinn", "baseline"):
             assert stitched[f"{key}_complex"].shape == truth.shape
             np.testing.assert_allclose(stitched[f"{key}_amplitude"], np.abs(stitched[f"{key}_complex"]), rtol=1e-6)

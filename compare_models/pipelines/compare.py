@@ -389,7 +389,7 @@ def _write_outputs(directory: Path, arms, result, dataset, config, timer):
     if truth is not None:
         stitched["ground_truth"] = truth
         aligned["ground_truth"] = truth
-    report.write_images_npz({**stitched, "scanned_region": region.astype(np.complex64)}, directory / "reconstructions.npz")
+    report.write_images_npz(stitched, directory / "reconstructions.npz", masks={"scanned_region": region})
     report.write_images_npz(aligned, directory / "reconstructions_aligned.npz")
     shown = {arm.name: result["aligned"][arm.name] for arm in arms}
     title = f"{dataset.n_positions} positions, measured dose {dataset.measured_dose:.3g} photons/pattern"
