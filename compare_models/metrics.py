@@ -337,11 +337,12 @@ class FRCResult:
     thresholds : dict of ndarray (R,)
         ``"1bit"`` and ``"halfbit"`` threshold curves.
     cutoffs : dict
-        For each of ``"0.5"``, ``"1/7"``, ``"1bit"``, ``"halfbit"``: ``ring`` (first ring >= 1
-        below the threshold, or the last ring), ``fraction_nyquist`` (crossing point,
-        interpolated linearly between that ring and the one before; 1.0 if not crossed),
-        ``resolution_m`` (half-period ``pixel_size_m / fraction_nyquist``, or None without a
-        pixel size) and ``crossed`` (bool).
+        For each of ``"0.5"``, ``"1/7"``, ``"1bit"``, ``"halfbit"``: ``ring`` (first ring
+        below the threshold after the curve first reached it, or the last ring),
+        ``fraction_nyquist`` (crossing point, interpolated linearly between that ring and the
+        one before; 1.0 if not crossed), ``resolution_m`` (half-period
+        ``pixel_size_m / fraction_nyquist``, or None without a pixel size), ``crossed`` and
+        ``reached`` (bool: whether the curve ever reached the threshold; if not, ring 1).
     zero_power_rings : tuple of int
         Rings where one image has no power; their FRC is set to 0.
     pixel_size_m, smoothing_sigma : float or None
@@ -372,13 +373,23 @@ class FRCResult:
 
 
 def _cutoff(curve, threshold, n_rings_nyquist, pixel_size_m):
-    below = np.flatnonzero(curve[1:] < threshold[1:]) + 1
+    """First fall below ``threshold`` after the curve has first reached it.
+
+    The lowest rings hold few pixels and the largest-scale residues of the gauge fit; a curve
+    that starts below the threshold there and rises above it later is cut off where it falls
+    again (``reached`` records whether it reached the threshold at all; if never, the cut-off
+    is ring 1).
+    """
+    reached_at = np.flatnonzero(curve[1:] >= threshold[1:]) + 1
+    reached = reached_at.size > 0
+    start = int(reached_at[0]) if reached else 1
+    below = np.flatnonzero(curve[start:] < threshold[start:]) + start
     if below.size == 0:
         ring, position, crossed = len(curve) - 1, float(n_rings_nyquist), False
     else:
         ring, crossed = int(below[0]), True
         position = float(ring)
-        if ring > 1:
+        if ring > start:
             above = curve[ring - 1] - threshold[ring - 1]
             under = curve[ring] - threshold[ring]
             position = ring - 1 + above / (above - under)
@@ -391,6 +402,7 @@ def _cutoff(curve, threshold, n_rings_nyquist, pixel_size_m):
         "fraction_nyquist": float(fraction),
         "resolution_m": resolution,
         "crossed": bool(crossed),
+        "reached": bool(reached),
     }
 
 

@@ -347,3 +347,15 @@ def test_frc_window_is_one_inside_and_zero_outside():
     assert window[~mask].max() == 0.0
     assert window[12:28, 12:28].min() == 1.0
     assert 0 < window[5, 20] < window[7, 20] < 1.0
+
+
+def test_frc_cutoff_ignores_a_low_first_ring():
+    """A dip at the lowest ring (few pixels, residual gauge) is not the resolution cut-off:
+    the cut-off is where the curve falls below the threshold after having reached it."""
+    curve = np.array([0.0, 0.2, 0.9, 0.8, 0.6, 0.4, 0.2, 0.1])
+    threshold = np.full(curve.size, 0.5)
+    cut = M._cutoff(curve, threshold, n_rings_nyquist=7, pixel_size_m=None)
+    assert cut["ring"] == 5 and cut["reached"] and cut["crossed"]
+    assert cut["fraction_nyquist"] == pytest.approx((4 + 0.1 / 0.2) / 7)
+    never = M._cutoff(np.array([0.0, 0.3, 0.2, 0.1]), np.full(4, 0.5), 3, None)
+    assert never["ring"] == 1 and not never["reached"]
