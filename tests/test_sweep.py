@@ -36,7 +36,7 @@ def _markers(out: Path) -> dict[str, float]:
 @pytest.fixture(scope="module")
 def finished_sweep(tmp_path_factory):
     out = tmp_path_factory.mktemp("sweep") / "sweep"
-    results = run_sweep(_config(out), echo=lambda _: None)
+    results = run_sweep(_config(out, workers=2), echo=lambda _: None)  # two cells at once
     return out, results
 
 
