@@ -44,6 +44,16 @@ def has_hdf5_signature(path) -> bool:
     return False
 
 
+def open_hdf5(path, *, error):
+    """Open ``path`` read-only with h5py; an unreadable file raises ``error`` naming it."""
+    import h5py
+
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        raise error(f"{path}: cannot be opened as HDF5 ({exc})") from exc
+
+
 def wavelength_m(photon_energy_eV: float) -> float:  # noqa: N803
     """Photon wavelength in metres for an energy in eV (lambda = h c / E)."""
     return PLANCK_C_EV_M / float(photon_energy_eV)

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import DatasetError
-from ._h5 import wavelength_m
+from ._h5 import open_hdf5, wavelength_m
 from .ptychodus import counts_to_amplitude
 
 if TYPE_CHECKING:
@@ -104,16 +104,11 @@ def load_cxi_dataset(path) -> Dataset:
     DatasetError
         Naming the file, the dataset path and the expectation.
     """
-    import h5py
 
     from ..data import Dataset
 
     path = Path(path)
-    try:
-        h5file = h5py.File(path, "r")
-    except OSError as exc:
-        raise DatasetError(f"{path}: cannot be opened as HDF5 ({exc})") from exc
-    with h5file:
+    with open_hdf5(path, error=DatasetError) as h5file:
         data_key, data_node = _first(h5file, _DATA_PATHS, path=path, expected="(n, h, w) intensities")
         if data_node.ndim != 3 or data_node.dtype.kind not in "iuf":
             raise DatasetError(f"{path}: dataset '{data_key}' has dtype {data_node.dtype} and shape {data_node.shape}; expected real (n, h, w) intensities")

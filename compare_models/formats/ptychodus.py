@@ -70,7 +70,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import DatasetError, ReconstructionFileError
-from ._h5 import atomic_h5_path, read_array, read_attr_float, wavelength_m
+from ._h5 import atomic_h5_path, open_hdf5, read_array, read_attr_float, wavelength_m
 
 if TYPE_CHECKING:
     from ..data import Dataset
@@ -270,14 +270,9 @@ def read_product(path, *, error=ReconstructionFileError) -> ProductContents:
     error
         Naming the file, the dataset or attribute path and what was expected.
     """
-    import h5py
 
     path = Path(path)
-    try:
-        h5file = h5py.File(path, "r")
-    except OSError as exc:
-        raise error(f"{path}: cannot be opened as HDF5 ({exc})") from exc
-    with h5file:
+    with open_hdf5(path, error=error) as h5file:
         distance = read_attr_float(
             h5file, "detector_object_distance_m", path=path, where="the root group", error=error
         )
@@ -574,14 +569,9 @@ def read_diffraction(path, *, error=DatasetError):
         sqrt(counts); pixels flagged in ``/bad_pixels`` are set to 0 (with a warning).
     detector_pixel_xy_m : tuple of float or None
     """
-    import h5py
 
     path = Path(path)
-    try:
-        h5file = h5py.File(path, "r")
-    except OSError as exc:
-        raise error(f"{path}: cannot be opened as HDF5 ({exc})") from exc
-    with h5file:
+    with open_hdf5(path, error=error) as h5file:
         patterns = read_array(
             h5file, "patterns", path=path, error=error, kinds="iuf", ndims=(3,),
             expected="real (n, h, w) diffraction counts",
