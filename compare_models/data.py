@@ -274,20 +274,29 @@ def load_dataset(path) -> Dataset:
     )
 
 
-def _read_key(archive, key: str, path) -> np.ndarray:
+def read_npz_member(archive, key: str, path, *, error=DatasetError, optional: bool = False):
+    """The array under ``key`` of an NPZ opened with ``allow_pickle=False``.
+
+    A pickled object array is refused with ``error`` naming the file and key, or, when
+    ``optional``, skipped with a warning (None is returned); nothing is ever unpickled. A
+    corrupt member or a zip member that is not a ``.npy`` file also raises ``error``.
+    """
     try:
         value = archive[key]
     except ValueError as exc:
-        if "pickle" in str(exc):  # object arrays refuse to load with allow_pickle=False
-            raise DatasetError(
-                f"{path}: key '{key}' is stored as a pickled object array; refusing to unpickle. "
-                "Expected a numeric array"
-            ) from exc
-        raise DatasetError(f"{path}: key '{key}' is not a readable NumPy array ({exc})") from exc
+        if "pickle" not in str(exc):
+            raise error(f"{path}: key '{key}' is not a readable NumPy array ({exc})") from exc
+        if optional:
+            warnings.warn(f"{path}: key '{key}' is a pickled object; skipped (never unpickled)", stacklevel=3)
+            return None
+        raise error(
+            f"{path}: key '{key}' is stored as a pickled object array; refusing to unpickle. "
+            "Expected a numeric array"
+        ) from exc
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise DatasetError(f"{path}: key '{key}' is corrupt ({exc})") from exc
+        raise error(f"{path}: key '{key}' is corrupt ({exc})") from exc
     if not isinstance(value, np.ndarray):  # a zip member that is not a .npy file
-        raise DatasetError(f"{path}: key '{key}' is not a NumPy array (.npy) member")
+        raise error(f"{path}: key '{key}' is not a NumPy array (.npy) member")
     return value
 
 
@@ -303,13 +312,8 @@ def _numeric(array: np.ndarray, key: str, path, *, complex_ok: bool) -> np.ndarr
 def _read_metadata(archive, path) -> dict:
     if "_metadata" not in archive.files:
         return {}
-    try:
-        raw = archive["_metadata"]
-    except ValueError:
-        warnings.warn(
-            f"{path}: key '_metadata' is a pickled object; skipped (never unpickled)",
-            stacklevel=3,
-        )
+    raw = read_npz_member(archive, "_metadata", path, optional=True)
+    if raw is None:  # the older pipeline pickled it: skipped with a warning
         return {}
     if raw.dtype.kind not in "US" or raw.size != 1:
         warnings.warn(
@@ -366,7 +370,7 @@ def load_npz_dataset(path) -> Dataset:
                 raise DatasetError(f"{path}: missing key '{key}': expected {expected}")
 
         def vector(key):
-            value = _numeric(_read_key(archive, key, path), key, path, complex_ok=False)
+            value = _numeric(read_npz_member(archive, key, path), key, path, complex_ok=False)
             if value.ndim != 1:
                 raise DatasetError(
                     f"{path}: key '{key}': expected rank 1 (M,), got shape {value.shape}"
@@ -379,9 +383,9 @@ def load_npz_dataset(path) -> Dataset:
                 f"{path}: keys 'xcoords' {x.shape} and 'ycoords' {y.shape} differ in length"
             )
         m = x.shape[0]
-        diff = _numeric(_read_key(archive, diff_key, path), diff_key, path, complex_ok=False)
+        diff = _numeric(read_npz_member(archive, diff_key, path), diff_key, path, complex_ok=False)
         diff = _diffraction_layout(diff, m, path).astype(np.float32)
-        probe = _numeric(_read_key(archive, "probeGuess", path), "probeGuess", path, complex_ok=True)
+        probe = _numeric(read_npz_member(archive, "probeGuess", path), "probeGuess", path, complex_ok=True)
         start = None
         if "xcoords_start" in files or "ycoords_start" in files:
             if not {"xcoords_start", "ycoords_start"} <= files:
@@ -397,17 +401,17 @@ def load_npz_dataset(path) -> Dataset:
             start = np.stack([xs, ys], axis=1)
         obj = None
         if "objectGuess" in files:
-            obj = _numeric(_read_key(archive, "objectGuess", path), "objectGuess", path, complex_ok=True)
+            obj = _numeric(read_npz_member(archive, "objectGuess", path), "objectGuess", path, complex_ok=True)
             obj = obj.astype(np.complex64)
         patches = None
         if "Y" in files:
-            patches = _numeric(_read_key(archive, "Y", path), "Y", path, complex_ok=True)
+            patches = _numeric(read_npz_member(archive, "Y", path), "Y", path, complex_ok=True)
             if patches.ndim == 4 and patches.shape[-1] == 1:  # (M, N, N, 1) from older writers
                 patches = patches[..., 0]
             patches = patches.astype(np.complex64)
         scan_index = None
         if "scan_index" in files:
-            scan_index = _numeric(_read_key(archive, "scan_index", path), "scan_index", path, complex_ok=False)
+            scan_index = _numeric(read_npz_member(archive, "scan_index", path), "scan_index", path, complex_ok=False)
             scan_index = scan_index.astype(np.int64)
         metadata = _read_metadata(archive, path)
 

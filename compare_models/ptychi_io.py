@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .data import read_npz_member
 from .errors import ReconstructionFileError
 
 __all__ = [
@@ -145,25 +146,7 @@ def save_reconstruction(
 
 def _read(archive, key: str, path, *, required: bool):
     """The array under ``key``; None (with a warning) for a pickled optional entry."""
-    try:
-        value = archive[key]
-    except ValueError as exc:  # object arrays refuse to load with allow_pickle=False
-        if required:
-            raise ReconstructionFileError(
-                f"{path}: key '{key}' is stored as a pickled object array; refusing to "
-                "unpickle. Expected a numeric complex array"
-            ) from exc
-        warnings.warn(
-            f"{path}: key '{key}' is a pickled object; skipped (never unpickled)", stacklevel=3
-        )
-        return None
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise ReconstructionFileError(f"{path}: key '{key}' is corrupt ({exc})") from exc
-    if not isinstance(value, np.ndarray):  # a zip member that is not a .npy file
-        raise ReconstructionFileError(
-            f"{path}: key '{key}' is not a NumPy array (.npy member); the file is not a valid NPZ"
-        )
-    return value
+    return read_npz_member(archive, key, path, error=ReconstructionFileError, optional=not required)
 
 
 def _squeeze_leading(array: np.ndarray, rank: int) -> np.ndarray:
