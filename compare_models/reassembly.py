@@ -28,8 +28,8 @@ from .geometry import split_positions
 
 __all__ = ["stitch", "crop_start", "DEFAULT_CHUNK", "WEIGHT_FLOOR"]
 
-#: Patches per compiled XLA call. 256 measured fastest here (n = 5088, N = 64; 128 and 1024
-#: were 20 % and 3x slower); see docs/performance.md.
+#: Patches per compiled XLA call. 256 measured fastest here, with 128 (n = 5088, N = 64; 512
+#: and 1024 were 7 % and 19 % slower); see docs/performance.md.
 DEFAULT_CHUNK = 256
 
 #: A pixel counts as covered when its accumulated weight exceeds this. Weights are sums of
