@@ -6,7 +6,7 @@ backends compute the same thing:
 
 - ``"xla"``: a ``tf.function(jit_compile=True)`` kernel, called once per fixed-size chunk of
   patches with the canvas carried between calls (compiled once per chunk size, patch size,
-  crop, canvas shape and interpolation; the last chunk is padded with zero-weight patches).
+  crop, canvas shape and interpolation; the last chunk is padded with all-zero patches).
   Each patch is shifted by its fractional position only on its own small window, and the
   window is added into the canvas with ``dynamic_slice`` + add + ``dynamic_update_slice``.
   The weight map depends on the positions only; it is built exactly in float64 from a 2-D
@@ -325,10 +325,10 @@ def _weights_exact(origin_int, fraction, m_keep, height, width, interpolation):
 def _compiled_step(chunk, n_side, m_keep, canvas_h, canvas_w, interpolation):
     """The jit-compiled chunk step for one (chunk, N, M, canvas shape, interpolation).
 
-    ``step(canvas, patches, origins, fractions, valid) -> canvas`` where ``canvas`` is
+    ``step(canvas, patches, origins, fractions) -> canvas`` where ``canvas`` is
     (canvas_h, 2, canvas_w) float32 (real and imaginary rows), ``patches`` (chunk, N, N)
-    complex64, ``origins`` (chunk, 2) int32 (x, y) of each window in the padded canvas,
-    ``fractions`` (chunk, 2) float32 and ``valid`` (chunk,) float32 (0 for padding). Returned
+    complex64 (padding patches are zeros, so they add nothing), ``origins`` (chunk, 2) int32
+    (x, y) of each window in the padded canvas and ``fractions`` (chunk, 2) float32. Returned
     as a concrete function: calling it with tensors skips ``tf.function``'s argument
     conversion and trace lookup (≈ 0.3 ms per call, measured).
     """
@@ -341,7 +341,7 @@ def _compiled_step(chunk, n_side, m_keep, canvas_h, canvas_w, interpolation):
     unroll = 4 if chunk % 4 == 0 else 1
     freq = np.fft.fftfreq(m_keep).astype(np.float32)
 
-    def windows(p, f, valid):
+    def windows(p, f):
         # Layout (chunk, row, re/im, column): the minor axis is a long spatial one, which XLA-CPU
         # vectorises far better than an interleaved re/im pair (measured 2x on the window build).
         win = p[:, s0 : s0 + m_keep, s0 : s0 + m_keep]
@@ -352,13 +352,14 @@ def _compiled_step(chunk, n_side, m_keep, canvas_h, canvas_w, interpolation):
             ramp = tf.complex(tf.cos(phase), tf.sin(phase))
             win = tf.signal.ifft2d(tf.signal.fft2d(win) * ramp)
         x = tf.stack([tf.math.real(win), tf.math.imag(win)], axis=2)  # (c, M, 2, M)
-        x = x * valid[:, None, None, None]
         fy, fx = fy[..., None], fx[..., None]
         if interpolation == "bilinear":
-            pad_rows = [[0, 0], [0, 1], [0, 0], [0, 0]], [[0, 0], [1, 0], [0, 0], [0, 0]]
-            x = (1 - fy) * tf.pad(x, pad_rows[0]) + fy * tf.pad(x, pad_rows[1])
-            pad_cols = [[0, 0], [0, 0], [0, 0], [0, 1]], [[0, 0], [0, 0], [0, 0], [1, 0]]
-            x = (1 - fx) * tf.pad(x, pad_cols[0]) + fx * tf.pad(x, pad_cols[1])
+            # Edge, overlap, edge by concatenation: the same sums as padding two shifted copies,
+            # and a ~20 % faster window build on XLA-CPU (measured).
+            a, b = (1 - fy) * x, fy * x
+            x = tf.concat([a[:, :1], a[:, 1:] + b[:, :-1], b[:, -1:]], axis=1)
+            a, b = (1 - fx) * x, fx * x
+            x = tf.concat([a[..., :1], a[..., 1:] + b[..., :-1], b[..., -1:]], axis=3)
         else:
             ry = tf.cast(tf.range(m_keep)[None, :] > 0, tf.float32)
             my = tf.maximum(ry, tf.cast(f[:, 1:2] <= 0, tf.float32))  # (c, M)
@@ -368,8 +369,8 @@ def _compiled_step(chunk, n_side, m_keep, canvas_h, canvas_w, interpolation):
         return x  # (chunk, K, 2, K)
 
     @tf.function(jit_compile=True, reduce_retracing=False)
-    def step(canvas, patches, origins, fractions, valid):
-        w = windows(patches, fractions, valid)
+    def step(canvas, patches, origins, fractions):
+        w = windows(patches, fractions)
 
         def body(i, c):
             for j in range(unroll):  # patches stay in order: the sum does not depend on unroll
@@ -388,7 +389,6 @@ def _compiled_step(chunk, n_side, m_keep, canvas_h, canvas_w, interpolation):
         tf.TensorSpec((chunk, n_side, n_side), tf.complex64),
         tf.TensorSpec((chunk, 2), tf.int32),
         tf.TensorSpec((chunk, 2), tf.float32),
-        tf.TensorSpec((chunk,), tf.float32),
     )
 
 
@@ -408,15 +408,13 @@ def _stitch_xla(patches, origin_int, fraction, m_keep, height, width, chunk, int
         if not p.flags.writeable:  # DLPack cannot export read-only arrays (e.g. memory maps)
             p = p.copy()
         o, f = padded[start:stop], frac32[start:stop]
-        valid = np.ones(stop - start, np.float32)
-        if stop - start < chunk:  # pad the last chunk with zero-weight patches at (0, 0)
+        if stop - start < chunk:  # pad the last chunk with all-zero patches at (0, 0)
             extra = chunk - (stop - start)
             p = np.concatenate([p, np.zeros((extra, n_side, n_side), np.complex64)])
             o = np.concatenate([o, np.zeros((extra, 2), np.int32)])
             f = np.concatenate([f, np.zeros((extra, 2), np.float32)])
-            valid = np.concatenate([valid, np.zeros(extra, np.float32)])
         # Hand the chunk to TensorFlow without a copy (DLPack); a copy here cost ~40 ms/5088.
         p = tf.experimental.dlpack.from_dlpack(p.__dlpack__())
-        canvas = step(canvas, p, tf.constant(o), tf.constant(f), tf.constant(valid))
+        canvas = step(canvas, p, tf.constant(o), tf.constant(f))
     planes = canvas.numpy()[k_win : k_win + height, :, k_win : k_win + width]
     return planes[:, 0].astype(np.float64) + 1j * planes[:, 1]
