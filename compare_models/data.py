@@ -274,6 +274,14 @@ def load_dataset(path) -> Dataset:
     )
 
 
+def open_npz(path, *, error=DatasetError):
+    """Open an NPZ archive with ``allow_pickle=False``; an unreadable file raises ``error``."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise error(f"{path}: cannot be read as NPZ ({exc})") from exc
+
+
 def read_npz_member(archive, key: str, path, *, error=DatasetError, optional: bool = False):
     """The array under ``key`` of an NPZ opened with ``allow_pickle=False``.
 
@@ -353,11 +361,7 @@ def _diffraction_layout(diff: np.ndarray, m: int, path) -> np.ndarray:
 def load_npz_dataset(path) -> Dataset:
     """Load and validate an NPZ dataset without unpickling anything (see module docstring)."""
     path = Path(path)
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
-        raise DatasetError(f"{path}: cannot be read as NPZ ({exc})") from exc
-    with archive:
+    with open_npz(path) as archive:
         files = set(archive.files)
         diff_key = "diffraction" if "diffraction" in files else "diff3d" if "diff3d" in files else None
         if diff_key is None:

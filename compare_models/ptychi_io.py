@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import read_npz_member
+from .data import open_npz, read_npz_member
 from .errors import ReconstructionFileError
 
 __all__ = [
@@ -228,11 +228,7 @@ def load_reconstruction(path) -> Reconstruction:
             f"{path}: not an NPZ archive; expected a reconstruction file with key "
             "'reconstructed_object'"
         )
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
-        raise ReconstructionFileError(f"{path}: cannot be read as NPZ ({exc})") from exc
-    with archive:
+    with open_npz(path, error=ReconstructionFileError) as archive:
         files = set(archive.files)
         if "reconstructed_object" not in files:
             raise ReconstructionFileError(
