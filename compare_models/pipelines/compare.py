@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import ConfigError, DatasetError, MetricError
 from ..outdir import StagedOutput
-from ..report import MODEL_NAMES
+from ..report import MODEL_NAMES, format_metrics_table
 
 __all__ = ["CompareConfig", "ArmImage", "run_compare"]
 
@@ -274,12 +274,16 @@ def run_compare(config: CompareConfig, *, echo: Callable[[str], None] = print) -
 
         result = _evaluate(arms, dataset, shape, truth, pixel_size, config, timer)
         timer("write_outputs", _write_outputs, out.path, arms, result, dataset, config, timer)
-        result["timings_s"] = {**timer.timings, **{k: v for arm in arms for k, v in arm.timings_s.items()}}
-        echo_summary = result.get("table")
-    if echo_summary:
-        echo(echo_summary)
+        result["timings_s"] = _all_timings(timer, arms)
+    if truth is not None:
+        echo(format_metrics_table(metric_rows(result)))
     echo(f"results: {config.output_dir}")
     return result
+
+
+def _all_timings(timer, arms) -> dict[str, float]:
+    """The run's stage timings and every arm's, in seconds."""
+    return {**timer.timings, **{k: v for arm in arms for k, v in arm.timings_s.items()}}
 
 
 def _check_inputs_exist(config: CompareConfig):
@@ -391,15 +395,15 @@ def _write_outputs(directory: Path, arms, result, dataset, config, timer):
         aligned["ground_truth"] = truth
     report.write_images_npz(stitched, directory / "reconstructions.npz", masks={"scanned_region": region})
     report.write_images_npz(aligned, directory / "reconstructions_aligned.npz")
-    shown = {arm.name: result["aligned"][arm.name] for arm in arms}
     title = f"{dataset.n_positions} positions, measured dose {dataset.measured_dose:.3g} photons/pattern"
-    report.plot_comparison(shown, truth, region, directory / "comparison.png", title=title)
+    report.plot_comparison(result["aligned"], truth, region, directory / "comparison.png", title=title)
 
     rows = metric_rows(result)
     if truth is not None:
         report.write_metrics_csv(rows, directory / "comparison_metrics.csv")
-        report.write_frc_csv(_frc_curves(result), directory / "frc_curves.csv")
-        report.plot_frc(_frc_curves(result), directory / "frc.png")
+        curves = _frc_curves(result)
+        report.write_frc_csv(curves, directory / "frc_curves.csv")
+        report.plot_frc(curves, directory / "frc.png")
     metrics_doc = {
         "schema": "compare_models.metrics/1",
         "object_shape": result["object_shape"],
@@ -428,9 +432,6 @@ def _write_outputs(directory: Path, arms, result, dataset, config, timer):
             name="ground truth", comments="objectGuess of the test data", object_role="ground_truth", **physics,
         )
 
-    timings = dict(timer.timings)
-    for arm in arms:
-        timings.update(arm.timings_s)
     provenance = {
         "command_line": list(config.command_line),
         "config": config.to_dict(),
@@ -457,7 +458,6 @@ def _write_outputs(directory: Path, arms, result, dataset, config, timer):
         "corrections": {
             name: entry.get("registration") for name, entry in result["models"].items()
         },
-        "timings_s": timings,
+        "timings_s": _all_timings(timer, arms),
     }
     report.write_json(provenance, directory / "provenance.json")
-    result["table"] = report.format_metrics_table(rows) if truth is not None else None
