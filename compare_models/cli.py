@@ -138,22 +138,16 @@ def study_main():
 @user_errors
 def simulate_command(out, config_path, split, **overrides):
     """Simulate a dataset at a chosen photon dose."""
-    from .config import build_config, read_yaml_section
+    from .config import config_from_file_and_flags
     from .data import load_dataset
     from .pipelines.simulate import describe_dataset, run_simulate
     from .simulate import SimulationConfig
 
-    from_file = _config_section(config_path, "simulate", read_yaml_section) if config_path else {}
-    config = build_config(SimulationConfig, from_file, overrides, where=config_path or "options")
+    config = config_from_file_and_flags(SimulationConfig, config_path, "simulate", overrides)
     written = run_simulate(config, out, split=split)
     for role, path in written.items():
         click.echo(f"{role}: {path}")
         click.echo(_indent(describe_dataset(load_dataset(path))))
-
-
-def _config_section(path, section, reader):
-    data = reader(path)
-    return reader(path, section) if section in data else data
 
 
 def _indent(text: str, prefix: str = "  ") -> str:
@@ -174,7 +168,7 @@ def _indent(text: str, prefix: str = "  ") -> str:
 @user_errors
 def reconstruct_command(data_path, out_dir, config_path, **overrides):
     """Reconstruct a dataset with pty-chi (object started blank, never from the ground truth)."""
-    from .config import build_config, read_yaml_section
+    from .config import config_from_file_and_flags
     from .ptychi_arm import INSTALL_HINT, ReconstructConfig, ptychi_missing
 
     if ptychi_missing() is not None:
@@ -182,8 +176,7 @@ def reconstruct_command(data_path, out_dir, config_path, **overrides):
         sys.exit(EXIT_USAGE)
     from .pipelines.reconstruct import describe_result, run_reconstruct
 
-    from_file = _config_section(config_path, "reconstruct", read_yaml_section) if config_path else {}
-    config = build_config(ReconstructConfig, from_file, overrides, where=config_path or "options")
+    config = config_from_file_and_flags(ReconstructConfig, config_path, "reconstruct", overrides)
     path, result = run_reconstruct(data_path, out_dir, config)
     click.echo(f"reconstruction: {path}")
     click.echo(_indent(describe_result(result)))
@@ -237,12 +230,11 @@ def convert_command(in_path, out_path, **options):
 @user_errors
 def train_command(train_data, out_dir, config_path, progress, **overrides):
     """Train the PINN or the baseline and write a model bundle."""
-    from .config import build_config, read_yaml_section
+    from .config import config_from_file_and_flags
     from .pipelines.train import describe_training, run_train
     from .train import TrainConfig
 
-    from_file = _config_section(config_path, "train", read_yaml_section) if config_path else {}
-    config = build_config(TrainConfig, from_file, overrides, where=config_path or "options")
+    config = config_from_file_and_flags(TrainConfig, config_path, "train", overrides)
     path, result = run_train(config, train_data, out_dir, progress=progress)
     click.echo(f"bundle: {path}")
     click.echo(_indent(describe_training(result)))

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 from .errors import ConfigError
 
-__all__ = ["read_yaml_section", "build_config"]
+__all__ = ["read_yaml_section", "build_config", "config_from_file_and_flags"]
 
 T = TypeVar("T")
 
@@ -58,3 +58,15 @@ def build_config(cls: type[T], *sources: dict[str, Any] | None, where: str = "")
         raise ConfigError(f"{cls.__name__}: {exc}") from exc
     validate = getattr(config, "validate", None)
     return validate() if validate is not None else config
+
+
+def config_from_file_and_flags(cls: type[T], config_path, section: str, flags: dict[str, Any]) -> T:
+    """``cls`` from the ``section`` of the YAML at ``config_path`` (or its flat keys when it
+    has no such section; nothing when ``config_path`` is None), overridden by ``flags``."""
+    from_file: dict[str, Any] = {}
+    if config_path:
+        data = read_yaml_section(config_path)
+        from_file = data[section] or {} if section in data else data
+        if not isinstance(from_file, dict):
+            raise ConfigError(f"{config_path}: section '{section}' must be a mapping")
+    return build_config(cls, from_file, flags, where=config_path or "options")
