@@ -252,9 +252,6 @@ def _sweep_config(config_path, overrides):
             raise ConfigError(f"{config_path}: unknown section(s) {', '.join(sorted(unknown))}")
         sections = {k: v for k, v in data.items() if k != "sweep"}
         sections.update(data.get("sweep") or {})
-    for key in ("doses", "seeds", "arms"):
-        if key in sections and sections[key] is not None:
-            sections[key] = tuple(sections[key])
     return build_config(SweepConfig, sections, overrides, where=config_path or "options")
 
 

@@ -65,6 +65,12 @@ class SweepConfig:
     reconstruct: dict = field(default_factory=dict)
     compare: dict = field(default_factory=dict)
 
+    def __post_init__(self):
+        # Lists from YAML, JSON or to_dict() become tuples, so the config stays hashable
+        # and compares equal however it was built.
+        for name in ("doses", "seeds", "arms"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+
     def validate(self) -> SweepConfig:
         if not self.doses:
             raise ConfigError("a sweep needs at least one dose")
@@ -183,7 +189,7 @@ def run_cell(cell_dict: dict, config_dict: dict) -> dict:
         ``cell`` name, ``status`` ("done", "skipped" when nothing had to run, or "failed"),
         ``ran`` (steps run), ``failed_step``, ``log`` (path of the failed step's log), ``seconds``.
     """
-    config = SweepConfig(**{k: tuple(v) if k in ("doses", "seeds", "arms") else v for k, v in config_dict.items()})
+    config = SweepConfig(**config_dict)
     cell = Cell(**cell_dict)
     cell_dir = Path(config.output_dir) / "cells" / cell.name
     steps = plan_cell(cell, config)

@@ -87,9 +87,7 @@ def test_killed_cell_is_redone_and_nothing_else(tmp_path):
     config = _config(out, doses=(1e4,))
     code = (
         "import json, sys; from compare_models.sweep import SweepConfig, run_sweep; "
-        "d = json.loads(sys.argv[1]); "
-        "d.update(doses=tuple(d['doses']), seeds=tuple(d['seeds']), arms=tuple(d['arms'])); "
-        "run_sweep(SweepConfig(**d))"
+        "run_sweep(SweepConfig(**json.loads(sys.argv[1])))"
     )
     process = subprocess.Popen(
         [sys.executable, "-c", code, json.dumps(config.to_dict())], start_new_session=True,
