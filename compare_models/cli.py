@@ -139,9 +139,9 @@ def study_main():
 def simulate_command(out, config_path, split, **overrides):
     """Simulate a dataset at a chosen photon dose."""
     from .config import config_from_file_and_flags
-    from .data import load_dataset
+    from .io.dispatch import load_dataset
     from .pipelines.simulate import describe_dataset, run_simulate
-    from .simulate import SimulationConfig
+    from .study.simulator import SimulationConfig
 
     config = config_from_file_and_flags(SimulationConfig, config_path, "simulate", overrides)
     written = run_simulate(config, out, split=split)
@@ -169,7 +169,7 @@ def _indent(text: str, prefix: str = "  ") -> str:
 def reconstruct_command(data_path, out_dir, config_path, **overrides):
     """Reconstruct a dataset with pty-chi (object started blank, never from the ground truth)."""
     from .config import config_from_file_and_flags
-    from .ptychi_arm import INSTALL_HINT, ReconstructConfig, ptychi_missing
+    from .study.ptychi_runner import INSTALL_HINT, ReconstructConfig, ptychi_missing
 
     if ptychi_missing() is not None:
         click.echo(f"error: pty-chi is not installed; install it with: {INSTALL_HINT}", err=True)
@@ -200,7 +200,7 @@ def convert_command(in_path, out_path, **options):
     object) and, when the data has a ground truth, ground_truth.h5 (the truth in the product
     layout). Converting back gives the same arrays.
     """
-    from .data import load_dataset
+    from .io.dispatch import load_dataset
     from .pipelines.convert import ConvertConfig, run_convert
     from .pipelines.simulate import describe_dataset
 
@@ -231,8 +231,8 @@ def convert_command(in_path, out_path, **options):
 def train_command(train_data, out_dir, config_path, progress, **overrides):
     """Train the PINN or the baseline and write a model bundle."""
     from .config import config_from_file_and_flags
+    from .models.training import TrainConfig
     from .pipelines.train import describe_training, run_train
-    from .train import TrainConfig
 
     config = config_from_file_and_flags(TrainConfig, config_path, "train", overrides)
     path, result = run_train(config, train_data, out_dir, progress=progress)
@@ -242,7 +242,7 @@ def train_command(train_data, out_dir, config_path, progress, **overrides):
 
 def _sweep_config(config_path, overrides):
     from .config import build_config, read_yaml_section
-    from .sweep import SweepConfig
+    from .pipelines.sweep import SweepConfig
 
     sections = {}
     if config_path:
@@ -281,7 +281,7 @@ def sweep_command(config_path, doses, seeds, **overrides):
     cell interrupted mid-way is redone from the step that did not finish. Writes
     sweep_metrics.csv, sweep_report.md and sweep_<metric>.png to the output directory.
     """
-    from .sweep import run_sweep
+    from .pipelines.sweep import run_sweep
 
     overrides.update(doses=_split_numbers(doses, float), seeds=_split_numbers(seeds, int))
     config = _sweep_config(config_path, overrides)
@@ -299,8 +299,8 @@ def sweep_command(config_path, doses, seeds, **overrides):
 @user_errors
 def demo_command(config_path, output_dir):
     """The whole study on the embedded default: one (dose, seed) cell, then its metrics table."""
-    from .report import format_metrics_table, read_metrics_csv
-    from .sweep import Cell, run_sweep
+    from .pipelines.sweep import Cell, run_sweep
+    from .report.writers import format_metrics_table, read_metrics_csv
 
     config = _sweep_config(config_path, {"output_dir": output_dir})
     results = run_sweep(config, echo=click.echo)

@@ -22,12 +22,12 @@ from pathlib import Path
 
 
 def _prepare(work: Path, n_positions: int):
-    from compare_models.data import save_dataset
+    from compare_models.io.npz import save_dataset
+    from compare_models.models.training import TrainConfig
     from compare_models.pipelines.reconstruct import run_reconstruct
     from compare_models.pipelines.train import run_train
-    from compare_models.ptychi_arm import ReconstructConfig
-    from compare_models.simulate import SimulationConfig, simulate_dataset
-    from compare_models.train import TrainConfig
+    from compare_models.study.ptychi_runner import ReconstructConfig
+    from compare_models.study.simulator import SimulationConfig, simulate_dataset
 
     test_path = work / "test_5088.npz"
     train_path = work / "train_small.npz"

@@ -3,7 +3,7 @@
 Not a test. Prints, per crop size M, a Markdown table: median wall time, patches per second,
 peak extra resident memory, and ratios, for
 
-- ``xla``: ``compare_models.reassembly.stitch(..., backend="xla")``;
+- ``xla``: ``compare_models.imaging.stitching.stitch(..., backend="xla")``;
 - ``numpy``: the NumPy reference backend;
 - ``pad-translate``: the replaced tool's method, every patch zero-padded to the full canvas and
   bilinearly translated there (O(n * canvas^2)); timed on a subset and scaled to n;
@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-from compare_models.reassembly import DEFAULT_CHUNK, stitch
+from compare_models.imaging.stitching import DEFAULT_CHUNK, stitch
 
 
 def scan_positions(n, n_side, rng, side=72, step=4.5, jitter=0.5):

@@ -20,10 +20,10 @@ TINY_SIMULATION = dict(patch_size=16, object_size=64, scan="jittered", scan_step
 @pytest.fixture(scope="session")
 def tiny_study(tmp_path_factory) -> dict[str, Path]:
     """Paths of a tiny study: train/test NPZ, PINN and baseline bundles, pty-chi NPZ."""
+    from compare_models.models.training import TrainConfig
     from compare_models.pipelines.simulate import run_simulate
     from compare_models.pipelines.train import run_train
-    from compare_models.simulate import SimulationConfig
-    from compare_models.train import TrainConfig
+    from compare_models.study.simulator import SimulationConfig
 
     root = tmp_path_factory.mktemp("tiny_study")
     written = run_simulate(SimulationConfig(**TINY_SIMULATION), root / "data" / "sim.npz", split="y")
@@ -38,7 +38,7 @@ def tiny_study(tmp_path_factory) -> dict[str, Path]:
 def _tiny_ptychi(test_path: Path, out: Path) -> Path | None:
     try:
         from compare_models.pipelines.reconstruct import run_reconstruct
-        from compare_models.ptychi_arm import ReconstructConfig, ptychi_missing
+        from compare_models.study.ptychi_runner import ReconstructConfig, ptychi_missing
     except ImportError:
         return None
     if ptychi_missing():

@@ -8,13 +8,13 @@ import zipfile
 import numpy as np
 import pytest
 
-from compare_models.bundle import load_bundle, save_bundle
-from compare_models.data import save_dataset
 from compare_models.errors import BundleError
-from compare_models.inference import predict
-from compare_models.models import build_pinn
+from compare_models.io.npz import save_dataset
+from compare_models.models.bundle import load_bundle, save_bundle
+from compare_models.models.inference import predict
 from compare_models.models.inputs import intensity_scale
-from compare_models.simulate import SimulationConfig, simulate_dataset
+from compare_models.models.pinn import build_pinn
+from compare_models.study.simulator import SimulationConfig, simulate_dataset
 
 N = 16
 
@@ -59,9 +59,9 @@ def test_reload_in_a_fresh_process_predicts_identically(tmp_path, dataset):
     here = predict(load_bundle(path), dataset, batch_size=8, progress=False).patches
     code = (
         "import sys, numpy as np\n"
-        "from compare_models.bundle import load_bundle\n"
-        "from compare_models.data import load_dataset\n"
-        "from compare_models.inference import predict\n"
+        "from compare_models.models.bundle import load_bundle\n"
+        "from compare_models.io.dispatch import load_dataset\n"
+        "from compare_models.models.inference import predict\n"
         "p = predict(load_bundle(sys.argv[1]), load_dataset(sys.argv[2]), batch_size=8, progress=False)\n"
         "np.save(sys.argv[3], p.patches)\n"
     )

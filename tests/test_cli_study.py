@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from compare_models import __version__
 from compare_models.cli import compare_main, study_main
-from compare_models.data import load_dataset
+from compare_models.io.dispatch import load_dataset
 
 
 def test_help_and_version():

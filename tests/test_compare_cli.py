@@ -16,8 +16,9 @@ import pytest
 from click.testing import CliRunner
 
 from compare_models.cli import compare_main
-from compare_models.data import load_dataset, save_dataset
-from compare_models.report import read_metrics_csv
+from compare_models.io.dispatch import load_dataset
+from compare_models.io.npz import save_dataset
+from compare_models.report.writers import read_metrics_csv
 
 EXPECTED_FILES = (
     "comparison_metrics.csv",
@@ -231,7 +232,7 @@ def test_nothing_to_compare(tiny_study, tmp_path):
 
 
 def test_bundle_for_another_patch_size(tiny_study, tmp_path):
-    from compare_models.simulate import SimulationConfig, simulate_dataset
+    from compare_models.study.simulator import SimulationConfig, simulate_dataset
 
     other = save_dataset(simulate_dataset(SimulationConfig(patch_size=32, object_size=96, scan_step=8)), tmp_path / "n32.npz")
     out = tmp_path / "out"

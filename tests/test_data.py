@@ -6,8 +6,10 @@ import warnings
 import numpy as np
 import pytest
 
-from compare_models.data import Dataset, load_dataset, save_dataset
 from compare_models.errors import DatasetError
+from compare_models.io.dataset import Dataset
+from compare_models.io.dispatch import load_dataset
+from compare_models.io.npz import save_dataset
 
 
 def _arrays(m=6, n=8, size=32, seed=0):

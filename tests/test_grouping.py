@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from compare_models.grouping import group_neighbours, group_offsets
+from compare_models.models.grouping import group_neighbours, group_offsets
 
 
 def _grid(nx=5, ny=4, step=3.0):

@@ -14,24 +14,23 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from compare_models.cli import study_main
-from compare_models.data import Dataset, load_dataset, save_dataset
 from compare_models.errors import DatasetError, ReconstructionFileError
-from compare_models.formats import (
-    load_hdf5_dataset,
-    read_product,
-    save_ptychodus_dataset,
-    write_product,
-)
-from compare_models.formats.cxi import JOULES_PER_EV
-from compare_models.formats.ptychodus import (
+from compare_models.imaging.geometry import extract_patches
+from compare_models.io.cxi import JOULES_PER_EV
+from compare_models.io.dataset import Dataset
+from compare_models.io.dispatch import load_dataset, load_hdf5_dataset
+from compare_models.io.npz import save_dataset
+from compare_models.io.ptychodus import (
     DEFAULT_PIXEL_SIZE_M,
     amplitude_to_counts,
     counts_to_amplitude,
     detector_pixel_size_m,
+    read_product,
+    save_ptychodus_dataset,
+    write_product,
 )
-from compare_models.geometry import extract_patches
 from compare_models.pipelines.convert import run_convert
-from compare_models.simulate import SimulationConfig, simulate_dataset
+from compare_models.study.simulator import SimulationConfig, simulate_dataset
 
 
 @pytest.fixture(scope="module")
@@ -418,9 +417,9 @@ def test_reconstruct_writes_a_product_beside_its_npz(tiny_study):
     NPZ, positions on the reconstruction's canvas, opened by ptychodus itself."""
     if tiny_study["ptychi"] is None:
         pytest.skip("pty-chi extra not installed")
-    from compare_models.data import load_dataset
-    from compare_models.formats.ptychodus import read_product
-    from compare_models.ptychi_io import load_reconstruction
+    from compare_models.io.dispatch import load_dataset
+    from compare_models.io.ptychodus import read_product
+    from compare_models.io.reconstruction import load_reconstruction
 
     recon = load_reconstruction(tiny_study["ptychi"])
     product_path = tiny_study["ptychi"].parent / "ptychi_product.h5"

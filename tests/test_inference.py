@@ -5,12 +5,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from compare_models.bundle import Bundle
 from compare_models.errors import BundleError, DatasetError
-from compare_models.inference import PredictionCountError, _predict_function, predict
-from compare_models.models import build_baseline, build_pinn
+from compare_models.models.baseline import build_baseline
+from compare_models.models.bundle import Bundle
+from compare_models.models.inference import PredictionCountError, _predict_function, predict
 from compare_models.models.inputs import intensity_scale
-from compare_models.simulate import SimulationConfig, simulate_dataset
+from compare_models.models.pinn import build_pinn
+from compare_models.study.simulator import SimulationConfig, simulate_dataset
 
 N = 16
 PAD = 8

@@ -1,4 +1,4 @@
-"""Known-answer tests for compare_models.metrics."""
+"""Known-answer tests for compare_models.imaging.metrics."""
 
 import json
 import math
@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 from scipy import ndimage, signal
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from compare_models import metrics as M
 from compare_models.errors import MetricError
-from compare_models.report import to_jsonable
+from compare_models.imaging import metrics as M
+from compare_models.report.writers import to_jsonable
 
 
 def _smooth(seed, shape=(192, 192), sigma=2.0):

@@ -6,16 +6,16 @@ import pytest
 import tensorflow as tf
 
 from compare_models.errors import ConfigError
-from compare_models.models import (
+from compare_models.models.baseline import build_baseline
+from compare_models.models.layers import (
     AmplitudePhaseToObject,
     FarFieldIntensity,
     GroupConsensus,
     IntensityScale,
     ScaledTanh,
-    build_baseline,
-    build_pinn,
 )
-from compare_models.simulate import far_field_amplitude
+from compare_models.models.pinn import build_pinn
+from compare_models.study.simulator import far_field_amplitude
 
 N = 16
 

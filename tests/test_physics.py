@@ -8,9 +8,9 @@ from hypothesis import strategies as st
 from scipy.special import gammaln
 from scipy.stats import poisson
 
-from compare_models.geometry import extract_patches
+from compare_models.imaging.geometry import extract_patches
 from compare_models.models import physics
-from compare_models.simulate import SimulationConfig, far_field_amplitude, simulate_dataset
+from compare_models.study.simulator import SimulationConfig, far_field_amplitude, simulate_dataset
 
 
 def reference_far_field(exit_waves):

@@ -12,22 +12,22 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from compare_models import ptychi_arm
 from compare_models.cli import study_main
-from compare_models.data import save_dataset
 from compare_models.errors import ConfigError, ReconstructionFileError
-from compare_models.ptychi_arm import (
+from compare_models.io.npz import save_dataset
+from compare_models.io.reconstruction import (
+    load_reconstruction,
+    place_in_object_frame,
+    save_reconstruction,
+)
+from compare_models.study import ptychi_runner as ptychi_arm
+from compare_models.study.ptychi_runner import (
     ReconstructConfig,
     from_ptychi_positions,
     scan_canvas,
     to_ptychi_positions,
 )
-from compare_models.ptychi_io import (
-    load_reconstruction,
-    place_in_object_frame,
-    save_reconstruction,
-)
-from compare_models.simulate import SimulationConfig, simulate_dataset
+from compare_models.study.simulator import SimulationConfig, simulate_dataset
 
 # --------------------------------------------------------------------------------------------
 # Config

@@ -1,4 +1,4 @@
-"""Known-answer tests for compare_models.registration."""
+"""Known-answer tests for compare_models.imaging.registration."""
 
 import re
 
@@ -10,8 +10,8 @@ from scipy import ndimage
 from skimage.registration import phase_cross_correlation
 
 from compare_models.errors import RegistrationError
-from compare_models.geometry import extract_patches
-from compare_models.registration import fourier_shift_image, register, scanned_region
+from compare_models.imaging.geometry import extract_patches
+from compare_models.imaging.registration import fourier_shift_image, register, scanned_region
 
 SIZE = 128
 

@@ -5,11 +5,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from compare_models.data import load_dataset
 from compare_models.errors import ConfigError
-from compare_models.geometry import extract_patches, scan_canvas_shape
+from compare_models.imaging.geometry import extract_patches, scan_canvas_shape
+from compare_models.io.dispatch import load_dataset
 from compare_models.pipelines.simulate import run_simulate
-from compare_models.simulate import SimulationConfig, far_field_amplitude, simulate_dataset
+from compare_models.study.simulator import SimulationConfig, far_field_amplitude, simulate_dataset
 
 SMALL = dict(patch_size=16, object_size=64, scan_step=4)
 

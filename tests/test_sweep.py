@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from compare_models.sweep import Cell, SweepConfig, plan_cell, run_sweep
+from compare_models.pipelines.sweep import Cell, SweepConfig, plan_cell, run_sweep
 
 TINY_SECTIONS = dict(
     simulate=dict(patch_size=16, object_size=56, scan="jittered", scan_step=3, jitter=0.3),
@@ -86,7 +86,7 @@ def test_killed_cell_is_redone_and_nothing_else(tmp_path):
     out = tmp_path / "sweep"
     config = _config(out, doses=(1e4,))
     code = (
-        "import json, sys; from compare_models.sweep import SweepConfig, run_sweep; "
+        "import json, sys; from compare_models.pipelines.sweep import SweepConfig, run_sweep; "
         "run_sweep(SweepConfig(**json.loads(sys.argv[1])))"
     )
     process = subprocess.Popen(

@@ -6,16 +6,17 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from compare_models.bundle import load_bundle
 from compare_models.cli import study_main
 from compare_models.config import build_config
-from compare_models.data import save_dataset
 from compare_models.errors import ConfigError, DatasetError
-from compare_models.inference import predict
-from compare_models.models import build_baseline, build_pinn
+from compare_models.io.npz import save_dataset
+from compare_models.models.baseline import build_baseline
+from compare_models.models.bundle import load_bundle
+from compare_models.models.inference import predict
 from compare_models.models.inputs import intensity_scale
-from compare_models.simulate import SimulationConfig, simulate_dataset, split_dataset_by_row
-from compare_models.train import TrainConfig, evaluate_loss, split_indices, train_model
+from compare_models.models.pinn import build_pinn
+from compare_models.models.training import TrainConfig, evaluate_loss, split_indices, train_model
+from compare_models.study.simulator import SimulationConfig, simulate_dataset, split_dataset_by_row
 
 TINY = dict(width=8, depth=3, batch_size=16, learning_rate=2e-3, validation_fraction=0.1)
 
@@ -170,7 +171,7 @@ def test_stitched_images_beat_a_blank_image(model, gridsize):
     config = TrainConfig(model=model, gridsize=gridsize, epochs=40, batch_size=16, width=16,
                          learning_rate=2e-3, seed=0, validation_fraction=0.1)
     result = train_model(train, config, progress=False)
-    from compare_models.bundle import Bundle
+    from compare_models.models.bundle import Bundle
 
     bundle = Bundle(model=result.model, kind=model, patch_size=32, gridsize=gridsize,
                     intensity_scale=result.intensity_scale, probe=train.probe,

@@ -1,25 +1,5 @@
-"""The two networks, their physics and their inputs."""
+"""The networks, their physics and inputs, grouping, training, inference and model bundles.
 
-from .baseline import build_baseline
-from .layers import (
-    AmplitudePhaseToObject,
-    FarFieldIntensity,
-    GroupConsensus,
-    IntensityScale,
-    ScaledTanh,
-)
-from .pinn import build_pinn, default_pad
-
-KINDS = ("pinn", "baseline")
-
-__all__ = [
-    "KINDS",
-    "build_pinn",
-    "build_baseline",
-    "default_pad",
-    "ScaledTanh",
-    "AmplitudePhaseToObject",
-    "GroupConsensus",
-    "FarFieldIntensity",
-    "IntensityScale",
-]
+Import the module you need (``models.pinn``, ``models.inference``, ...): this package imports
+nothing itself, so reading a dataset or stitching never loads TensorFlow.
+"""

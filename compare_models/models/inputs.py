@@ -3,7 +3,7 @@
 * Normalised amplitude: measured amplitude divided by the dataset's *intensity scale*
   ``s = sqrt(mean counts per pixel)`` so inputs are O(1). The scale of the training data is
   stored in the bundle and applied unchanged at inference.
-* Groups (gridsize g, C = g²): :func:`compare_models.grouping.group_neighbours`, one group per
+* Groups (gridsize g, C = g²): :func:`compare_models.models.grouping.group_neighbours`, one group per
   scan position with the seed first. Offsets are each member's position minus the group centre
   (the mean of the members' positions), (x, y) in object pixels.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import DatasetError
-from ..grouping import group_neighbours
+from .grouping import group_neighbours
 
 __all__ = [
     "intensity_scale",
@@ -35,7 +35,7 @@ def intensity_scale(amplitude) -> float:
 
 
 def make_groups(positions_xy, gridsize: int, *, n_neighbours: int | None = None, seed: int = 0) -> np.ndarray:
-    """(M, C) member indices, seed first (see :func:`compare_models.grouping.group_neighbours`)."""
+    """(M, C) member indices, seed first (see :func:`compare_models.models.grouping.group_neighbours`)."""
     try:
         return group_neighbours(positions_xy, gridsize, n_candidates=n_neighbours, seed=seed)
     except ValueError as exc:

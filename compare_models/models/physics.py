@@ -1,6 +1,6 @@
 """Differentiable forward model, Poisson likelihood and sub-pixel translation (TensorFlow).
 
-Forward model (identical to :mod:`compare_models.simulate`)
+Forward model (identical to :mod:`compare_models.study.simulator`)
 ------------------------------------------------------------
 For an object patch ``O`` (N x N, complex) and the probe ``P`` stored with the dataset (already
 scaled so that intensities are in photon counts), the far-field wave is
@@ -24,7 +24,7 @@ row). The *region* is an array of side ``R = N + 2 pad`` whose pixel ``(pad, pad
 object pixel under pixel (0, 0) of a patch centred exactly at the group centre. Hence pixel
 ``(i, j)`` of member c lands on region pixel ``(i + pad + d_c,y, j + pad + d_c,x)``: a positive
 offset moves a member's content down/right in the region. Translation is bilinear (a tent
-kernel, exactly :func:`compare_models.geometry.extract_patches` for sub-pixel cuts), written as
+kernel, exactly :func:`compare_models.imaging.geometry.extract_patches` for sub-pixel cuts), written as
 two small matrix products so it runs on any device without image-transform kernels.
 
 References

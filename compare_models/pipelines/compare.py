@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, DatasetError, MetricError
-from ..outdir import StagedOutput
-from ..report import MODEL_NAMES, format_metrics_table
+from ..report.staging import StagedOutput
+from ..report.writers import MODEL_NAMES, format_metrics_table
 
 __all__ = ["CompareConfig", "ArmImage", "run_compare"]
 
@@ -144,7 +144,7 @@ def _subsample(dataset, config: CompareConfig):
 
 
 def _object_shape(dataset) -> tuple[int, int]:
-    from ..geometry import scan_canvas_shape
+    from ..imaging.geometry import scan_canvas_shape
 
     if dataset.object_truth is not None:
         return tuple(dataset.object_truth.shape)
@@ -152,9 +152,9 @@ def _object_shape(dataset) -> tuple[int, int]:
 
 
 def _network_arm(key: str, bundle_dir: str, dataset, shape, config: CompareConfig) -> ArmImage:
-    from ..bundle import load_bundle
-    from ..inference import predict
-    from ..reassembly import stitch
+    from ..imaging.stitching import stitch
+    from ..models.bundle import load_bundle
+    from ..models.inference import predict
 
     timer = _Timer()
     bundle = timer(f"{key}.load", load_bundle, bundle_dir)
@@ -187,7 +187,7 @@ def _network_arm(key: str, bundle_dir: str, dataset, shape, config: CompareConfi
 
 
 def _ptychi_arm(path: str, shape) -> ArmImage:
-    from ..ptychi_io import load_reconstruction, place_in_object_frame
+    from ..io.reconstruction import load_reconstruction, place_in_object_frame
 
     timer = _Timer()
     recon = timer("ptychi.load", load_reconstruction, path)
@@ -214,7 +214,7 @@ def _computation_time(arm: ArmImage) -> float | None:
 
 
 def _register(arm: ArmImage, truth, region, placed_by_registration: bool, config: CompareConfig):
-    from ..registration import register
+    from ..imaging.registration import register
 
     estimate_shift = not config.skip_registration and (
         not config.register_ptychi_only or arm.key == "ptychi"
@@ -246,7 +246,7 @@ def run_compare(config: CompareConfig, *, echo: Callable[[str], None] = print) -
     output directory is touched where possible; any failure after that leaves the directory
     with ``logs/`` and ``FAILED`` only.
     """
-    from ..data import load_dataset
+    from ..io.dispatch import load_dataset
 
     config.validate()
     _check_inputs_exist(config)
@@ -300,7 +300,7 @@ def _check_inputs_exist(config: CompareConfig):
 
 
 def _evaluate(arms, dataset, shape, truth, pixel_size, config, timer) -> dict:
-    from ..registration import scanned_region
+    from ..imaging.registration import scanned_region
 
     region = scanned_region(
         dataset.positions_xy, dataset.patch_size, shape, crop=resolve_crop(config, dataset.patch_size),
@@ -313,7 +313,7 @@ def _evaluate(arms, dataset, shape, truth, pixel_size, config, timer) -> dict:
             result["models"][arm.name] = {"computation_time_s": _computation_time(arm)}
         result["aligned"] = {arm.name: arm.image for arm in arms}
         return result
-    from ..metrics import compute_metrics
+    from ..imaging.metrics import compute_metrics
 
     aligned = {}
     for arm in arms:
@@ -383,8 +383,8 @@ def _image_key(name: str) -> str:
 
 
 def _write_outputs(directory: Path, arms, result, dataset, config, timer):
-    from .. import report
-    from ..formats.ptychodus import write_product
+    from ..io.ptychodus import write_product
+    from ..report import writers as report
 
     truth = dataset.object_truth
     region = result["region"]

@@ -3,7 +3,7 @@
 The input format is chosen by content (``load_dataset``); the output format by the output
 path: a name ending in ``.npz`` gets the NPZ contract, anything else is a directory that
 receives ``diffraction.h5``, ``product.h5`` and, when the data has a ground truth,
-``ground_truth.h5`` (see :mod:`compare_models.formats.ptychodus`).
+``ground_truth.h5`` (see :mod:`compare_models.io.ptychodus`).
 """
 
 from __future__ import annotations
@@ -65,8 +65,9 @@ def run_convert(in_path, out_path, config: ConvertConfig | None = None) -> dict[
     """
     import dataclasses
 
-    from ..data import load_dataset, save_dataset
-    from ..formats import save_ptychodus_dataset
+    from ..io.dispatch import load_dataset
+    from ..io.npz import save_dataset
+    from ..io.ptychodus import save_ptychodus_dataset
 
     config = (config or ConvertConfig()).validate()
     in_path, out_path = Path(in_path), Path(out_path)

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import load_dataset
-from ..formats.ptychodus import write_product
-from ..ptychi_arm import PtychiResult, ReconstructConfig, run_ptychi
-from ..ptychi_io import save_reconstruction
-from ..simulate import dataset_fingerprint
+from ..io.dataset import dataset_fingerprint
+from ..io.dispatch import load_dataset
+from ..io.ptychodus import write_product
+from ..io.reconstruction import save_reconstruction
+from ..study.ptychi_runner import PtychiResult, ReconstructConfig, run_ptychi
 
 __all__ = ["RECONSTRUCTION_NAME", "PRODUCT_NAME", "LOSS_NAME", "run_reconstruct", "describe_result"]
 
@@ -28,7 +28,7 @@ def run_reconstruct(
 
     Writes ``ptychi_reconstruction.npz`` (object, probe, algorithm, JSON metadata with the
     canvas's object-frame origin, timings, loss history, versions and the resolved config; see
-    :mod:`compare_models.ptychi_io`), ``ptychi_loss.csv`` (epoch, loss, seconds) and
+    :mod:`compare_models.io.reconstruction`), ``ptychi_loss.csv`` (epoch, loss, seconds) and
     ``ptychi_product.h5``, the same object, probe, positions and losses as a ptychodus product
     on the reconstruction's canvas.
 

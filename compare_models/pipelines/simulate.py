@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..data import Dataset, save_dataset
-from ..simulate import SimulationConfig, simulate_dataset, split_dataset_by_row
+from ..io.dataset import Dataset
+from ..io.npz import save_dataset
+from ..study.simulator import SimulationConfig, simulate_dataset, split_dataset_by_row
 
 __all__ = ["run_simulate", "split_paths", "describe_dataset"]
 

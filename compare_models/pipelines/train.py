@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..bundle import save_bundle
-from ..data import load_dataset
-from ..train import TrainConfig, TrainResult, train_model
+from ..io.dispatch import load_dataset
+from ..models.bundle import save_bundle
+from ..models.training import TrainConfig, TrainResult, train_model
 
 __all__ = ["run_train", "describe_training"]
 

@@ -1,7 +1,7 @@
 """Dose sweeps: one cell per (dose, seed), run through any ``concurrent.futures`` executor.
 
 A cell is a chain of steps (simulate, train the PINN, train the baseline, run pty-chi, compare).
-Each step runs in its own Python process (``python -m compare_models.sweep_step``): TensorFlow
+Each step runs in its own Python process (``python -m compare_models.pipelines.sweep_step``): TensorFlow
 and pty-chi set process-wide state, and a separate process per step keeps them apart and gives
 each step its own log. A step is done when its marker file ``.done/<step>.json`` holds the hash
 of the step's resolved configuration (which includes the hashes of the steps it depends on);
@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 __all__ = [
     "SweepConfig",
@@ -218,7 +218,7 @@ def run_cell(cell_dict: dict, config_dict: dict) -> dict:
                 env[name] = str(config.threads_per_cell)
         with log_path.open("w") as handle:
             completed = subprocess.run(
-                [sys.executable, "-m", "compare_models.sweep_step", json.dumps(request)],
+                [sys.executable, "-m", "compare_models.pipelines.sweep_step", json.dumps(request)],
                 stdout=handle,
                 stderr=subprocess.STDOUT,
                 env=env,
@@ -282,7 +282,7 @@ def run_sweep(config: SweepConfig, *, echo=print) -> list[dict]:
     """
     from tqdm import tqdm
 
-    from .sweep_report import write_sweep_report
+    from ..report.sweep_report import write_sweep_report
 
     config.validate()
     out = Path(config.output_dir)

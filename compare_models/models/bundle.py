@@ -34,8 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
-from .errors import BundleError
+from .. import __version__
+from ..errors import BundleError
 
 __all__ = ["Bundle", "save_bundle", "load_bundle", "plot_history", "KINDS"]
 
@@ -177,7 +177,7 @@ def save_bundle(
     Path
         ``out_dir``.
     """
-    from .simulate import dataset_fingerprint
+    from ..io.dataset import dataset_fingerprint
 
     if kind not in KINDS:
         raise BundleError(f"unknown model kind {kind!r}; expected one of {', '.join(KINDS)}")
@@ -262,7 +262,7 @@ def load_bundle(path) -> Bundle:
     """
     import keras
 
-    from . import models  # noqa: F401  (registers the custom layers)
+    from . import layers  # noqa: F401  (registers the custom layers)
 
     path = Path(path)
     if not path.is_dir():

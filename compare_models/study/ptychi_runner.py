@@ -24,7 +24,7 @@ Process isolation
 -----------------
 Building a pty-chi task changes torch's process-wide default device and dtypes, so
 :func:`run_ptychi` never imports torch: it writes the inputs to an NPZ in a temporary directory
-and runs ``python -m compare_models.ptychi_arm IN OUT`` (no pickle crosses the boundary). The
+and runs ``python -m compare_models.study.ptychi_runner IN OUT`` (no pickle crosses the boundary). The
 child uses ``n_threads`` torch threads and flushes denormals (each missed costs up to 15-20x on
 small CPUs), reports progress per epoch on stderr and writes the result NPZ.
 
@@ -49,10 +49,11 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 
-from .errors import CompareModelsError, ConfigError
+from ..errors import CompareModelsError, ConfigError
 
 __all__ = [
     "ALGORITHMS",
@@ -70,7 +71,7 @@ __all__ = [
 
 ALGORITHMS = ("lsqml", "epie", "dm", "bh")
 DEVICES = ("auto", "cpu", "cuda")
-_DEFAULT_BATCH = {"lsqml": 50, "epie": 1, "dm": 50, "bh": 50}
+_DEFAULT_BATCH = MappingProxyType({"lsqml": 50, "epie": 1, "dm": 50, "bh": 50})
 INSTALL_HINT = "pip install -c constraints.txt -e '.[ptychi]'"
 
 
@@ -187,7 +188,7 @@ class PtychiResult:
     info: dict
 
     def metadata(self) -> dict:
-        """JSON-ready metadata for :func:`compare_models.ptychi_io.save_reconstruction`."""
+        """JSON-ready metadata for :func:`compare_models.io.reconstruction.save_reconstruction`."""
         return {
             "algorithm": self.algorithm,
             "canvas_origin_xy": [int(v) for v in self.canvas_origin_xy],
@@ -283,7 +284,7 @@ def run_ptychi(dataset, config: ReconstructConfig, *, progress: bool = True) -> 
 
     Parameters
     ----------
-    dataset : compare_models.data.Dataset
+    dataset : compare_models.io.dataset.Dataset
         Amplitudes, positions and ``probeGuess`` are used; the ground truth is not.
     config : ReconstructConfig
     progress : bool
@@ -322,7 +323,7 @@ def run_ptychi(dataset, config: ReconstructConfig, *, progress: bool = True) -> 
             pos_y=pos_y,
             settings=np.array(json.dumps(settings)),
         )
-        cmd = [sys.executable, "-m", "compare_models.ptychi_arm", str(in_path), str(out_path)]
+        cmd = [sys.executable, "-m", "compare_models.study.ptychi_runner", str(in_path), str(out_path)]
         env = dict(os.environ)
         package_root = str(Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
@@ -514,7 +515,7 @@ def _dist_version(name: str) -> str | None:
 
 def _main(argv: list[str]) -> int:
     if len(argv) != 2:
-        print("usage: python -m compare_models.ptychi_arm IN.npz OUT.npz", file=sys.stderr)
+        print("usage: python -m compare_models.study.ptychi_runner IN.npz OUT.npz", file=sys.stderr)
         return 2
     in_path, out_path = argv
     try:

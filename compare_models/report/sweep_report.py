@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .report import read_metrics_csv
+from .writers import read_metrics_csv
 
 __all__ = ["collect_sweep_rows", "write_sweep_report", "SWEEP_COLUMNS", "PLOTTED_METRICS"]
 

@@ -65,15 +65,14 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from types import MappingProxyType
 
 import numpy as np
 
 from ..errors import DatasetError, ReconstructionFileError
+from ..imaging.geometry import scan_canvas_shape
 from ._h5 import atomic_h5_path, open_hdf5, read_array, read_attr_float, wavelength_m
-
-if TYPE_CHECKING:
-    from ..data import Dataset
+from .dataset import Dataset
 
 __all__ = [
     "DIFFRACTION_NAME",
@@ -108,11 +107,13 @@ DEFAULT_DETECTOR_DISTANCE_M = 1.0
 EXTRAS_GROUP = "compare_models"
 EXTRAS_VERSION = 1
 _PHYSICAL_KEYS = ("pixel_size_m", "photon_energy_eV", "detector_object_distance_m")
-_DEFAULTS = {
-    "pixel_size_m": DEFAULT_PIXEL_SIZE_M,
-    "photon_energy_eV": DEFAULT_PHOTON_ENERGY_EV,
-    "detector_object_distance_m": DEFAULT_DETECTOR_DISTANCE_M,
-}
+_DEFAULTS = MappingProxyType(
+    {
+        "pixel_size_m": DEFAULT_PIXEL_SIZE_M,
+        "photon_energy_eV": DEFAULT_PHOTON_ENERGY_EV,
+        "detector_object_distance_m": DEFAULT_DETECTOR_DISTANCE_M,
+    }
+)
 # Largest count for which float32 sqrt(count) squared still rounds back to the count.
 _MAX_EXACT_COUNT = 2**22
 
@@ -657,8 +658,6 @@ def load_ptychodus_dataset(path) -> Dataset:
         ``pixel_size_m``, ``photon_energy_eV`` and ``detector_object_distance_m`` (measured
         values only: defaults written by this project are left out).
     """
-    from ..data import Dataset
-
     files = resolve_pair(path)
     product = read_product(files["product"], error=DatasetError)
     indexes, amplitudes, _ = read_diffraction(files["diffraction"], error=DatasetError)
@@ -785,8 +784,6 @@ def save_ptychodus_dataset(
     dict
         Written paths by role (``diffraction``, ``product``, ``ground_truth``).
     """
-    from ..geometry import scan_canvas_shape
-
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise DatasetError(f"{out_dir}: exists and is not a directory; expected a directory for the ptychodus pair")

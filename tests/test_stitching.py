@@ -12,10 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy.ndimage import binary_erosion
 
-from compare_models import reassembly
 from compare_models.errors import StitchError
-from compare_models.geometry import extract_patches
-from compare_models.reassembly import crop_start, stitch
+from compare_models.imaging import stitching as reassembly
+from compare_models.imaging.geometry import extract_patches
+from compare_models.imaging.stitching import crop_start, stitch
 
 BACKENDS = ("numpy", "xla")
 
@@ -249,7 +249,7 @@ def test_property_numpy_integer_roundtrip_and_weights(n, n_side, data):
     frac_pos = pos + rng.uniform(0, 1, pos.shape) * (rng.uniform(size=pos.shape) < 0.7)
     frac_pos = np.minimum(frac_pos, [width - n_side / 2 - 1, height - n_side / 2 - 1])
     _, w_direct = stitch(patches, frac_pos, (height, width), crop=m_keep, backend="numpy")
-    from compare_models.geometry import split_positions
+    from compare_models.imaging.geometry import split_positions
 
     oi, fr = split_positions(frac_pos, n_side)
     w_exact = reassembly._weights_exact(oi + crop_start(n_side, m_keep), fr, m_keep, height, width, "bilinear")
@@ -347,7 +347,7 @@ def test_read_only_and_real_inputs_are_accepted():
 
 
 def test_import_does_not_load_tensorflow():
-    code = "import sys, compare_models.reassembly; print('tensorflow' in sys.modules)"
+    code = "import sys, compare_models.imaging.stitching; print('tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

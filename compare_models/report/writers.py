@@ -1,7 +1,7 @@
 """Writers for a comparison's results: CSV, JSON, NPZ, figures and provenance.
 
 Every writer takes plain data and a path; none decides where the output directory is or
-whether a run is complete (that is :mod:`compare_models.outdir`'s job).
+whether a run is complete (that is :mod:`compare_models.report.staging`'s job).
 """
 
 from __future__ import annotations
@@ -162,7 +162,7 @@ def plot_comparison(images: Mapping[str, np.ndarray], truth: np.ndarray | None, 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    from .geometry import mask_bbox
+    from ..imaging.geometry import mask_bbox
 
     box = mask_bbox(region)
     columns = dict(images)
@@ -277,7 +277,7 @@ def environment_versions() -> dict[str, str]:
     cheaply (TensorFlow and torch only if the run imported them)."""
     from importlib import metadata
 
-    from . import __version__
+    from .. import __version__
 
     versions = {"compare_models": __version__, "python": sys.version.split()[0], "platform": platform.platform()}
     for package in ("numpy", "scipy", "scikit-image", "h5py", "keras", "tensorflow", "torch", "ptychi"):

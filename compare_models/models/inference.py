@@ -6,7 +6,7 @@ dropped. Grouped inputs are built one chunk at a time, so working memory depends
 and not on the number of positions (only the returned patches grow with it). After every batch
 the number of returned patches is checked against the number of inputs.
 
-For gridsize g > 1 every scan position seeds one group (:mod:`compare_models.grouping`); the
+For gridsize g > 1 every scan position seeds one group (:mod:`compare_models.models.grouping`); the
 patch returned for position i is the seed member's patch cut from the group's merged region,
 so the result has exactly M patches at ``dataset.positions_xy``, in the dataset's order.
 """
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import CompareModelsError
+from ..errors import CompareModelsError
 
 __all__ = ["Prediction", "PredictionCountError", "predict"]
 
@@ -76,8 +76,8 @@ def predict(bundle, dataset, *, batch_size: int = 32, chunk: int = 4096, progres
 
     Parameters
     ----------
-    bundle : compare_models.bundle.Bundle
-    dataset : compare_models.data.Dataset
+    bundle : compare_models.models.bundle.Bundle
+    dataset : compare_models.io.dataset.Dataset
         Its N must match the bundle's.
     batch_size : int
         Samples per model call (fixed shape; the last batch is padded).
@@ -100,7 +100,7 @@ def predict(bundle, dataset, *, batch_size: int = 32, chunk: int = 4096, progres
     """
     from tqdm.auto import tqdm
 
-    from .models import inputs
+    from . import inputs
 
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")

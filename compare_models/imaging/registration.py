@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from .errors import RegistrationError
+from ..errors import RegistrationError
 from .geometry import mask_bbox, split_positions
 
 __all__ = ["RegistrationResult", "scanned_region", "register", "fourier_shift_image"]
@@ -109,7 +109,7 @@ def scanned_region(positions_xy, patch_size: int, shape, *, crop=None, erode: in
         Shape of the object grid.
     crop : int, optional
         Use only the central ``crop x crop`` window of each patch, centred on the same
-        position (the window of side ``crop`` in the frame of :mod:`compare_models.geometry`).
+        position (the window of side ``crop`` in the frame of :mod:`compare_models.imaging.geometry`).
     erode : int
         Erode the union by this many pixels (8-connected, so by ``erode`` in the max-norm);
         the image border counts as outside.
@@ -121,7 +121,7 @@ def scanned_region(positions_xy, patch_size: int, shape, *, crop=None, erode: in
     Notes
     -----
     A window with a sub-pixel origin is rounded outward to every pixel it touches (as
-    :func:`compare_models.geometry.scan_canvas_shape` does). Windows are clipped to the grid.
+    :func:`compare_models.imaging.geometry.scan_canvas_shape` does). Windows are clipped to the grid.
     """
     pos = np.asarray(positions_xy, dtype=np.float64)
     if pos.ndim != 2 or pos.shape[1] != 2 or pos.shape[0] == 0:

@@ -36,8 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import open_npz, read_npz_member
-from .errors import ReconstructionFileError
+from ..errors import ReconstructionFileError
+from .npz import open_npz, read_npz_member
 
 __all__ = [
     "FORMAT_NAME",

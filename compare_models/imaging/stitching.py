@@ -23,7 +23,7 @@ import functools
 
 import numpy as np
 
-from .errors import StitchError
+from ..errors import StitchError
 from .geometry import split_positions
 
 __all__ = ["stitch", "crop_start", "DEFAULT_CHUNK", "WEIGHT_FLOOR"]
@@ -70,7 +70,7 @@ def stitch(
     positions_xy : array_like (n, 2), float
         Patch centres in object pixels, x = column, y = row. Patch pixel (N/2, N/2) sits on
         object pixel (y, x); patch pixel (i, j) sits on object coordinate
-        ``(y - N/2 + i, x - N/2 + j)`` (``compare_models.geometry``).
+        ``(y - N/2 + i, x - N/2 + j)`` (``compare_models.imaging.geometry``).
     shape : tuple (H, W)
         The object grid (that of ``objectGuess``). Parts of patches outside it are dropped.
     crop : int, optional

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import ConfigError, DatasetError
+from ..errors import ConfigError, DatasetError
 
 __all__ = ["TrainConfig", "TrainResult", "train_model", "evaluate_loss", "split_indices"]
 
@@ -46,7 +46,7 @@ class TrainConfig:
     depth : int
         Number of conv-pool blocks; N must be divisible by 2**depth.
     n_neighbours : int or None
-        K of :func:`compare_models.grouping.group_neighbours` (default C: nearest neighbours).
+        K of :func:`compare_models.models.grouping.group_neighbours` (default C: nearest neighbours).
     region_pad : int or None
         PINN region margin in pixels for the overlap constraint (default N/4).
     """
@@ -129,7 +129,7 @@ class _Task:
     """Per-kind inputs and loss (kept private: the loop below is the same for both)."""
 
     def __init__(self, kind, dataset, config, scale, pad):
-        from .models import inputs
+        from . import inputs
 
         self.kind = kind
         self.amplitude = dataset.diffraction_amplitude
@@ -174,7 +174,7 @@ class _Task:
     def loss(self, outputs, targets):
         import tensorflow as tf
 
-        from .models.physics import poisson_nll
+        from .physics import poisson_nll
 
         if self.kind == "pinn":
             return poisson_nll(targets[0], outputs[1])
@@ -194,7 +194,7 @@ def _truth_patches(dataset) -> np.ndarray:
     if dataset.patches_truth is not None:
         return dataset.patches_truth.astype(np.complex64)
     if dataset.object_truth is not None:
-        from .geometry import extract_patches
+        from ..imaging.geometry import extract_patches
 
         return extract_patches(dataset.object_truth, dataset.positions_xy, dataset.patch_size).astype(
             np.complex64
@@ -225,8 +225,9 @@ def train_model(dataset, config: TrainConfig, *, progress: bool = True) -> Train
     import tensorflow as tf
     from tqdm.auto import tqdm
 
-    from .models import build_baseline, build_pinn, default_pad
-    from .models.inputs import intensity_scale
+    from .baseline import build_baseline
+    from .inputs import intensity_scale
+    from .pinn import build_pinn, default_pad
 
     config = config.validate()
     n_side = dataset.patch_size
@@ -328,7 +329,7 @@ def evaluate_loss(
     """
     import tensorflow as tf
 
-    from .models import default_pad
+    from .pinn import default_pad
 
     config = config.validate()
     if config.model == "pinn" and region_pad is None:

@@ -1,6 +1,6 @@
-"""Run one step of a sweep cell in this process: ``python -m compare_models.sweep_step JSON``.
+"""Run one step of a sweep cell in this process: ``python -m compare_models.pipelines.sweep_step JSON``.
 
-JSON holds ``step`` (one of :data:`compare_models.sweep.STEP_NAMES`), ``settings`` (that
+JSON holds ``step`` (one of :data:`compare_models.pipelines.sweep.STEP_NAMES`), ``settings`` (that
 step's configuration keys) and ``cell_dir``. The paths inside a cell are fixed here, so the
 sweep only decides settings, never file names.
 """
@@ -30,33 +30,33 @@ def cell_paths(cell_dir) -> dict[str, Path]:
 
 
 def run_step(step: str, settings: dict, cell_dir) -> None:
-    from .config import build_config
+    from ..config import build_config
 
     paths = cell_paths(cell_dir)
     if step == "simulate":
-        from .data import load_dataset
-        from .pipelines.simulate import describe_dataset, run_simulate
-        from .simulate import SimulationConfig
+        from ..io.dispatch import load_dataset
+        from ..study.simulator import SimulationConfig
+        from .simulate import describe_dataset, run_simulate
 
         written = run_simulate(build_config(SimulationConfig, settings, where="sweep simulate"), paths["data"], split="y")
         for role, path in written.items():
             print(f"{role}: {path}\n{describe_dataset(load_dataset(path))}")
     elif step in ("train_pinn", "train_baseline"):
-        from .pipelines.train import describe_training, run_train
-        from .train import TrainConfig
+        from ..models.training import TrainConfig
+        from .train import describe_training, run_train
 
         config = build_config(TrainConfig, settings, where=f"sweep {step}")
         _, result = run_train(config, paths["train"], paths[config.model], progress=False)
         print(describe_training(result))
     elif step == "reconstruct":
-        from .pipelines.reconstruct import describe_result, run_reconstruct
-        from .ptychi_arm import ReconstructConfig
+        from ..study.ptychi_runner import ReconstructConfig
+        from .reconstruct import describe_result, run_reconstruct
 
         config = build_config(ReconstructConfig, settings, where="sweep reconstruct")
         _, result = run_reconstruct(paths["test"], paths["ptychi"], config, progress=False)
         print(describe_result(result))
     elif step == "compare":
-        from .pipelines.compare import CompareConfig, run_compare
+        from .compare import CompareConfig, run_compare
 
         arms = {
             "pinn_dir": paths["pinn"] if paths["pinn"].exists() else None,

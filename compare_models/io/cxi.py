@@ -37,16 +37,13 @@ CXI file format 1.6, https://www.cxidb.org/cxi.html.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import DatasetError
 from ._h5 import open_hdf5, wavelength_m
+from .dataset import Dataset
 from .ptychodus import counts_to_amplitude
-
-if TYPE_CHECKING:
-    from ..data import Dataset
 
 __all__ = ["load_cxi_dataset", "is_cxi", "JOULES_PER_EV"]
 
@@ -104,8 +101,6 @@ def load_cxi_dataset(path) -> Dataset:
     DatasetError
         Naming the file, the dataset path and the expectation.
     """
-
-    from ..data import Dataset
 
     path = Path(path)
     with open_hdf5(path, error=DatasetError) as h5file:

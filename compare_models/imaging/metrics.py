@@ -4,7 +4,7 @@ Every function takes real 2-D arrays (the amplitude or the phase of an image on 
 ground-truth grid) and returns plain floats or frozen dataclasses with a ``to_dict()``.
 A metric that cannot be computed raises :class:`compare_models.errors.MetricError` with the
 reason; nothing returns NaN. The one non-finite value is PSNR of identical images, which is
-``float("inf")``; :func:`compare_models.report.to_jsonable` writes it as the string ``"inf"``.
+``float("inf")``; :func:`compare_models.report.writers.to_jsonable` writes it as the string ``"inf"``.
 
 References
 ----------
@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import numpy as np
 from scipy import ndimage
 
-from .errors import MetricError
+from ..errors import MetricError
 from .geometry import mask_bbox
 
 __all__ = [
@@ -50,8 +51,8 @@ _SSIM_TAPS = 11
 _SSIM_SIGMA = 1.5
 _K1 = 0.01
 _K2 = 0.03
-_FIXED_THRESHOLDS = {"0.5": 0.5, "1/7": 1.0 / 7.0}
-_BIT_THRESHOLDS = {"1bit": 1.0, "halfbit": 0.5}
+_FIXED_THRESHOLDS = MappingProxyType({"0.5": 0.5, "1/7": 1.0 / 7.0})
+_BIT_THRESHOLDS = MappingProxyType({"1bit": 1.0, "halfbit": 0.5})
 
 
 def _pair(a, b, name="images"):
@@ -558,7 +559,7 @@ def compute_metrics(
     Parameters
     ----------
     aligned : ndarray (H, W) complex
-        Reconstruction after :func:`compare_models.registration.register`.
+        Reconstruction after :func:`compare_models.imaging.registration.register`.
     truth : ndarray (H, W) complex
         Ground truth on the same grid.
     region : ndarray (H, W) bool
@@ -584,7 +585,7 @@ def compute_metrics(
         frc_halfbit`` (FRC cut-offs as fractions of Nyquist; the full cut-offs, with ring
         index and resolution in metres, and the curves are under ``"frc"``), ``data_range``,
         ``data_range_source`` and ``ms_ssim_scales`` / ``_weights`` / ``_note``. ``psnr`` is
-        ``inf`` for identical images (see :func:`compare_models.report.to_jsonable`).
+        ``inf`` for identical images (see :func:`compare_models.report.writers.to_jsonable`).
 
     Raises
     ------

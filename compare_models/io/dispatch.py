@@ -1,41 +1,61 @@
-"""HDF5 interop: ptychodus products and diffraction files, and CXI, read into a ``Dataset``.
+"""Pick a dataset reader by the file's content: NPZ, ptychodus pair, ptychodus file or CXI.
 
 Readers need only h5py; ptychodus itself is used in tests to check that the files agree.
 """
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 from ..errors import DatasetError
 from ._h5 import has_hdf5_signature
-from .cxi import load_cxi_dataset
-from .ptychodus import (
-    DIFFRACTION_NAME,
-    GROUND_TRUTH_NAME,
-    PRODUCT_NAME,
-    ProductContents,
-    load_ptychodus_dataset,
-    read_product,
-    save_ptychodus_dataset,
-    write_product,
-)
+from .cxi import is_cxi, load_cxi_dataset
+from .dataset import Dataset
+from .npz import load_npz_dataset
+from .ptychodus import PRODUCT_NAME, load_ptychodus_dataset
 
-__all__ = [
-    "DIFFRACTION_NAME",
-    "GROUND_TRUTH_NAME",
-    "PRODUCT_NAME",
-    "ProductContents",
-    "has_hdf5_signature",
-    "hdf5_kind",
-    "is_ptychodus_pair_dir",
-    "load_cxi_dataset",
-    "load_hdf5_dataset",
-    "load_ptychodus_dataset",
-    "read_product",
-    "save_ptychodus_dataset",
-    "write_product",
-]
+__all__ = ["load_dataset", "load_hdf5_dataset", "hdf5_kind", "is_ptychodus_pair_dir"]
+
+
+def load_dataset(path) -> Dataset:
+    """Load a dataset from ``path``, choosing the reader by the file's content.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        An NPZ file following the contract in DESIGN.md (a zip archive); an HDF5 file (by its
+        signature): a ptychodus ``product.h5`` or ``diffraction.h5`` with its partner beside
+        it, or CXI; or a directory holding a ptychodus pair (see
+        :mod:`compare_models.io.ptychodus`).
+
+    Returns
+    -------
+    Dataset
+
+    Raises
+    ------
+    DatasetError
+        If the file is missing, is not a supported format, or violates the contract.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DatasetError(f"{path}: no such file")
+    if path.is_dir():
+        if is_ptychodus_pair_dir(path):
+            return load_ptychodus_dataset(path)
+        raise DatasetError(
+            f"{path}: is a directory; expected a dataset file (.npz) or a ptychodus pair "
+            "directory holding product.h5 and diffraction.h5"
+        )
+    if zipfile.is_zipfile(path):
+        return load_npz_dataset(path)
+    if has_hdf5_signature(path):
+        return load_hdf5_dataset(path)
+    raise DatasetError(
+        f"{path}: not a dataset file; expected an NPZ archive (a zip of .npy arrays), "
+        "a ptychodus product/diffraction HDF5 file or a CXI file"
+    )
 
 
 def is_ptychodus_pair_dir(path) -> bool:
@@ -48,8 +68,6 @@ def hdf5_kind(path) -> str:
     """Classify an HDF5 file by content: ``"cxi"``, ``"product"``, ``"diffraction"`` or
     ``"unknown"``."""
     import h5py
-
-    from .cxi import is_cxi
 
     try:
         h5file = h5py.File(path, "r")

@@ -15,7 +15,7 @@ import time
 import uuid
 from pathlib import Path
 
-from .errors import CompareModelsError
+from ..errors import CompareModelsError
 
 __all__ = ["OutputExistsError", "StagedOutput", "RESULT_LOGGER"]
 

@@ -2,7 +2,7 @@
 
 Forward model and normalisation
 -------------------------------
-For a scan position with object patch ``O_k`` (N x N, cut as in :mod:`compare_models.geometry`)
+For a scan position with object patch ``O_k`` (N x N, cut as in :mod:`compare_models.imaging.geometry`)
 and probe ``P``, the far-field wave is
 
     Psi_k = fftshift(fft2(P * O_k, norm="ortho"))
@@ -21,16 +21,14 @@ so nothing is downloaded.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from dataclasses import dataclass
 
 import numpy as np
 
-from . import __version__
-from .data import Dataset
-from .errors import ConfigError
-from .geometry import extract_patches
+from .. import __version__
+from ..errors import ConfigError
+from ..imaging.geometry import extract_patches
+from ..io.dataset import Dataset
 
 __all__ = [
     "SimulationConfig",
@@ -258,12 +256,3 @@ def split_dataset_by_row(dataset: Dataset) -> tuple[Dataset, Dataset]:
         )
         halves.append(part)
     return halves[0], halves[1]
-
-
-def dataset_fingerprint(dataset: Dataset) -> str:
-    """SHA-256 over the arrays that define a dataset (for provenance and caching)."""
-    digest = hashlib.sha256()
-    for array in (dataset.diffraction_amplitude, dataset.positions_xy, dataset.probe):
-        digest.update(np.ascontiguousarray(array).tobytes())
-    digest.update(json.dumps(dataset.metadata, sort_keys=True, default=str).encode())
-    return digest.hexdigest()

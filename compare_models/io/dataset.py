@@ -1,0 +1,223 @@
+"""The ``Dataset`` type and its validation: the in-memory form of a ptychographic scan.
+
+Every reader in :mod:`compare_models.io` returns a ``Dataset``; every consumer takes one.
+
+Frames and units (DESIGN.md, "Frames and units")
+------------------------------------------------
+* Positions are in object pixels: x is the column, y the row. A patch of size N centred at
+  (x, y) covers rows ``y - N/2 .. y + N/2 - 1`` and columns ``x - N/2 .. x + N/2 - 1``; patch
+  pixel (N/2, N/2) sits on object pixel (y, x).
+* Diffraction is stored as amplitude (square root of counts), float32, shape (M, N, N), with
+  the zero frequency at pixel (N/2, N/2).
+* Dose is measured: :attr:`Dataset.measured_dose` is the mean number of counts per pattern.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import DatasetError
+
+__all__ = ["Dataset", "validate_dataset", "patch_bounds_ok", "dataset_fingerprint"]
+
+# Tolerance for positions on the boundary of the object (float rounding of stored coordinates).
+_POSITION_TOLERANCE_PX = 1e-6
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """A validated ptychographic scan.
+
+    Attributes
+    ----------
+    diffraction_amplitude : ndarray, (M, N, N) float32
+        Measured far-field amplitudes (square root of counts), zero frequency at (N/2, N/2).
+    positions_xy : ndarray, (M, 2) float64
+        Patch centres in object pixels, column ``x`` then row ``y``.
+    probe : ndarray, (N, N) complex64
+        Illumination in the sample plane.
+    object_truth : ndarray, (H, W) complex64, or None
+        Ground-truth object on the pixel grid the positions refer to.
+    patches_truth : ndarray, (M, N, N) complex64, or None
+        Ground-truth object patches (the ``Y`` key).
+    positions_start_xy : ndarray, (M, 2) float64
+        Nominal positions (``xcoords_start``/``ycoords_start``); equal to ``positions_xy``
+        when the file does not carry them.
+    scan_index : ndarray, (M,) int64, or None
+    metadata : dict
+        JSON-decoded ``_metadata`` (dose, seed, provenance), empty when absent.
+    source : str or None
+        Path the dataset was loaded from, for error messages and provenance.
+    """
+
+    diffraction_amplitude: np.ndarray
+    positions_xy: np.ndarray
+    probe: np.ndarray
+    object_truth: np.ndarray | None = None
+    patches_truth: np.ndarray | None = None
+    positions_start_xy: np.ndarray | None = None
+    scan_index: np.ndarray | None = None
+    metadata: dict = field(default_factory=dict)
+    source: str | None = None
+
+    def __post_init__(self):
+        validate_dataset(self)
+        if self.positions_start_xy is None:
+            object.__setattr__(self, "positions_start_xy", self.positions_xy.copy())
+
+    @property
+    def n_positions(self) -> int:
+        """Number of scan positions M."""
+        return int(self.diffraction_amplitude.shape[0])
+
+    @property
+    def patch_size(self) -> int:
+        """Pattern and probe side N in pixels."""
+        return int(self.diffraction_amplitude.shape[1])
+
+    @property
+    def measured_dose(self) -> float:
+        """Mean photon count per pattern, computed from the amplitudes (counts = amplitude²)."""
+        counts = np.square(self.diffraction_amplitude, dtype=np.float64)
+        return float(counts.sum(axis=(1, 2)).mean())
+
+    @property
+    def nominal_dose(self) -> float | None:
+        """The dose the generator was asked for, if the metadata records one."""
+        value = self.metadata.get("dose_nominal")
+        return None if value is None else float(value)
+
+    @property
+    def pixel_size_m(self) -> float | None:
+        """Object pixel size in metres, if the metadata records one."""
+        value = self.metadata.get("pixel_size_m")
+        return None if value is None else float(value)
+
+    def subset(self, indices) -> Dataset:
+        """Return the dataset restricted to the scan positions ``indices`` (in that order)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        if indices.ndim != 1:
+            raise DatasetError("subset indices must be a 1-D integer array")
+
+        def pick(array):
+            return None if array is None else array[indices]
+
+        return dataclasses.replace(
+            self,
+            diffraction_amplitude=self.diffraction_amplitude[indices],
+            positions_xy=self.positions_xy[indices],
+            positions_start_xy=pick(self.positions_start_xy),
+            patches_truth=pick(self.patches_truth),
+            scan_index=pick(self.scan_index),
+            metadata=dict(self.metadata),
+        )
+
+
+def _where(dataset_or_source) -> str:
+    source = getattr(dataset_or_source, "source", dataset_or_source)
+    return f"{source}: " if source else ""
+
+
+def patch_bounds_ok(positions_xy, patch_size: int, object_shape) -> np.ndarray:
+    """True for each position whose N x N patch lies inside an object of ``object_shape``.
+
+    A patch centred at (x, y) needs columns ``x - N/2 .. x + N/2 - 1`` (rounded outward for
+    sub-pixel positions, which interpolation reads on both sides).
+    """
+    positions_xy = np.asarray(positions_xy, dtype=np.float64)
+    height, width = object_shape
+    half = patch_size / 2
+    low = positions_xy - half
+    high = positions_xy + half - 1
+    tol = _POSITION_TOLERANCE_PX
+    inside_x = (low[:, 0] >= -tol) & (np.ceil(high[:, 0] - tol) <= width - 1)
+    inside_y = (low[:, 1] >= -tol) & (np.ceil(high[:, 1] - tol) <= height - 1)
+    return inside_x & inside_y
+
+
+def validate_dataset(dataset: Dataset) -> None:
+    """Check shapes, dtypes, finiteness and geometry; raise :class:`DatasetError` if broken."""
+    where = _where(dataset)
+    diff = dataset.diffraction_amplitude
+    if not isinstance(diff, np.ndarray) or diff.ndim != 3 or diff.shape[1] != diff.shape[2]:
+        raise DatasetError(
+            f"{where}key 'diffraction': expected amplitudes of shape (M, N, N), got "
+            f"{getattr(diff, 'shape', type(diff).__name__)}"
+        )
+    m, n = diff.shape[0], diff.shape[1]
+    if m == 0:
+        raise DatasetError(f"{where}key 'diffraction': no diffraction patterns (M = 0)")
+    if not np.isfinite(diff).all():
+        raise DatasetError(f"{where}key 'diffraction': contains NaN or infinite values")
+    if (diff < 0).any():
+        raise DatasetError(
+            f"{where}key 'diffraction': negative values; expected amplitudes (sqrt of counts) >= 0"
+        )
+    pos = dataset.positions_xy
+    if not isinstance(pos, np.ndarray) or pos.shape != (m, 2):
+        raise DatasetError(
+            f"{where}keys 'xcoords'/'ycoords': expected {m} positions (one per pattern), got "
+            f"shape {getattr(pos, 'shape', None)}"
+        )
+    if not np.isfinite(pos).all():
+        raise DatasetError(f"{where}keys 'xcoords'/'ycoords': contain NaN or infinite values")
+    if dataset.positions_start_xy is not None and dataset.positions_start_xy.shape != (m, 2):
+        raise DatasetError(
+            f"{where}keys 'xcoords_start'/'ycoords_start': expected {m} positions, got "
+            f"shape {dataset.positions_start_xy.shape}"
+        )
+    probe = dataset.probe
+    if not isinstance(probe, np.ndarray) or probe.ndim != 2:
+        raise DatasetError(
+            f"{where}key 'probeGuess': expected a 2-D (N, N) complex array, got shape "
+            f"{getattr(probe, 'shape', None)}"
+        )
+    if probe.shape != (n, n):
+        raise DatasetError(
+            f"{where}key 'probeGuess': shape {probe.shape} does not match the diffraction "
+            f"patterns' N = {n}; expected ({n}, {n})"
+        )
+    if not np.isfinite(probe).all():
+        raise DatasetError(f"{where}key 'probeGuess': contains NaN or infinite values")
+    obj = dataset.object_truth
+    if obj is not None:
+        if obj.ndim != 2:
+            raise DatasetError(
+                f"{where}key 'objectGuess': expected a 2-D (H, W) complex array, got shape "
+                f"{obj.shape}"
+            )
+        if not np.isfinite(obj).all():
+            raise DatasetError(f"{where}key 'objectGuess': contains NaN or infinite values")
+        inside = patch_bounds_ok(pos, n, obj.shape)
+        if not inside.all():
+            bad = int(np.flatnonzero(~inside)[0])
+            raise DatasetError(
+                f"{where}keys 'xcoords'/'ycoords': the {n}x{n} patch at position {bad} "
+                f"(x={pos[bad, 0]:g}, y={pos[bad, 1]:g}) leaves the object of shape "
+                f"{obj.shape}; expected N/2 <= x <= W - N/2 and N/2 <= y <= H - N/2 "
+                f"({int((~inside).sum())} positions out of bounds)"
+            )
+    patches = dataset.patches_truth
+    if patches is not None and patches.shape != (m, n, n):
+        raise DatasetError(
+            f"{where}key 'Y': expected ground-truth patches of shape {(m, n, n)}, got "
+            f"{patches.shape}"
+        )
+    if dataset.scan_index is not None and dataset.scan_index.shape != (m,):
+        raise DatasetError(
+            f"{where}key 'scan_index': expected shape ({m},), got {dataset.scan_index.shape}"
+        )
+
+
+def dataset_fingerprint(dataset: Dataset) -> str:
+    """SHA-256 over the arrays that define a dataset (for provenance and caching)."""
+    digest = hashlib.sha256()
+    for array in (dataset.diffraction_amplitude, dataset.positions_xy, dataset.probe):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    digest.update(json.dumps(dataset.metadata, sort_keys=True, default=str).encode())
+    return digest.hexdigest()

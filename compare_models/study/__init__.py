@@ -1,0 +1,1 @@
+"""Making the study's inputs: the simulator and the pty-chi runner."""
