@@ -37,11 +37,12 @@ def user_errors(func):
 # compare-models
 
 
-def _quiet_tensorflow():
-    """Keep TensorFlow's C++ start-up chatter (oneDNN, CUDA probing) off the console."""
-    import os
+def _quiet_tensorflow(verbose: bool) -> None:
+    """Import TensorFlow with its C++ start-up lines (absl, oneDNN, CUDA probing) held back,
+    unless ``verbose`` (see :mod:`compare_models.pipelines.startup`)."""
+    from .pipelines.startup import quiet_tensorflow_startup
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    quiet_tensorflow_startup(verbose=verbose)
 
 
 def _install_sigterm_handler():
@@ -79,7 +80,7 @@ def _install_sigterm_handler():
 @click.option("--baseline-chunk-size", "--baseline_chunk_size", "baseline_chunk_size", type=int, default=1024, show_default=True)
 @click.option("--stitch-chunk-size", "stitch_chunk_size", type=int, default=512, show_default=True, help="Patches per compiled stitching call.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
-@click.option("--quiet/--verbose", "quiet", default=False, help="Hide or show progress bars and per-stage log lines.")
+@click.option("--quiet/--verbose", "quiet", default=None, help="--quiet: warnings and errors only, no progress bars. --verbose: also the libraries' start-up lines (TensorFlow's absl, oneDNN and CUDA notices), held back by default.")
 @user_errors
 def compare_main(quiet, **options):
     """Compare a PINN, a supervised baseline and a pty-chi reconstruction against ground truth.
@@ -94,15 +95,15 @@ def compare_main(quiet, **options):
     from .pipelines.compare import CompareConfig, run_compare
 
     _install_sigterm_handler()
-    _quiet_tensorflow()
     console = logging.StreamHandler()
     console.setLevel(logging.WARNING if quiet else logging.INFO)
     console.setFormatter(logging.Formatter("%(message)s"))
     logger = logging.getLogger("compare_models")
     logger.setLevel(logging.INFO)  # the run log gets INFO whatever the console shows
     logger.addHandler(console)
-    config = CompareConfig(**options, progress=not quiet, command_line=tuple(sys.argv))
-    run_compare(config.validate(), echo=click.echo)
+    config = CompareConfig(**options, progress=not quiet, command_line=tuple(sys.argv)).validate()
+    _quiet_tensorflow(verbose=quiet is False)
+    run_compare(config, echo=click.echo)
 
 
 # --------------------------------------------------------------------------------------------
@@ -113,7 +114,6 @@ def compare_main(quiet, **options):
 @click.version_option(__version__, prog_name="ptycho-study")
 def study_main():
     """The study pipeline: simulate data, train networks, run pty-chi, sweep doses."""
-    _quiet_tensorflow()
 
 
 @study_main.command("simulate")
@@ -227,14 +227,16 @@ def convert_command(in_path, out_path, **options):
 @click.option("--n-neighbours", "n_neighbours", type=int, help="K candidates per group (default C).")
 @click.option("--region-pad", "region_pad", type=int, help="PINN overlap region margin, px (default N/4).")
 @click.option("--progress/--no-progress", default=True, help="Show progress bars.")
+@click.option("--verbose", is_flag=True, help="Also show the libraries' start-up lines (TensorFlow's absl, oneDNN and CUDA notices).")
 @user_errors
-def train_command(train_data, out_dir, config_path, progress, **overrides):
+def train_command(train_data, out_dir, config_path, progress, verbose, **overrides):
     """Train the PINN or the baseline and write a model bundle."""
     from .config import config_from_file_and_flags
     from .models.training import TrainConfig
     from .pipelines.train import describe_training, run_train
 
     config = config_from_file_and_flags(TrainConfig, config_path, "train", overrides)
+    _quiet_tensorflow(verbose)
     path, result = run_train(config, train_data, out_dir, progress=progress)
     click.echo(f"bundle: {path}")
     click.echo(_indent(describe_training(result)))
@@ -273,20 +275,22 @@ def _split_numbers(text, kind):
 @click.option("--executor", type=click.Choice(["process", "parsl"]), help="process (default) or parsl (Slurm/PBS via Parsl).")
 @click.option("--parsl-config", "parsl_config", type=click.Path(exists=True, dir_okay=False), help="Parsl config file defining `config`.")
 @click.option("--threads-per-cell", "threads_per_cell", type=int, help="Thread count for each cell's processes.")
+@click.option("--verbose", is_flag=True, help="Keep the libraries' start-up lines (TensorFlow's absl, oneDNN and CUDA notices) in the step logs.")
 @user_errors
-def sweep_command(config_path, doses, seeds, **overrides):
+def sweep_command(config_path, doses, seeds, verbose, **overrides):
     """Run a dose sweep: simulate, train both networks, run pty-chi and compare, per (dose, seed).
 
     Cells are skipped when their outputs exist with the same resolved configuration, and a
     cell interrupted mid-way is redone from the step that did not finish. Writes
-    sweep_metrics.csv, sweep_report.md and sweep_<metric>.png to the output directory.
+    sweep_metrics.csv, sweep_report.html (self-contained; links to every cell's
+    compare/report.html), sweep_report.md and sweep_<metric>.png to the output directory.
     """
     from .pipelines.sweep import run_sweep
 
-    overrides.update(doses=_split_numbers(doses, float), seeds=_split_numbers(seeds, int))
+    overrides.update(doses=_split_numbers(doses, float), seeds=_split_numbers(seeds, int), verbose=verbose or None)
     config = _sweep_config(config_path, overrides)
     results = run_sweep(config, echo=click.echo)
-    click.echo(f"report: {Path(config.output_dir) / 'sweep_report.md'}")
+    click.echo(f"report: {Path(config.output_dir) / 'sweep_report.html'} (and sweep_report.md)")
     failed = [r for r in results if r["status"] == "failed"]
     if failed:
         click.echo(f"error: {len(failed)} of {len(results)} cells failed", err=True)
@@ -296,13 +300,14 @@ def sweep_command(config_path, doses, seeds, **overrides):
 @study_main.command("demo")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), default="configs/demo.yaml", show_default=True)
 @click.option("--out", "output_dir", type=click.Path(file_okay=False), default="demo_output", show_default=True)
+@click.option("--verbose", is_flag=True, help="Keep the libraries' start-up lines in the step logs.")
 @user_errors
-def demo_command(config_path, output_dir):
+def demo_command(config_path, output_dir, verbose):
     """The whole study on the embedded default: one (dose, seed) cell, then its metrics table."""
     from .pipelines.sweep import Cell, run_sweep
     from .report.writers import format_metrics_table, read_metrics_csv
 
-    config = _sweep_config(config_path, {"output_dir": output_dir})
+    config = _sweep_config(config_path, {"output_dir": output_dir, "verbose": verbose or None})
     results = run_sweep(config, echo=click.echo)
     for result in results:
         if result["status"] == "failed":
@@ -314,10 +319,10 @@ def demo_command(config_path, output_dir):
             rows = [(r["model"], r["metric"], r["amplitude"], r["phase"], r["value"]) for r in read_metrics_csv(compare_dir / "comparison_metrics.csv")]
             click.echo(f"\nmetrics ({compare_dir / 'comparison_metrics.csv'}):")
             click.echo(format_metrics_table(rows))
-            click.echo("\nfigures:")
-            for name in ("comparison.png", "frc.png"):
+            click.echo("\nreport and figures:")
+            for name in ("report.html", "comparison.png", "frc.png"):
                 click.echo(f"  {compare_dir / name}")
-    click.echo(f"  {Path(config.output_dir) / 'sweep_report.md'}")
+    click.echo(f"  {Path(config.output_dir) / 'sweep_report.html'}")
 
 
 if __name__ == "__main__":  # pragma: no cover
