@@ -225,7 +225,7 @@ def convert_command(in_path, out_path, **options):
 @click.option("--width", type=int, help="Filters of the first conv block (default 32).")
 @click.option("--depth", type=int, help="Conv-pool blocks; N divisible by 2**depth (default 3).")
 @click.option("--n-neighbours", "n_neighbours", type=int, help="K candidates per group (default C).")
-@click.option("--region-pad", "region_pad", type=int, help="PINN overlap region margin, px (default N/4).")
+@click.option("--region-pad", "region_pad", type=int, help="PINN overlap region margin, px (default: from the training scan, max(N/4, widest group) up to N/2).")
 @click.option("--progress/--no-progress", default=True, help="Show progress bars.")
 @click.option("--verbose", is_flag=True, help="Also show the libraries' start-up lines (TensorFlow's absl, oneDNN and CUDA notices).")
 @user_errors
