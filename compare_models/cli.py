@@ -37,12 +37,18 @@ def user_errors(func):
 # compare-models
 
 
-def _quiet_tensorflow(verbose: bool) -> None:
+def _quiet_tensorflow(verbose: bool, *, needed: bool = True) -> None:
     """Import TensorFlow with its C++ start-up lines (absl, oneDNN, CUDA probing) held back,
-    unless ``verbose`` (see :mod:`compare_models.pipelines.startup`)."""
+    unless ``verbose`` (see :mod:`compare_models.pipelines.startup`); when the command will not
+    need TensorFlow (``needed`` False), only set its log level."""
+    import os
+
     from .pipelines.startup import quiet_tensorflow_startup
 
-    quiet_tensorflow_startup(verbose=verbose)
+    if not verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if needed:
+        quiet_tensorflow_startup(verbose=verbose)
 
 
 def _install_sigterm_handler():
@@ -102,7 +108,8 @@ def compare_main(quiet, **options):
     logger.setLevel(logging.INFO)  # the run log gets INFO whatever the console shows
     logger.addHandler(console)
     config = CompareConfig(**options, progress=not quiet, command_line=tuple(sys.argv)).validate()
-    _quiet_tensorflow(verbose=quiet is False)
+    # The networks need TensorFlow (and so does stitching their patches); pty-chi alone does not.
+    _quiet_tensorflow(quiet is False, needed=bool(config.pinn_dir or config.baseline_dir))
     run_compare(config, echo=click.echo)
 
 
