@@ -753,8 +753,9 @@ def write_compare_report(directory, *, name: str = REPORT_NAME) -> Path:
     figures = {p.name: p.read_bytes() for p in sorted(directory.glob("*.png")) if p.is_file()}
     title = "Comparison report"
     output = (provenance.get("config") or {}).get("output_dir")
-    if output:
-        title = f"Comparison report: {Path(output).name}"
+    if output:  # the directory and its parent: a sweep's are all called "compare"
+        parts = Path(output).parts[-2:]
+        title = f"Comparison report: {'/'.join(parts)}"
     present = [f for f in LINKED_FILES if (directory / f).exists()]
     text = render_compare_report(metrics, provenance, figures, title=title, linked_files=present)
     path = directory / name

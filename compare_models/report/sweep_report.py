@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .html import Markup, esc, figure, fmt, note, page, table
+from .html import METRIC_ORDER, Markup, esc, figure, fmt, note, page, table
 from .writers import read_metrics_csv
 
 __all__ = [
@@ -179,7 +179,8 @@ def write_sweep_report(output_dir, cells) -> dict[str, Path]:
     summaries = summarise(rows)
     written = {"csv": csv_path, "report": output_dir / "sweep_report.md", "html": output_dir / "sweep_report.html"}
     n_doses, n_seeds = len({c.dose for c in cells}), len({c.seed for c in cells})
-    lines = ["# Dose sweep report", "", f"{len(cells)} cells; {n_doses} doses, {n_seeds} seeds. Values are "
+    lines = ["# Dose sweep report", "", f"{_plural(len(cells), 'cell')}; {_plural(n_doses, 'dose')}, "
+             f"{_plural(n_seeds, 'seed')}. Values are "
              "the mean over seeds, the sample standard deviation and the 95 % Student-t interval of the "
              "mean (none for a single seed); dose is the measured mean photon count per test pattern.", ""]
     for (metric, component), by_model in sorted(summaries.items()):
@@ -267,6 +268,10 @@ def _cell_link(output_dir: Path, cell_name: str, label: str):
     return f'<span title="{esc(href)}: not written">{esc(label)} (no report)</span>'
 
 
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def _status(output_dir: Path) -> dict[str, dict]:
     path = output_dir / "sweep_status.json"
     if not path.exists():
@@ -296,7 +301,9 @@ def _html(output_dir: Path, cells, summaries, plots) -> str:
     else:
         body.append(note("No metrics to plot: no cell has finished its comparison."))
 
-    metrics = list(dict.fromkeys(metric for metric, _ in sorted(summaries)))
+    present = list(dict.fromkeys(metric for metric, _ in sorted(summaries)))
+    first = [m for m in (*PLOTTED_METRICS, *METRIC_ORDER) if m in present]
+    metrics = list(dict.fromkeys(first + present))  # plotted and known metrics first, then the rest
     body.append("<h2>Tables</h2>")
     for metric in metrics:
         components = [c for c in ("amplitude", "phase", "") if (metric, c) in summaries]
@@ -343,6 +350,7 @@ def _html(output_dir: Path, cells, summaries, plots) -> str:
         for name in ("sweep_metrics.csv", "sweep_report.md", "sweep_config.json", "sweep_status.json")
         if (output_dir / name).exists() or name in ("sweep_metrics.csv", "sweep_report.md")
     ) + "</ul>")
-    subtitle = f"{len(cells)} cells: {len(doses)} doses × {len(seeds)} seeds; output {output_dir.name}"
+    subtitle = (f"{_plural(len(cells), 'cell')}: {_plural(len(doses), 'dose')} × {_plural(len(seeds), 'seed')}; "
+                f"output {output_dir.name}")
     return page("Dose sweep report", subtitle, body)
 
