@@ -6,7 +6,8 @@ the ground truth and returns every correction it applied, so that a report can s
 
 * :func:`estimate_shift`: upsampled cross-correlation [1]_ over a region, refined iteratively.
 * :func:`fourier_shift_image`: the whole image translated by the Fourier shift theorem (only
-  pixels where the arm has no data are filled first); registration never discards data.
+  pixels where the arm has no data are filled first, and the edge of the data is smoothed by
+  :func:`apodise` away from the pixels that are scored); registration never discards data.
 * :func:`fit_gauge`: a global phase offset and a linear phase ramp fitted to the
   amplitude-weighted phase difference, and an amplitude scale fitted to the amplitudes alone
   [2]_, so that phase noise never moves an amplitude score. Never one complex factor (its
@@ -37,7 +38,7 @@ References
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
@@ -176,10 +177,11 @@ class RegistrationResult:
     Attributes
     ----------
     aligned : ndarray (H, W) complex128
-        ``gauge.apply(shifted)`` where the shifted image holds data, 0 elsewhere; ``shifted``
-        is the whole input translated by ``shift.shift_yx``.
+        ``gauge.apply(shifted)`` where the shifted image holds untouched data, 0 elsewhere;
+        ``shifted`` is the whole input translated by ``shift.shift_yx``.
     valid : ndarray (H, W) bool
-        Where ``aligned`` holds data (:func:`shifted_valid`).
+        Where ``aligned`` holds data: the input's valid mask, less the apodised rim when a
+        shift was applied, translated by the shift (:func:`shifted_valid`).
     shift : ShiftEstimate
     gauge : Gauge
     """
@@ -187,7 +189,7 @@ class RegistrationResult:
     aligned: np.ndarray
     valid: np.ndarray
     shift: ShiftEstimate
-    gauge: Gauge = field(default=None)
+    gauge: Gauge
 
     @property
     def shift_yx(self) -> tuple:
