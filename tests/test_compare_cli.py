@@ -377,3 +377,23 @@ def test_interrupted_run_leaves_nothing_that_looks_complete(tiny_study, tmp_path
     assert not (out / "comparison_metrics.csv").exists()
     assert (out / "FAILED").exists()
     assert not list(tmp_path.glob(".out.partial-*"))
+
+
+def test_demo_prints_the_region_scales_gauge_and_thresholds(full_run, tmp_path, monkeypatch):
+    """`ptycho-study demo` prints, after its table, how the numbers were made (read back from
+    the cell's metrics.json). The study itself is stood in for by the finished comparison."""
+    from compare_models import cli
+    from compare_models.pipelines import sweep
+
+    out, _ = full_run
+    demo_out = tmp_path / "demo"
+    shutil.copytree(out, demo_out / "cells" / sweep.Cell(1e4, 7).name / "compare")
+    config = tmp_path / "demo.yaml"
+    config.write_text("sweep:\n  doses: [10000]\n  seeds: [7]\n")
+    monkeypatch.setattr(sweep, "run_sweep", lambda config, echo: [{"status": "done"}])
+    result = CliRunner().invoke(cli.study_main, ["demo", "--config", str(config), "--out", str(demo_out)],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    for fragment in ("ms_ssim_scales", "scored region:", "hull without data", "gauge (ramp)",
+                     "scales used", "0.5 threshold", "not a resolution", "data range"):
+        assert fragment in result.output, fragment
