@@ -12,7 +12,7 @@ import numpy as np
 
 from .writers import read_metrics_csv
 
-__all__ = ["collect_sweep_rows", "write_sweep_report", "SWEEP_COLUMNS", "PLOTTED_METRICS"]
+__all__ = ["collect_sweep_rows", "write_sweep_report", "SWEEP_COLUMNS", "PLOTTED_METRICS", "REPORT_NOTES"]
 
 SWEEP_COLUMNS = ("dose_nominal", "dose_measured", "seed", "model", "metric", "component", "value")
 PLOTTED_METRICS = ("ms_ssim", "frc50", "psnr")
@@ -77,6 +77,30 @@ def _summaries(rows):
     return out
 
 
+def _ms_ssim_scales(rows) -> dict:
+    """{(component, model, dose_nominal): sorted scale counts seen over seeds}."""
+    scales = defaultdict(set)
+    for row in rows:
+        if row["metric"] == "ms_ssim_scales" and row["value"] is not None:
+            scales[(row["component"], row["model"], row["dose_nominal"])].add(int(row["value"]))
+    return {key: sorted(value) for key, value in scales.items()}
+
+
+#: What the sweep's headline numbers are (docs/how-the-numbers-are-made.md).
+REPORT_NOTES = (
+    "Every model of a cell is scored on one region: the scan's convex hull where every model has "
+    "data, eroded by the largest registration shift plus a margin (each cell's "
+    "compare/metrics.json records it).",
+    "ms_ssim is Wang et al. (2003) MS-SSIM with no blur first; its tables give the number of "
+    "scales used (5 unless the region's box is under 161 px a side, then fewer with "
+    "renormalised weights; ms_ssim_scales rows carry it in sweep_metrics.csv).",
+    "frc50 is FRC against ground truth at the 0.5 threshold (Rosenthal & Henderson 2003), a "
+    "fraction of Nyquist; frc1over7 is a legacy value kept for old scripts, not a resolution.",
+    "PSNR and SSIM use the truth's max - min over the region as data range, for amplitude and "
+    "phase alike; computation_time_s excludes one-off compilation (compile_time_s).",
+)
+
+
 def write_sweep_report(output_dir, cells) -> dict[str, Path]:
     """Write ``sweep_metrics.csv``, ``sweep_report.md`` and ``sweep_<metric>.png`` files."""
     output_dir = Path(output_dir)
@@ -88,16 +112,24 @@ def write_sweep_report(output_dir, cells) -> dict[str, Path]:
         for row in rows:
             writer.writerow({k: ("" if row[k] is None else row[k]) for k in SWEEP_COLUMNS})
     summaries = _summaries(rows)
+    scales = _ms_ssim_scales(rows)
     written = {"csv": csv_path, "report": output_dir / "sweep_report.md"}
     lines = ["# Dose sweep report", "", f"{len(cells)} cells; {len({c.dose for c in cells})} doses, "
              f"{len({c.seed for c in cells})} seeds. Values are mean ± std over seeds; dose is the "
              "measured mean photon count per test pattern.", ""]
+    lines += [f"- {note}" for note in REPORT_NOTES] + [""]
     for (metric, component), by_model in sorted(summaries.items()):
         title = f"{metric} ({component})" if component else metric
-        lines += [f"## {title}", "", "| model | nominal dose | measured dose | mean | std | seeds |", "|---|---|---|---|---|---|"]
+        with_scales = metric == "ms_ssim"
+        header = "| model | nominal dose | measured dose | mean | std | seeds |" + (" scales |" if with_scales else "")
+        lines += [f"## {title}", "", header, "|---" * (7 if with_scales else 6) + "|"]
         for model, series in sorted(by_model.items()):
             for dose, measured, mean, std, n in series:
-                lines.append(f"| {model} | {dose:g} | {measured:.4g} | {mean:.5g} | {std:.3g} | {n} |")
+                line = f"| {model} | {dose:g} | {measured:.4g} | {mean:.5g} | {std:.3g} | {n} |"
+                if with_scales:
+                    used = scales.get((component, model, dose), [])
+                    line += f" {'/'.join(str(k) for k in used) or '?'} |"
+                lines.append(line)
         lines.append("")
     plots = _plot(summaries, output_dir)
     if plots:
