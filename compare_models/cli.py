@@ -69,13 +69,13 @@ def _install_sigterm_handler():
 @click.option("--output_dir", "--output-dir", "output_dir", required=True, type=click.Path(file_okay=False), help="Where the comparison is written.")
 @click.option("--ptychi_recon_path", "--ptychi-recon-path", "--tike_recon_path", "--tike-recon-path", "ptychi_recon_path", type=click.Path(), help="Iterative reconstruction NPZ (ptychi_reconstruction.npz or another writer's).")
 @click.option("--stitch-crop-size", "--stitch_crop_size", "stitch_crop_size", type=int, default=None, help="Keep the central M x M of each patch when stitching, 0 < M <= N (default 20, or N if smaller).")
-@click.option("--skip-registration", "--skip_registration", "skip_registration", is_flag=True, help="Estimate no shifts (the complex gauge is still fitted).")
+@click.option("--skip-registration", "--skip_registration", "skip_registration", is_flag=True, help="Estimate no shifts (the gauge is still fitted).")
 @click.option("--register-ptychi-only", "--register_ptychi_only", "register_ptychi_only", is_flag=True, help="Estimate a shift for pty-chi only; the networks are stitched in the ground-truth frame already.")
-@click.option("--phase-align-method", "--phase_align_method", "phase_align_method", type=click.Choice(["ramp", "plane", "mean", "none"]), default="ramp", show_default=True, help="Phase gauge: least-squares complex factor plus a linear ramp (ramp), or the existing tool's plane/mean.")
+@click.option("--phase-align-method", "--phase_align_method", "phase_align_method", metavar="[ramp|offset]", default="ramp", show_default=True, help="Phase gauge, fitted to the amplitude-weighted phase difference: global offset and linear ramp (ramp) or offset only; the amplitude scale is always fitted to the amplitudes alone. The existing tool's plane, mean and none are retired (docs/how-the-numbers-are-made.md).")
 @click.option("--registration-on", "registration_on", type=click.Choice(["complex", "amplitude"]), default="complex", show_default=True, help="Field used for phase correlation.")
 @click.option("--max-shift", "max_shift_px", type=float, default=16.0, show_default=True, help="Largest registration shift accepted, pixels; larger is an error.")
-@click.option("--region-erode", "region_erode_px", type=int, default=0, show_default=True, help="Erode the scanned region by this many pixels before computing metrics.")
-@click.option("--ms-ssim-sigma", "--ms_ssim_sigma", "ms_ssim_sigma", type=float, default=1.0, show_default=True, help="Gaussian pre-smoothing of the amplitude for MS-SSIM (0 = none).")
+@click.option("--region-margin", "--region-erode", "region_margin_px", type=int, default=2, show_default=True, help="Pixels eroded from the scored region beyond the largest registration shift.")
+@click.option("--ms-ssim-sigma", "--ms_ssim_sigma", "ms_ssim_sigma", type=float, default=None, help="Gaussian blur (pixels) of amplitude and phase before MS-SSIM; default none (Wang et al. 2003).")
 @click.option("--frc-sigma", "--frc_sigma", "frc_sigma", type=float, default=None, help="Gaussian smoothing of the FRC curve, in rings.")
 @click.option("--pixel-size", "--pixel_size", "pixel_size_m", type=float, default=None, help="Object pixel size in metres (FRC resolution in metres); defaults to the data's.")
 @click.option("--n-test-subsample", "--n_test_subsample", "n_test_subsample", type=int, default=None, help="Use a random subset of this many positions.")
@@ -93,8 +93,10 @@ def compare_main(quiet, **options):
 
     Runs batched inference over every scan position, stitches the patches in the ground-truth
     frame, registers every image to the ground truth and writes metrics (MAE, MSE, PSNR, SSIM,
-    MS-SSIM, FRC), curves, images, figures and provenance to --output_dir. At least one of
-    --pinn_dir, --baseline_dir and --ptychi_recon_path must be given.
+    MS-SSIM, FRC), curves, images, figures and provenance to --output_dir. Every model is scored
+    on one region: the scan's convex hull where every model has data, eroded by the largest
+    shift plus --region-margin. At least one of --pinn_dir, --baseline_dir and
+    --ptychi_recon_path must be given.
     """
     import logging
 
@@ -311,8 +313,10 @@ def sweep_command(config_path, doses, seeds, verbose, **overrides):
 @user_errors
 def demo_command(config_path, output_dir, verbose):
     """The whole study on the embedded default: one (dose, seed) cell, then its metrics table."""
+    import json
+
     from .pipelines.sweep import Cell, run_sweep
-    from .report.writers import format_metrics_table, read_metrics_csv
+    from .report.writers import format_metrics_table, format_scoring_summary, read_metrics_csv
 
     config = _sweep_config(config_path, {"output_dir": output_dir, "verbose": verbose or None})
     results = run_sweep(config, echo=click.echo)
@@ -326,6 +330,7 @@ def demo_command(config_path, output_dir, verbose):
             rows = [(r["model"], r["metric"], r["amplitude"], r["phase"], r["value"]) for r in read_metrics_csv(compare_dir / "comparison_metrics.csv")]
             click.echo(f"\nmetrics ({compare_dir / 'comparison_metrics.csv'}):")
             click.echo(format_metrics_table(rows))
+            click.echo(format_scoring_summary(json.loads((compare_dir / "metrics.json").read_text())))
             click.echo("\nreport and figures:")
             for name in ("report.html", "comparison.png", "frc.png"):
                 click.echo(f"  {compare_dir / name}")

@@ -93,6 +93,88 @@ def test_csv_and_json_agree(full_run):
             assert 0 < metrics["frc50"] <= 1
 
 
+def test_csv_carries_scales_gauge_region_and_no_half_set_cutoffs(full_run):
+    out, _ = full_run
+    rows = read_metrics_csv(out / "comparison_metrics.csv")
+    metrics = {row["metric"] for row in rows}
+    assert {"ms_ssim", "ms_ssim_scales", "frc50", "frc1over7", "data_range", "compile_time_s",
+            "gauge_amplitude_scale", "gauge_phase_offset_rad", "gauge_phase_ramp_x_rad_per_px",
+            "gauge_phase_ramp_y_rad_per_px", "region_pixels", "hull_lost_fraction"} <= metrics
+    assert not {"frc_1bit", "frc_halfbit"} & metrics
+    document = json.loads((out / "metrics.json").read_text())
+    for row in rows:
+        entry = document["models"][row["model"]]
+        if row["metric"] == "ms_ssim_scales":
+            assert row["amplitude"] == entry["metrics"]["amplitude"]["ms_ssim_scales"] >= 1
+        elif row["metric"] == "gauge_amplitude_scale":
+            assert row["value"] == pytest.approx(entry["registration"]["gauge"]["amplitude_scale"])
+        elif row["metric"] == "region_pixels":
+            assert row["value"] == document["region"]["n_pixels"]
+
+
+def test_metrics_json_and_provenance_state_how_the_numbers_were_made(full_run):
+    out, result = full_run
+    document = json.loads((out / "metrics.json").read_text())
+    assert document["schema"] == "compare_models.metrics/2"
+    region = document["region"]
+    assert "convex hull" in region["rule"] and region["n_pixels"] == document["region_pixels"] > 0
+    assert region["erosion_px"] == math.ceil(region["largest_shift_px"] - 1e-9) + region["margin_px"]
+    assert set(region["hull_lost_fraction"]) == set(document["models"])
+    scoring = document["scoring"]
+    assert scoring["ms_ssim"]["weights"] == [0.0448, 0.2856, 0.3001, 0.2363, 0.1333]
+    assert scoring["ms_ssim"]["sigma"] is None
+    assert scoring["frc"]["kind"] == "ground_truth" and "Rosenthal" in scoring["frc"]["resolution"]
+    assert "amplitude-weighted" in scoring["gauge"]["description"]
+    for entry in document["models"].values():
+        for component in ("amplitude", "phase"):
+            assert entry["metrics"][component]["frc"]["kind"] == "ground_truth"
+    provenance = json.loads((out / "provenance.json").read_text())
+    assert provenance["scored_region"] == region and provenance["scoring"] == scoring
+    assert "amplitude_scale" in provenance["corrections"]["PtychoPINN"]["gauge"]
+    # The printed summary states the region, the gauge, the scales, the thresholds, the ranges.
+    for fragment in ("scored region:", "convex hull", "gauge (ramp)", "amplitude scale", "MS-SSIM:",
+                     "scales used", "0.5 threshold", "not a resolution", "data range"):
+        assert fragment in result.output, fragment
+
+
+def test_computation_time_excludes_compilation(full_run):
+    out, _ = full_run
+    provenance = json.loads((out / "provenance.json").read_text())
+    timings = provenance["timings_s"]
+    document = json.loads((out / "metrics.json").read_text())
+    entry = document["models"]["PtychoPINN"]
+    assert entry["computation_time_s"] == pytest.approx(timings["pinn.inference"] + timings["pinn.stitch"])
+    assert entry["compile_time_s"] == pytest.approx(timings["pinn.inference_compile"] + timings["pinn.stitch_compile"])
+    assert timings["pinn.inference_compile"] > 0  # the model is traced afresh in every run
+
+
+def test_scored_region_does_not_depend_on_the_stitching_crop(tiny_study, tmp_path):
+    """Issue 14, item 9, end to end: pty-chi's image is the same, so its numbers must be too."""
+    if tiny_study["ptychi"] is None:
+        pytest.skip("pty-chi extra not installed")
+    documents = {}
+    for crop in ("8", "12"):
+        out = tmp_path / f"crop{crop}"
+        result = _invoke(["--pinn_dir", tiny_study["pinn"], "--ptychi_recon_path", tiny_study["ptychi"],
+                          "--test_data", tiny_study["test"], "--output_dir", out, "--stitch-crop-size", crop,
+                          "--register-ptychi-only", "--quiet"])
+        assert result.exit_code == 0, result.output
+        documents[crop] = json.loads((out / "metrics.json").read_text())
+    first, second = documents["8"], documents["12"]
+    assert first["region"] == second["region"]
+    assert first["region"]["hull_lost_fraction"] == {"PtychoPINN": 0.0, "PtyChi": 0.0}
+    assert first["models"]["PtyChi"]["metrics"] == second["models"]["PtyChi"]["metrics"]
+    assert first["models"]["PtychoPINN"]["metrics"] != second["models"]["PtychoPINN"]["metrics"]
+
+
+@pytest.mark.parametrize("retired", ["plane", "mean", "none"])
+def test_retired_phase_align_methods_are_refused_with_the_reason(tiny_study, tmp_path, retired):
+    out = tmp_path / "out"
+    result = _invoke(["--pinn_dir", tiny_study["pinn"], "--test_data", tiny_study["test"], "--output_dir", out,
+                      "--phase-align-method", retired])
+    _assert_clean_failure(result, out, "is retired")
+
+
 def test_frc_csv_matches_json_curves(full_run):
     out, _ = full_run
     document = json.loads((out / "metrics.json").read_text())
@@ -100,8 +182,10 @@ def test_frc_csv_matches_json_curves(full_run):
         records = list(csv.DictReader(handle))
     for name, entry in document["models"].items():
         for component in ("amplitude", "phase"):
-            curve = [float(r["frc"]) for r in records if r["model"] == name and r["component"] == component]
-            np.testing.assert_allclose(curve, entry["metrics"][component]["frc"]["curve"])
+            mine = [r for r in records if r["model"] == name and r["component"] == component]
+            np.testing.assert_allclose([float(r["frc"]) for r in mine], entry["metrics"][component]["frc"]["curve"])
+            assert {r["kind"] for r in mine} == {"ground_truth"}
+            assert [int(r["n_pixels"]) for r in mine] == entry["metrics"][component]["frc"]["n_pixels"]
 
 
 def test_images_are_on_the_ground_truth_grid(full_run, tiny_study):
@@ -109,7 +193,9 @@ def test_images_are_on_the_ground_truth_grid(full_run, tiny_study):
     truth = load_dataset(tiny_study["test"]).object_truth
     with np.load(out / "reconstructions.npz", allow_pickle=False) as stitched:
         np.testing.assert_array_equal(stitched["ground_truth_complex"], truth)
-        assert stitched["scanned_region"].dtype == bool and stitched["scanned_region"].any()
+        assert stitched["scored_region"].dtype == bool and stitched["scored_region"].any()
+        assert not (stitched["scored_region"] & ~stitched["scan_hull"]).any()
+        assert stitched["ptychopinn_valid"].dtype == bool
         for key in ("ptychopinn", "baseline"):
             assert stitched[f"{key}_complex"].shape == truth.shape
             np.testing.assert_allclose(stitched[f"{key}_amplitude"], np.abs(stitched[f"{key}_complex"]), rtol=1e-6)
@@ -138,7 +224,7 @@ def test_same_inputs_same_numbers(full_run, tiny_study, tmp_path):
     assert result.exit_code == 0
     first = {(r["model"], r["metric"]): r for r in read_metrics_csv(out / "comparison_metrics.csv")}
     for row in read_metrics_csv(again / "comparison_metrics.csv"):
-        if row["metric"] == "computation_time_s":
+        if row["metric"] in ("computation_time_s", "compile_time_s"):
             continue
         assert row == first[(row["model"], row["metric"])]
 
@@ -190,7 +276,8 @@ def test_foreign_reconstruction_is_registered_to_the_truth(tiny_study, tmp_path)
     document = json.loads((out / "metrics.json").read_text())
     entry = document["models"]["PtyChi"]
     assert entry["registration"]["shift_yx_px"] == pytest.approx([-3, 0], abs=0.05)
-    assert entry["registration"]["complex_factor"]["abs"] == pytest.approx(2.0, rel=1e-3)
+    assert entry["registration"]["gauge"]["amplitude_scale"] == pytest.approx(2.0, rel=1e-3)
+    assert entry["registration"]["gauge"]["phase_offset_rad"] == pytest.approx(0.3, abs=1e-3)
     # Away from the region's edge (where rolled-in rows differ) the aligned image is the truth.
     assert entry["metrics"]["amplitude"]["ms_ssim"] > 0.95
     provenance = json.loads((out / "provenance.json").read_text())
@@ -290,3 +377,23 @@ def test_interrupted_run_leaves_nothing_that_looks_complete(tiny_study, tmp_path
     assert not (out / "comparison_metrics.csv").exists()
     assert (out / "FAILED").exists()
     assert not list(tmp_path.glob(".out.partial-*"))
+
+
+def test_demo_prints_the_region_scales_gauge_and_thresholds(full_run, tmp_path, monkeypatch):
+    """`ptycho-study demo` prints, after its table, how the numbers were made (read back from
+    the cell's metrics.json). The study itself is stood in for by the finished comparison."""
+    from compare_models import cli
+    from compare_models.pipelines import sweep
+
+    out, _ = full_run
+    demo_out = tmp_path / "demo"
+    shutil.copytree(out, demo_out / "cells" / sweep.Cell(1e4, 7).name / "compare")
+    config = tmp_path / "demo.yaml"
+    config.write_text("sweep:\n  doses: [10000]\n  seeds: [7]\n")
+    monkeypatch.setattr(sweep, "run_sweep", lambda config, echo: [{"status": "done"}])
+    result = CliRunner().invoke(cli.study_main, ["demo", "--config", str(config), "--out", str(demo_out)],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    for fragment in ("ms_ssim_scales", "scored region:", "hull without data", "gauge (ramp)",
+                     "scales used", "0.5 threshold", "not a resolution", "data range"):
+        assert fragment in result.output, fragment

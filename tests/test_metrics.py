@@ -265,9 +265,11 @@ def test_compute_metrics_identical():
         assert d["mae"] == 0.0 and d["mse"] == 0.0 and d["psnr"] == math.inf
         assert d["ssim"] == pytest.approx(1.0, abs=1e-12)
         assert d["ms_ssim"] == pytest.approx(1.0, abs=1e-12) and d["ms_ssim_scales"] == 5
-        assert d["frc50"] == d["frc_halfbit"] == 1.0
+        assert d["frc50"] == d["frc1over7"] == 1.0
         np.testing.assert_allclose(d["frc"]["curve"][1:], 1.0, atol=1e-9)
-    assert out["phase"]["data_range"] == pytest.approx(2 * np.pi)
+    # One data-range rule (was 2 pi for the phase): the truth's max - min over the region.
+    phase = np.angle(truth[region])
+    assert out["phase"]["data_range"] == pytest.approx(phase.max() - phase.min())
     amp = np.abs(truth[region])
     assert out["amplitude"]["data_range"] == pytest.approx(amp.max() - amp.min())
     json.dumps(to_jsonable(out))  # everything is serialisable
@@ -284,7 +286,9 @@ def test_compute_metrics_known_errors_and_pixel_metrics_use_region_only():
     assert out["amplitude"]["mae"] == pytest.approx(0.1 * amp.mean())
     assert out["amplitude"]["mse"] == pytest.approx(np.mean((0.1 * amp) ** 2))
     assert out["phase"]["mae"] == pytest.approx(0.05)
-    assert out["phase"]["psnr"] == pytest.approx(10 * np.log10((2 * np.pi) ** 2 / 0.05**2))
+    phase = np.angle(truth[region])
+    phase_range = phase.max() - phase.min()  # was 2 pi: now the one data-range rule
+    assert out["phase"]["psnr"] == pytest.approx(10 * np.log10(phase_range**2 / 0.05**2))
     assert out["region"]["n_pixels"] == 160 * 160
     assert out["region"]["bbox_rows"] == [20, 180]
     assert out["amplitude"]["ms_ssim_scales"] == 4  # 160-pixel box: documented fallback
@@ -359,3 +363,86 @@ def test_frc_cutoff_ignores_a_low_first_ring():
     assert cut["fraction_nyquist"] == pytest.approx((4 + 0.1 / 0.2) / 7)
     never = M._cutoff(np.array([0.0, 0.3, 0.2, 0.1]), np.full(4, 0.5), 3, None)
     assert never["ring"] == 1 and not never["reached"]
+
+
+# ----------------------------------------------------------------------------- issue 14
+
+
+def test_one_data_range_rule_for_amplitude_and_phase():
+    """The same 5 %-of-range error scores the same PSNR in amplitude and phase (it scored
+    26.1 and 35.9 dB when the phase used 2 pi); the range is recorded."""
+    amplitude = 0.5 + 0.3 * _smooth(30)
+    phase = 1.2 * (_smooth(31) - 0.5)
+    truth = amplitude * np.exp(1j * phase)
+    region = np.zeros(truth.shape, bool)
+    region[8:184, 8:184] = True
+    amp_range = np.ptp(amplitude[region])
+    phase_range = np.ptp(phase[region])
+    sign = np.where(np.indices(truth.shape).sum(axis=0) % 2 == 0, 1.0, -1.0)
+    test = (amplitude + 0.05 * amp_range * sign) * np.exp(1j * (phase + 0.05 * phase_range * sign))
+    out = M.compute_metrics(test, truth, region)
+    expected = 10 * np.log10(1 / 0.05**2)  # 26.02 dB
+    assert out["amplitude"]["psnr"] == pytest.approx(expected, rel=1e-9)
+    assert out["phase"]["psnr"] == pytest.approx(expected, rel=1e-9)
+    assert out["amplitude"]["data_range"] == pytest.approx(amp_range)
+    assert out["phase"]["data_range"] == pytest.approx(phase_range)
+    assert out["phase"]["data_range_source"] == "truth max - min over the scored region"
+    # SSIM's constants use the same range: the two components score alike too.
+    assert out["amplitude"]["ssim"] == pytest.approx(
+        M.ssim(amplitude[8:184, 8:184], np.abs(test)[8:184, 8:184], amp_range), rel=1e-12
+    )
+
+
+def test_ms_ssim_is_wang_by_default_and_the_blur_treats_both_components_alike():
+    """No blur before MS-SSIM unless asked (the amplitude alone used to be blurred, sigma 1);
+    a requested blur applies to amplitude and phase alike."""
+    truth = _complex_object(32)
+    rng = np.random.default_rng(32)
+    test = truth * (1 + 0.05 * rng.standard_normal(truth.shape)) * np.exp(0.1j * rng.standard_normal(truth.shape))
+    region = np.ones(truth.shape, bool)
+    amp_t, amp_r = np.abs(truth), np.abs(test)
+    phase_t = np.angle(truth)
+    phase_r = phase_t + np.angle(test * np.conj(truth))
+    amp_range, phase_range = np.ptp(amp_t), np.ptp(phase_t)
+    plain = M.compute_metrics(test, truth, region)
+    assert plain["amplitude"]["ms_ssim"] == pytest.approx(M.ms_ssim(amp_t, amp_r, amp_range).value, rel=1e-12)
+    assert plain["phase"]["ms_ssim"] == pytest.approx(M.ms_ssim(phase_t, phase_r, phase_range).value, rel=1e-12)
+    assert plain["amplitude"]["ms_ssim_scales"] == plain["phase"]["ms_ssim_scales"] == 5
+    assert plain["amplitude"]["ms_ssim_sigma"] is None and plain["settings"]["ms_ssim_sigma"] is None
+    blurred = M.compute_metrics(test, truth, region, ms_ssim_sigma=1.0)
+    for part, (a, b, rng_) in {"amplitude": (amp_t, amp_r, amp_range), "phase": (phase_t, phase_r, phase_range)}.items():
+        expected = M.ms_ssim(ndimage.gaussian_filter(a, 1.0), ndimage.gaussian_filter(b, 1.0), rng_).value
+        assert blurred[part]["ms_ssim"] == pytest.approx(expected, rel=1e-12), part
+        assert blurred[part]["ms_ssim"] > plain[part]["ms_ssim"], part
+        assert blurred[part]["ms_ssim_sigma"] == 1.0
+
+
+def test_frc_against_ground_truth_reports_the_half_crossing_only():
+    """Against ground truth the resolution is the 0.5 crossing (frc50); 1/7 is kept as a
+    labelled legacy value; the half-set thresholds (1-bit, 1/2-bit) are not reported."""
+    truth = _complex_object(33)
+    rng = np.random.default_rng(33)
+    test = truth + 0.05 * (rng.standard_normal(truth.shape) + 1j * rng.standard_normal(truth.shape))
+    out = M.compute_metrics(test, truth, np.ones(truth.shape, bool))
+    for part in ("amplitude", "phase"):
+        d = out[part]
+        assert "frc_1bit" not in d and "frc_halfbit" not in d
+        frc = d["frc"]
+        assert frc["kind"] == "ground_truth" and frc["resolution_threshold"] == 0.5
+        assert set(frc["cutoffs"]) == {"0.5", "1/7"}
+        assert "resolution" in frc["cutoffs"]["0.5"]["role"] and "Rosenthal" in frc["cutoffs"]["0.5"]["role"]
+        assert "not a resolution" in frc["cutoffs"]["1/7"]["role"]
+        assert d["frc50"] == frc["cutoffs"]["0.5"]["fraction_nyquist"]
+        assert d["frc1over7"] == frc["cutoffs"]["1/7"]["fraction_nyquist"]
+        assert "thresholds" not in frc
+    assert "Rosenthal" in M.DEFINITIONS["frc50"] and "NOT a resolution" in M.DEFINITIONS["frc1over7"]
+    # The half-set thresholds stay available for half-set FRC (issue 15).
+    assert set(M.HALF_SET_FRC_CUTOFFS) <= set(M.frc(np.abs(test), np.abs(truth)).cutoffs)
+
+
+def test_data_range_of_a_constant_and_of_a_zero_component():
+    assert M.data_range(np.array([0.2, 0.7, 0.5])) == (pytest.approx(0.5), "truth max - min over the scored region")
+    value, source = M.data_range(np.full(5, -0.3))
+    assert value == pytest.approx(0.3) and "constant" in source
+    with pytest.raises(MetricError, match="zero"):
+        M.data_range(np.zeros(4))

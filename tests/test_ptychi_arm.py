@@ -34,8 +34,13 @@ from compare_models.study.simulator import SimulationConfig, simulate_dataset
 
 
 def test_config_validation_names_the_setting():
-    assert ReconstructConfig().validate().resolved_batch_size == 50
-    assert ReconstructConfig(algorithm="epie").to_dict()["batch_size"] == 1
+    assert ReconstructConfig().validate().batch_size_for("cpu") == 50
+    assert ReconstructConfig().validate().batch_size_for("cuda") == 400
+    assert ReconstructConfig(algorithm="epie").batch_size_for("cuda") == 1
+    assert ReconstructConfig(batch_size=7).batch_size_for("cuda") == 7
+    assert ReconstructConfig(algorithm="epie").to_dict()["batch_size"] is None
+    with pytest.raises(ConfigError, match="device"):
+        ReconstructConfig().batch_size_for("tpu")
     for bad, name in [
         ({"algorithm": "raar"}, "algorithm"),
         ({"epochs": 0}, "epochs"),
@@ -327,6 +332,7 @@ def test_written_file_round_trips_with_provenance(lsqml_run):
     assert meta["epochs"] == EPOCHS and len(meta["loss_history"]) == EPOCHS
     assert meta["loss_history"][-1] < meta["loss_history"][0] / 100
     assert meta["ptychi_version"] and meta["torch_version"] and meta["device"] == "cpu"
+    assert meta["batch_size"] == 50 and meta["config"]["batch_size"] is None  # the CPU default
     assert recon.wall_time_s > 0 and meta["total_wall_time_s"] >= recon.wall_time_s
     assert meta["config"]["seed"] == 1 and meta["config"]["refine_probe"] is False
     assert list(recon.canvas_origin_xy) == meta["canvas_origin_xy"]

@@ -96,13 +96,16 @@ def test_report_shows_the_runs_numbers(compare_dirs):
             assert f">{fmt(cutoff['fraction_nyquist'])}<" in text
         dy, dx = entry["registration"]["shift_yx_px"]
         assert f">{fmt(dy)}<" in text and f">{fmt(dx)}<" in text
-        assert f">{fmt(entry['registration']['complex_factor']['abs'])}<" in text
+        for key in ("amplitude_scale", "phase_offset_rad", "phase_ramp_x_rad_per_px"):
+            assert f">{fmt(entry['registration']['gauge'][key])}<" in text, key
         assert f">{fmt(entry['computation_time_s'])}<" in text
     assert fmt(provenance["test_data"]["dose_measured"]) in text
     assert provenance["inputs"]["test_data"]["sha256"] in text
     assert provenance["versions"]["numpy"] in text
     assert html.escape(" ".join(provenance["command_line"])) in text
     assert f">{metrics['region_pixels']}<" in text
+    assert html.escape(metrics["region"]["rule"]) in text  # the scored region's rule
+    assert html.escape(metrics["scoring"]["frc"]["resolution"]) in text  # the thresholds used
 
 
 def test_report_without_ground_truth_has_images_and_timings(compare_dirs):

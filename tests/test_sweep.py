@@ -54,6 +54,15 @@ def test_tiny_sweep_reports_every_cell(finished_sweep):
         assert float(row["dose_measured"]) == pytest.approx(float(row["dose_nominal"]), rel=0.25)
     report = (out / "sweep_report.md").read_text()
     assert "## ms_ssim (amplitude)" in report and "PtyChi" in report
+    # The number of MS-SSIM scales travels with the value: rows in the CSV, a column in the report.
+    scales = [r for r in rows if r["metric"] == "ms_ssim_scales"]
+    assert {r["component"] for r in scales} == {"amplitude", "phase"}
+    assert all(float(r["value"]).is_integer() and float(r["value"]) >= 1 for r in scales)
+    section = report.split("## ms_ssim (amplitude)")[1].split("##")[0]
+    assert "| scales |" in section
+    used = {str(int(float(r["value"]))) for r in scales if r["component"] == "amplitude"}
+    assert all(line.rstrip(" |").rsplit("| ", 1)[-1] in used for line in section.splitlines() if line.startswith("| Pty"))
+    assert "Rosenthal & Henderson" in report and "not a resolution" in report
     for metric in ("ms_ssim", "frc50", "psnr"):
         assert (out / f"sweep_{metric}.png").stat().st_size > 1000
     # sweep_report.html links every cell's compare/report.html by a relative path that exists.
@@ -80,7 +89,7 @@ def test_running_again_does_nothing(finished_sweep):
 def test_changed_setting_redoes_only_what_depends_on_it(finished_sweep):
     out, _ = finished_sweep
     before = _markers(out)
-    changed = dict(TINY_SECTIONS["compare"], ms_ssim_sigma=0.0)
+    changed = dict(TINY_SECTIONS["compare"], ms_ssim_sigma=1.0)  # the old blur, now opt-in
     results = run_sweep(_config(out, compare=changed), echo=lambda _: None)
     assert all(r["ran"] == ["compare"] for r in results), results
     after = _markers(out)

@@ -16,6 +16,9 @@ References
    (2003).
 .. [3] M. van Heel and M. Schatz, "Fourier shell correlation threshold criteria,"
    J. Struct. Biol. 151, 250-262 (2005).
+.. [4] P. B. Rosenthal and R. Henderson, "Optimal determination of particle orientation,
+   absolute hand, and contrast loss in single-particle electron cryomicroscopy,"
+   J. Mol. Biol. 333, 721-745 (2003) (FRC against a noise-free reference: the 0.5 threshold).
 """
 
 from __future__ import annotations
@@ -42,7 +45,13 @@ __all__ = [
     "frc",
     "frc_threshold_bits",
     "frc_window",
+    "frc_against_truth",
+    "data_range",
     "compute_metrics",
+    "FRC_AGAINST_TRUTH_THRESHOLD",
+    "FRC_LEGACY_CUTOFFS",
+    "HALF_SET_FRC_CUTOFFS",
+    "DEFINITIONS",
 ]
 
 #: Wang et al. (2003) exponents for scales 1 (finest) .. 5.
@@ -53,6 +62,46 @@ _K1 = 0.01
 _K2 = 0.03
 _FIXED_THRESHOLDS = MappingProxyType({"0.5": 0.5, "1/7": 1.0 / 7.0})
 _BIT_THRESHOLDS = MappingProxyType({"1bit": 1.0, "halfbit": 0.5})
+
+#: Against ground truth (a noise-free reference) the resolution is where FRC falls below 0.5:
+#: the counterpart of 1/7 between two half-set reconstructions (Rosenthal & Henderson 2003).
+FRC_AGAINST_TRUTH_THRESHOLD = "0.5"
+#: Cut-offs against ground truth kept only for existing aggregation scripts: not resolutions.
+FRC_LEGACY_CUTOFFS = ("1/7",)
+#: Cut-offs that belong to half-set FRC (two independent reconstructions from disjoint halves
+#: of the scan; van Heel & Schatz 2005). ``frc`` computes them for any pair; a comparison
+#: against ground truth never reports them.
+HALF_SET_FRC_CUTOFFS = ("1/7", "1bit", "halfbit")
+
+#: What each number in a comparison is, as metrics.json records it.
+DEFINITIONS = MappingProxyType(
+    {
+        "mae": "mean |test - truth| over the scored region (units of the component; phase in rad)",
+        "mse": "mean (test - truth)^2 over the scored region",
+        "psnr": "10 log10(data_range^2 / mse), dB; data_range: the truth's max - min over the scored region",
+        "ssim": (
+            "SSIM (Wang et al. 2004): 11-tap Gaussian window, sigma 1.5, K1 0.01, K2 0.03, "
+            "L = data_range, mean over windows centred in the scored region"
+        ),
+        "ms_ssim": (
+            "MS-SSIM (Wang, Simoncelli & Bovik 2003): 5 scales, weights 0.0448, 0.2856, 0.3001, "
+            "0.2363, 0.1333, 2x2 mean and decimation between scales, L = data_range; no blur "
+            "first unless ms_ssim_sigma is given (then both images, amplitude and phase alike); "
+            "ms_ssim_scales gives the scales used (fewer, with renormalised weights, only when "
+            "the region's box is under 161 px a side)"
+        ),
+        "ms_ssim_scales": "number of MS-SSIM scales behind ms_ssim",
+        "frc50": (
+            "FRC against ground truth, 0.5 threshold (Rosenthal & Henderson 2003): the "
+            "resolution, as a fraction of Nyquist (half-period resolution = pixel size / value)"
+        ),
+        "frc1over7": (
+            "legacy: where FRC against ground truth falls below 1/7, kept for existing "
+            "aggregation scripts; NOT a resolution (1/7 is a half-set threshold)"
+        ),
+        "data_range": "the truth's max - min over the scored region (amplitude; phase in rad)",
+    }
+)
 
 
 def _pair(a, b, name="images"):
@@ -503,7 +552,63 @@ def frc_window(mask, taper_px: float | None = None) -> np.ndarray:
     return window
 
 
-def _component_metrics(test, truth, mask, data_range, *, smooth_sigma, frc_sigma, pixel_size_m):
+def data_range(values) -> tuple[float, str]:
+    """The data range of a truth component over the scored region, and how it was found.
+
+    Parameters
+    ----------
+    values : ndarray
+        The truth's amplitude or phase at the scored region's pixels.
+
+    Returns
+    -------
+    (float, str)
+        ``max - min``; if that is 0 to 1e-12 relative (a constant component), ``max |values|``,
+        with the source saying so.
+
+    Raises
+    ------
+    MetricError
+        The component is identically zero (no range at all).
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0 or not np.isfinite(values).all():
+        raise MetricError("data range needs finite values")
+    top = float(np.abs(values).max())
+    spread = float(values.max() - values.min())
+    if spread > 1e-12 * top:
+        return spread, "truth max - min over the scored region"
+    if top == 0.0:
+        raise MetricError("the ground truth is zero over the region: no data range")
+    return top, "truth max |value| over the scored region (the truth is constant there)"
+
+
+def frc_against_truth(ring: FRCResult) -> dict:
+    """JSON-ready FRC of an image against ground truth: the 0.5 cut-off (the resolution) and
+    the legacy 1/7 cut-off, each labelled; no half-set threshold curves."""
+    cutoffs = {
+        FRC_AGAINST_TRUTH_THRESHOLD: {
+            **ring.cutoffs[FRC_AGAINST_TRUTH_THRESHOLD],
+            "role": "resolution (FRC against ground truth, 0.5 threshold; Rosenthal & Henderson 2003)",
+        }
+    }
+    for name in FRC_LEGACY_CUTOFFS:
+        cutoffs[name] = {**ring.cutoffs[name], "role": "legacy; not a resolution against ground truth"}
+    return {
+        "kind": "ground_truth",
+        "resolution_threshold": float(_FIXED_THRESHOLDS[FRC_AGAINST_TRUTH_THRESHOLD]),
+        "curve": ring.curve.tolist(),
+        "raw_curve": ring.raw_curve.tolist(),
+        "frequency_nyquist": ring.frequency_nyquist.tolist(),
+        "n_pixels": ring.n_pixels.tolist(),
+        "cutoffs": cutoffs,
+        "zero_power_rings": list(ring.zero_power_rings),
+        "pixel_size_m": ring.pixel_size_m,
+        "smoothing_sigma": ring.smoothing_sigma,
+    }
+
+
+def _component_metrics(test, truth, mask, data_range_, *, smooth_sigma, frc_sigma, pixel_size_m):
     """All metrics of one real component on the region's bounding box."""
     fill = float(truth[mask].mean())
     test_f = np.where(mask, test, fill)
@@ -511,20 +616,20 @@ def _component_metrics(test, truth, mask, data_range, *, smooth_sigma, frc_sigma
     out = {
         "mae": mae(test[mask][None], truth[mask][None]),
         "mse": mse(test[mask][None], truth[mask][None]),
-        "psnr": psnr(truth[mask][None], test[mask][None], data_range),
-        "ssim": ssim(truth_f, test_f, data_range, mask=mask),
+        "psnr": psnr(truth[mask][None], test[mask][None], data_range_),
+        "ssim": ssim(truth_f, test_f, data_range_, mask=mask),
     }
     ms_a, ms_b = truth_f, test_f
     if smooth_sigma:
         ms_a = ndimage.gaussian_filter(truth_f, smooth_sigma)
         ms_b = ndimage.gaussian_filter(test_f, smooth_sigma)
-    ms = ms_ssim(ms_a, ms_b, data_range)
+    ms = ms_ssim(ms_a, ms_b, data_range_)
     out.update(
         ms_ssim=ms.value,
         ms_ssim_scales=ms.n_scales,
         ms_ssim_weights=list(ms.weights),
         ms_ssim_note=ms.note,
-        ms_ssim_sigma=smooth_sigma,
+        ms_ssim_sigma=smooth_sigma or None,
     )
     # FRC: each image minus its own (window-weighted) mean, times one smooth window that
     # falls to 0 at the region's edge. A hard mask edge is shared by both images and would
@@ -536,10 +641,9 @@ def _component_metrics(test, truth, mask, data_range, *, smooth_sigma, frc_sigma
         pixel_size_m=pixel_size_m,
         smoothing_sigma=frc_sigma,
     )
-    for key, name in (("frc50", "0.5"), ("frc1over7", "1/7"), ("frc_1bit", "1bit")):
-        out[key] = ring.cutoffs[name]["fraction_nyquist"]
-    out["frc_halfbit"] = ring.cutoffs["halfbit"]["fraction_nyquist"]
-    out["frc"] = ring.to_dict()
+    out["frc50"] = ring.cutoffs[FRC_AGAINST_TRUTH_THRESHOLD]["fraction_nyquist"]
+    out["frc1over7"] = ring.cutoffs["1/7"]["fraction_nyquist"]
+    out["frc"] = frc_against_truth(ring)
     return out
 
 
@@ -548,11 +652,11 @@ def compute_metrics(
     truth,
     region,
     *,
-    ms_ssim_sigma: float | None = 1.0,
+    ms_ssim_sigma: float | None = None,
     frc_sigma: float | None = None,
     pixel_size_m: float | None = None,
-    phase_data_range: float = 2 * math.pi,
     amplitude_data_range: float | None = None,
+    phase_data_range: float | None = None,
 ) -> dict:
     """Amplitude and phase metrics of an aligned reconstruction against the ground truth.
 
@@ -563,35 +667,35 @@ def compute_metrics(
     truth : ndarray (H, W) complex
         Ground truth on the same grid.
     region : ndarray (H, W) bool
-        Scanned region; the same for every model in one comparison.
+        Scored region; the same for every model in one comparison
+        (:func:`compare_models.imaging.region.scored_region`).
     ms_ssim_sigma : float or None
-        Gaussian sigma (pixels) smoothing both amplitude images before MS-SSIM (the existing
-        tool's ``--ms-ssim-sigma``, default 1.0); None or 0 for none. The phase is not smoothed.
+        Gaussian sigma (pixels) blurring both images before MS-SSIM, amplitude and phase alike
+        (the existing tool's ``--ms-ssim-sigma``). Default None: no blur, as Wang et al. define it.
     frc_sigma : float or None
         Smoothing of the FRC curves, in rings.
     pixel_size_m : float or None
         Object pixel size, for FRC resolutions in metres.
-    phase_data_range : float
-        Data range for phase PSNR / SSIM / MS-SSIM, radians (2 pi).
-    amplitude_data_range : float or None
-        Data range for the amplitude; default: the truth's max - min over the region, or its
-        max if that is 0 to 1e-12 relative (a pure phase object), recorded as ``data_range_source``.
+    amplitude_data_range, phase_data_range : float or None
+        Data range for PSNR, SSIM and MS-SSIM. Default, for both: the truth's max - min over
+        the region (:func:`data_range`), recorded with ``data_range_source``.
 
     Returns
     -------
     dict
         ``{"amplitude": {...}, "phase": {...}, "region": {...}, "settings": {...}}``; each
-        component has scalars ``mae, mse, psnr, ssim, ms_ssim, frc50, frc1over7, frc_1bit,
-        frc_halfbit`` (FRC cut-offs as fractions of Nyquist; the full cut-offs, with ring
-        index and resolution in metres, and the curves are under ``"frc"``), ``data_range``,
-        ``data_range_source`` and ``ms_ssim_scales`` / ``_weights`` / ``_note``. ``psnr`` is
-        ``inf`` for identical images (see :func:`compare_models.report.writers.to_jsonable`).
+        component has scalars ``mae, mse, psnr, ssim, ms_ssim, ms_ssim_scales, frc50,
+        frc1over7`` (FRC cut-offs as fractions of Nyquist: ``frc50`` is the resolution,
+        ``frc1over7`` a legacy value that is not one), ``ms_ssim_weights``, ``ms_ssim_note``,
+        ``ms_ssim_sigma``, ``data_range``, ``data_range_source`` and ``frc`` (the curve and
+        the labelled cut-offs, :func:`frc_against_truth`). ``psnr`` is ``inf`` for identical
+        images (see :func:`compare_models.report.writers.to_jsonable`).
 
     Raises
     ------
     MetricError
         Shapes differ, the region is empty or too small (< 11 pixels a side for SSIM), a value
-        inside the region is not finite, or the amplitude data range is zero.
+        inside the region is not finite, or a truth component is zero over the region.
 
     Notes
     -----
@@ -603,7 +707,8 @@ def compute_metrics(
     the region adds no correlation of its own. The phase of the reconstruction is taken as
     ``angle(truth) + angle(aligned * conj(truth))``, so that phase differences are wrapped
     differences and no 2 pi jump appears where the truth's phase crosses +-pi; FRC of the
-    phase is computed on these phase images.
+    phase is computed on these phase images. One data-range rule serves both components, so
+    the same fraction-of-range error scores the same PSNR in amplitude and in phase.
     """
     aligned = np.asarray(aligned)
     truth = np.asarray(truth)
@@ -615,6 +720,8 @@ def compute_metrics(
         )
     if region.dtype != bool or not region.any():
         raise MetricError("region must be a non-empty boolean mask")
+    if ms_ssim_sigma is not None and not (math.isfinite(ms_ssim_sigma) and ms_ssim_sigma >= 0):
+        raise MetricError(f"ms_ssim_sigma must be >= 0 pixels, got {ms_ssim_sigma!r}")
     box = mask_bbox(region)
     mask = region[box]
     if min(mask.shape) < _SSIM_TAPS:
@@ -631,27 +738,26 @@ def compute_metrics(
     ref = np.where(mask, ref, 1)
 
     amp_t, amp_r = np.abs(ref), np.abs(rec)
-    source = "explicit"
-    if amplitude_data_range is None:
-        amplitude_data_range = float(amp_t[mask].max() - amp_t[mask].min())
-        source = "truth max - min over the region"
-        if amplitude_data_range <= 1e-12 * float(amp_t[mask].max()):
-            amplitude_data_range = float(amp_t[mask].max())
-            source = "truth max over the region (truth amplitude is constant)"
-        if amplitude_data_range == 0.0:
-            raise MetricError("ground-truth amplitude is zero over the region: no data range")
     phase_t = np.angle(ref)
     # Exactly equal pixels get exactly equal phases (the product can carry rounding).
     phase_r = phase_t + np.where(rec == ref, 0.0, np.angle(rec * np.conj(ref)))
-    common = dict(frc_sigma=frc_sigma, pixel_size_m=pixel_size_m)
-    amplitude = _component_metrics(
-        amp_r, amp_t, mask, amplitude_data_range, smooth_sigma=ms_ssim_sigma, **common
-    )
-    amplitude.update(data_range=amplitude_data_range, data_range_source=source)
-    phase = _component_metrics(
-        phase_r, phase_t, mask, float(phase_data_range), smooth_sigma=None, **common
-    )
-    phase.update(data_range=float(phase_data_range), data_range_source="explicit")
+    ranges = {}
+    for name, values, given in (
+        ("amplitude", amp_t, amplitude_data_range),
+        ("phase", phase_t, phase_data_range),
+    ):
+        if given is None:
+            try:
+                ranges[name] = data_range(values[mask])
+            except MetricError as exc:
+                raise MetricError(f"{name}: {exc}") from exc
+        else:
+            ranges[name] = (_check_range(given), "explicit")
+    common = dict(frc_sigma=frc_sigma, pixel_size_m=pixel_size_m, smooth_sigma=ms_ssim_sigma)
+    amplitude = _component_metrics(amp_r, amp_t, mask, ranges["amplitude"][0], **common)
+    phase = _component_metrics(phase_r, phase_t, mask, ranges["phase"][0], **common)
+    for part, name in ((amplitude, "amplitude"), (phase, "phase")):
+        part.update(data_range=ranges[name][0], data_range_source=ranges[name][1])
     return {
         "amplitude": amplitude,
         "phase": phase,
@@ -661,9 +767,8 @@ def compute_metrics(
             "n_pixels": int(mask.sum()),
         },
         "settings": {
-            "ms_ssim_sigma": ms_ssim_sigma,
+            "ms_ssim_sigma": ms_ssim_sigma or None,
             "frc_sigma": frc_sigma,
             "pixel_size_m": pixel_size_m,
-            "phase_data_range": float(phase_data_range),
         },
     }

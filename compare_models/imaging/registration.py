@@ -1,20 +1,30 @@
-"""Register a reconstruction to the ground truth: sub-pixel shift, complex gauge, phase ramp.
+"""Register a reconstruction to the ground truth: a sub-pixel shift, then the gauge.
 
-A ptychographic reconstruction is defined up to a translation, a global complex factor and (for
-the phase) a linear ramp. :func:`register` removes all three, measured against the ground truth
-over the scanned region only, and returns every correction it applied so that a report can
-show it (DESIGN.md, "Metrics, as the literature defines them").
+A ptychographic reconstruction is defined up to a translation, a global phase, a linear phase
+ramp and an amplitude scale (DESIGN.md, "A fair comparison"). This module measures each against
+the ground truth and returns every correction it applied, so that a report can show it:
+
+* :func:`estimate_shift`: upsampled cross-correlation [1]_ over a region, refined iteratively.
+* :func:`fourier_shift_image`: the whole image translated by the Fourier shift theorem (only
+  pixels where the arm has no data are filled first, and the edge of the data is smoothed by
+  :func:`apodise` away from the pixels that are scored); registration never discards data.
+* :func:`fit_gauge`: a global phase offset and a linear phase ramp fitted to the
+  amplitude-weighted phase difference, and an amplitude scale fitted to the amplitudes alone
+  [2]_, so that phase noise never moves an amplitude score. Never one complex factor (its
+  modulus shrinks by about ``exp(-sigma**2 / 2)`` with phase noise sigma), never a plane
+  removed from each image separately.
+* :func:`register`: all of the above for one image.
 
 Frames and units
 ----------------
 * Images are (H, W) arrays on the ground-truth pixel grid; x is the column, y the row, and the
-  pixel (0, 0) of the image is the origin of every plane reported here.
+  pixel (0, 0) of the image is the origin of every phase plane reported here.
 * Shifts are in pixels, (row, column) order, with the sign convention of
   :func:`skimage.registration.phase_cross_correlation`: ``shift_yx`` is the translation that,
   applied to the image (``aligned[y, x] = image[y - dy, x - dx]``, e.g. by
   :func:`scipy.ndimage.fourier_shift`), registers it with the reference. An image whose
   content sits 2 pixels further down than the reference's gets ``shift_yx[0] == -2``.
-* Phase ramps are in radians and radians per pixel.
+* Phase offsets are in radians, ramps in radians per pixel; the amplitude scale has no unit.
 
 References
 ----------
@@ -28,23 +38,136 @@ References
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
 
 from ..errors import RegistrationError
-from .geometry import mask_bbox, split_positions
+from .geometry import mask_bbox
+from .region import scanned_region
 
-__all__ = ["RegistrationResult", "scanned_region", "register", "fourier_shift_image"]
+__all__ = [
+    "PHASE_GAUGES",
+    "Gauge",
+    "ShiftEstimate",
+    "RegistrationResult",
+    "estimate_shift",
+    "fourier_shift_image",
+    "shifted_valid",
+    "apodise",
+    "APODISE_PX",
+    "fit_gauge",
+    "register",
+    "scanned_region",
+]
 
 _CORRELATE_ON = ("complex", "amplitude")
-_PHASE_ALIGN = ("ramp", "plane", "mean", "none")
+#: Phase gauges :func:`fit_gauge` fits: offset and linear ramp, or the offset only.
+PHASE_GAUGES = ("ramp", "offset")
 # Width (pixels) of the cosine taper put on the region's edge before correlating.
 _TAPER_PX = 8
 # Extra padding (pixels) around an image before a Fourier shift, beyond the shift itself.
 _SHIFT_PAD_PX = 32
 _MAX_SHIFT_ITERATIONS = 4
+#: Widest raised-cosine apodisation (pixels) put inside the edge of an image's data before a
+#: sub-pixel shift (:func:`apodise`).
+APODISE_PX = 8
+
+
+@dataclass(frozen=True)
+class Gauge:
+    """The gauge fitted to one image: ``aligned = s * image * exp(-i (a + gx x + gy y))``.
+
+    Attributes
+    ----------
+    phase_offset_rad : float
+        ``a``: the plane's value at pixel (0, 0), radians.
+    phase_ramp_x_rad_per_px, phase_ramp_y_rad_per_px : float
+        ``gx``, ``gy``: its slope along the column (x) and row (y) index, radians per pixel
+        (both 0 for the ``"offset"`` gauge).
+    amplitude_scale : float
+        ``s``, the least-squares scale of ``|image|`` to ``|truth|`` (no unit).
+    phase : str
+        ``"ramp"`` or ``"offset"``.
+    fit_pixels : int
+        Pixels the fit used.
+    """
+
+    phase_offset_rad: float
+    phase_ramp_x_rad_per_px: float
+    phase_ramp_y_rad_per_px: float
+    amplitude_scale: float
+    phase: str = "ramp"
+    fit_pixels: int = 0
+
+    def plane(self, shape) -> np.ndarray:
+        """The fitted phase plane on an (H, W) grid, radians."""
+        yy, xx = np.mgrid[: shape[0], : shape[1]]
+        return self.phase_offset_rad + self.phase_ramp_x_rad_per_px * xx + self.phase_ramp_y_rad_per_px * yy
+
+    def apply(self, image) -> np.ndarray:
+        """``amplitude_scale * image * exp(-1j * plane)``, complex128."""
+        image = np.asarray(image)
+        return self.amplitude_scale * image.astype(np.complex128) * np.exp(-1j * self.plane(image.shape))
+
+    def to_dict(self) -> dict:
+        return {
+            "phase_offset_rad": float(self.phase_offset_rad),
+            "phase_ramp_x_rad_per_px": float(self.phase_ramp_x_rad_per_px),
+            "phase_ramp_y_rad_per_px": float(self.phase_ramp_y_rad_per_px),
+            "amplitude_scale": float(self.amplitude_scale),
+            "phase": self.phase,
+            "fit_pixels": int(self.fit_pixels),
+            "definition": (
+                "aligned = amplitude_scale * image * exp(-i (phase_offset_rad + "
+                "phase_ramp_x_rad_per_px * x + phase_ramp_y_rad_per_px * y)), x column and y row "
+                "index from pixel (0, 0); the plane is the weighted least-squares fit to "
+                "angle(image * conj(truth)) with weights |image| |truth|"
+                + ("" if self.phase == "ramp" else " (offset only)")
+                + "; amplitude_scale = sum |image| |truth| / sum |image|^2 over the scored region"
+            ),
+        }
+
+
+@dataclass(frozen=True)
+class ShiftEstimate:
+    """A translation and how it was measured.
+
+    Attributes
+    ----------
+    shift_yx : tuple of float
+        (row, column) in pixels; sign as :func:`skimage.registration.phase_cross_correlation`.
+    method : str
+        ``"upsampled cross-correlation (Guizar-Sicairos 2008)"``, ``"none"`` or ``"given"``.
+    correlate_on : str or None
+    upsample_factor : int or None
+        Precision is ``1 / upsample_factor`` pixels.
+    iterations : int
+    correlation_error : float or None
+        skimage's translation-invariant normalised RMS error of the last correlation.
+    """
+
+    shift_yx: tuple
+    method: str = "none"
+    correlate_on: str | None = None
+    upsample_factor: int | None = None
+    iterations: int = 0
+    correlation_error: float | None = None
+
+    @property
+    def norm_px(self) -> float:
+        return float(math.hypot(*self.shift_yx))
+
+    def to_dict(self) -> dict:
+        return {
+            "shift_yx_px": [float(self.shift_yx[0]), float(self.shift_yx[1])],
+            "method": self.method,
+            "correlate_on": self.correlate_on,
+            "upsample_factor": self.upsample_factor,
+            "iterations": int(self.iterations),
+            "correlation_error": None if self.correlation_error is None else float(self.correlation_error),
+        }
 
 
 @dataclass(frozen=True, eq=False)
@@ -54,124 +177,48 @@ class RegistrationResult:
     Attributes
     ----------
     aligned : ndarray (H, W) complex128
-        ``complex_factor * exp(-1j * (offset + d_dx * x + d_dy * y)) * shifted`` on the region,
-        0 outside it; ``shifted`` is the input translated by ``shift_yx``.
-    shift_yx : tuple of float
-        Applied translation (row, column) in pixels; sign as
-        :func:`skimage.registration.phase_cross_correlation` (see module notes).
-    complex_factor : complex
-        Global factor applied to the shifted image.
-    phase_ramp : dict
-        ``{"offset_rad", "d_dx_rad_per_px", "d_dy_rad_per_px"}``: the plane removed from the
-        phase, with x, y the column and row index of the image (origin at pixel (0, 0)).
-    method : dict
-        Strings and numbers describing how: ``shift``, ``correlate_on``, ``upsample_factor``,
-        ``max_shift_px``, ``iterations``, ``gauge``, ``phase_align``.
-    correlation_error : float or None
-        skimage's translation-invariant normalised RMS error of the last correlation.
+        ``gauge.apply(shifted)`` where the shifted image holds untouched data, 0 elsewhere;
+        ``shifted`` is the whole input translated by ``shift.shift_yx``.
+    valid : ndarray (H, W) bool
+        Where ``aligned`` holds data: the input's valid mask, less the apodised rim when a
+        shift was applied, translated by the shift (:func:`shifted_valid`).
+    shift : ShiftEstimate
+    gauge : Gauge
     """
 
     aligned: np.ndarray
-    shift_yx: tuple[float, float]
-    complex_factor: complex
-    phase_ramp: dict = field(default_factory=dict)
-    method: dict = field(default_factory=dict)
-    correlation_error: float | None = None
+    valid: np.ndarray
+    shift: ShiftEstimate
+    gauge: Gauge
+
+    @property
+    def shift_yx(self) -> tuple:
+        return self.shift.shift_yx
 
     def to_dict(self) -> dict:
-        """JSON-ready summary of the corrections (everything except the image)."""
+        """JSON-ready summary of the corrections (everything except the images)."""
         return {
-            "shift_yx_px": [float(self.shift_yx[0]), float(self.shift_yx[1])],
-            "complex_factor": {
-                "real": float(self.complex_factor.real),
-                "imag": float(self.complex_factor.imag),
-                "abs": float(abs(self.complex_factor)),
-                "angle_rad": float(np.angle(self.complex_factor)),
-            },
-            "phase_ramp": {k: float(v) for k, v in self.phase_ramp.items()},
-            "method": dict(self.method),
-            "correlation_error": (
-                None if self.correlation_error is None else float(self.correlation_error)
-            ),
+            "shift_yx_px": [float(self.shift.shift_yx[0]), float(self.shift.shift_yx[1])],
+            "shift": self.shift.to_dict(),
+            "gauge": self.gauge.to_dict(),
         }
 
 
-def scanned_region(positions_xy, patch_size: int, shape, *, crop=None, erode: int = 0):
-    """Pixels of the object covered by at least one patch (or its central crop).
-
-    Parameters
-    ----------
-    positions_xy : array_like (n, 2)
-        Patch centres in object pixels, x (column) then y (row).
-    patch_size : int
-        N, the side of a patch.
-    shape : tuple (H, W)
-        Shape of the object grid.
-    crop : int, optional
-        Use only the central ``crop x crop`` window of each patch, centred on the same
-        position (the window of side ``crop`` in the frame of :mod:`compare_models.imaging.geometry`).
-    erode : int
-        Erode the union by this many pixels (8-connected, so by ``erode`` in the max-norm);
-        the image border counts as outside.
-
-    Returns
-    -------
-    ndarray (H, W) bool
-
-    Notes
-    -----
-    A window with a sub-pixel origin is rounded outward to every pixel it touches (as
-    :func:`compare_models.imaging.geometry.scan_canvas_shape` does). Windows are clipped to the grid.
-    """
-    pos = np.asarray(positions_xy, dtype=np.float64)
-    if pos.ndim != 2 or pos.shape[1] != 2 or pos.shape[0] == 0:
-        raise RegistrationError(f"positions_xy must have shape (n >= 1, 2), got {pos.shape}")
-    if not np.isfinite(pos).all():
-        raise RegistrationError("positions_xy contains NaN or infinite values")
-    n_side = int(patch_size)
-    if n_side < 1 or n_side != patch_size:
-        raise RegistrationError(f"patch_size must be a positive integer, got {patch_size!r}")
-    if len(shape) != 2 or min(shape) < 1:
-        raise RegistrationError(f"shape must be (H, W) with H, W >= 1, got {shape!r}")
-    height, width = int(shape[0]), int(shape[1])
-    side = n_side
-    if crop is not None:
-        side = int(crop)
-        if side < 1 or side != crop or side > n_side:
-            raise RegistrationError(f"crop must be an integer in 1..{n_side}, got {crop!r}")
-    if int(erode) != erode or erode < 0:
-        raise RegistrationError(f"erode must be a non-negative integer, got {erode!r}")
-
-    origin_int, fraction = split_positions(pos, side)
-    far = origin_int + side + (fraction > 0)
-    # Coverage via a 2-D difference array: +1 at each window's corner, -1 past its far sides.
-    diff = np.zeros((height + 1, width + 1), dtype=np.int64)
-    c0 = np.clip(origin_int[:, 0], 0, width)
-    r0 = np.clip(origin_int[:, 1], 0, height)
-    c1 = np.clip(far[:, 0], 0, width)
-    r1 = np.clip(far[:, 1], 0, height)
-    keep = (c1 > c0) & (r1 > r0)
-    for a, b, sign in ((r0, c0, 1), (r0, c1, -1), (r1, c0, -1), (r1, c1, 1)):
-        np.add.at(diff, (a[keep], b[keep]), sign)
-    region = diff.cumsum(axis=0).cumsum(axis=1)[:height, :width] > 0
-    if erode:
-        region = ndimage.binary_erosion(
-            region, structure=np.ones((3, 3), bool), iterations=int(erode), border_value=0
-        )
-    return region
+# --------------------------------------------------------------------------------------------
+# Shifts
 
 
-def fourier_shift_image(image, shift_yx, region=None):
-    """Translate ``image`` by ``shift_yx`` pixels with a Fourier shift, without wrap-around.
+def fourier_shift_image(image, shift_yx, valid=None):
+    """Translate the whole ``image`` by ``shift_yx`` pixels with a Fourier shift, without wrap-around.
 
     Parameters
     ----------
     image : ndarray (H, W), real or complex
     shift_yx : (float, float)
         Translation (row, column); ``out[y, x] = image[y - dy, x - dx]``.
-    region : ndarray (H, W) bool, optional
-        Pixels that hold data. Pixels outside it are first replaced by the nearest pixel
-        inside it, so that the region's edge does not ring.
+    valid : ndarray (H, W) bool, optional
+        Pixels that hold data. Only pixels outside it are replaced, by the nearest pixel
+        inside it, so that the edge of the data does not ring; every pixel with data is kept.
 
     Returns
     -------
@@ -181,13 +228,21 @@ def fourier_shift_image(image, shift_yx, region=None):
     -----
     The (filled) image is padded by ``ceil(max |shift|) + 32`` pixels with a linear ramp to its
     mean, so that the periodic extension the FFT assumes is continuous and nothing wraps from
-    one side into the other. Integer shifts are exact.
+    one side into the other. Integer shifts are exact. For a band-limited image the shift is
+    exact up to the truncation of the sinc interpolation at the edge of the data, which decays
+    with the distance from it (the scored region keeps a margin from it: :mod:`.region`).
     """
     img = np.asarray(image).astype(np.complex128)
     dy, dx = float(shift_yx[0]), float(shift_yx[1])
-    if region is not None and not region.all():
-        _, (iy, ix) = ndimage.distance_transform_edt(~region, return_indices=True)
-        img = img[iy, ix]
+    if valid is not None:
+        valid = np.asarray(valid, dtype=bool)
+        if not valid.any():
+            raise RegistrationError("the image holds no data (its valid mask is empty)")
+        if not valid.all():
+            _, (iy, ix) = ndimage.distance_transform_edt(~valid, return_indices=True)
+            img = img[iy, ix]
+    if not np.isfinite(img).all():
+        raise RegistrationError("the image has NaN or infinite values where it holds data")
     if dy == 0.0 and dx == 0.0:
         return img
     pad = int(math.ceil(max(abs(dy), abs(dx)))) + _SHIFT_PAD_PX
@@ -199,6 +254,67 @@ def fourier_shift_image(image, shift_yx, region=None):
     spectrum = ndimage.fourier_shift(np.fft.fft2(padded), (dy, dx))
     shifted = np.fft.ifft2(spectrum)
     return shifted[pad : pad + img.shape[0], pad : pad + img.shape[1]]
+
+
+def apodise(image, valid, keep, taper_px: float = APODISE_PX):
+    """Smooth the edge of an image's data before a sub-pixel Fourier shift.
+
+    Parameters
+    ----------
+    image : ndarray (H, W) complex
+    valid : ndarray (H, W) bool
+        Where the image holds data.
+    keep : ndarray (H, W) bool
+        Pixels whose values must stay exactly as they are (the sources of the scored pixels).
+    taper_px : float
+        Widest taper, pixels.
+
+    Returns
+    -------
+    apodised : ndarray (H, W) complex128
+        ``background + (filled - background) * w``: ``filled`` is the image with every pixel
+        outside ``valid`` replaced by the nearest pixel inside it, ``background`` is ``filled``
+        blurred by a Gaussian of ``T`` pixels, and ``w`` rises from 0 outside the data (and on
+        the grid's border) to 1 at ``T`` pixels inside it along a raised cosine of the distance.
+        ``T = min(taper_px, distance from the data's edge to the nearest pixel of keep)``, so
+        ``w = 1`` on ``keep``.
+    untouched : ndarray (H, W) bool
+        Where ``w == 1`` and the image holds data: the pixels left exactly as they were.
+
+    Notes
+    -----
+    The Fourier shift of a band-limited image is exact; what is not band-limited is the edge of
+    the data, whose kink rings along sinc tails that fall off only as 1/distance. A smooth
+    transition to a smooth background removes the kink, so scored pixels a few pixels inside
+    the data are shifted to within the registration's own precision. Nothing in ``keep`` is
+    changed, so nothing that is scored is altered.
+    """
+    img = np.asarray(image).astype(np.complex128)
+    valid = np.asarray(valid, dtype=bool)
+    filled = fourier_shift_image(img, (0.0, 0.0), valid)
+    distance = ndimage.distance_transform_edt(np.pad(valid, 1))[1:-1, 1:-1]
+    inside = np.asarray(keep, dtype=bool) & valid
+    width = float(taper_px)
+    if inside.any():
+        width = min(width, float(distance[inside].min()))
+    if width < 1.0:
+        return filled, valid.copy()
+    background = ndimage.gaussian_filter(filled.real, width, mode="nearest") + 1j * ndimage.gaussian_filter(
+        filled.imag, width, mode="nearest"
+    )
+    weight = 0.5 - 0.5 * np.cos(np.pi * np.clip(distance / width, 0.0, 1.0))
+    untouched = valid & (weight == 1.0)
+    return np.where(weight == 1.0, filled, background + (filled - background) * weight), untouched
+
+
+def shifted_valid(valid, shift_yx) -> np.ndarray:
+    """Where an image shifted by ``shift_yx`` holds data: pixels whose source point
+    ``(y - dy, x - dx)`` has all four of its bilinear neighbours in ``valid``."""
+    valid = np.asarray(valid, dtype=bool)
+    dy, dx = float(shift_yx[0]), float(shift_yx[1])
+    if dy == 0.0 and dx == 0.0:
+        return valid.copy()
+    return ndimage.shift(valid.astype(np.float64), (dy, dx), order=1, cval=0.0) > 1 - 1e-9
 
 
 def _taper(mask):
@@ -216,28 +332,80 @@ def _correlation_input(img, mask, taper, correlate_on):
     return x * taper
 
 
-def _estimate_shift(image, reference, region, *, max_shift, upsample_factor, correlate_on):
+def estimate_shift(
+    image,
+    reference,
+    region,
+    *,
+    valid=None,
+    max_shift: float = 10.0,
+    upsample_factor: int = 100,
+    correlate_on: str = "complex",
+) -> ShiftEstimate:
+    """Translation that registers ``image`` with ``reference`` over ``region``.
+
+    Parameters
+    ----------
+    image, reference : ndarray (H, W) complex
+    region : ndarray (H, W) bool
+        Pixels to correlate on (where both have data).
+    valid : ndarray (H, W) bool, optional
+        Where ``image`` holds data (default: everywhere); used when the image is re-shifted.
+    max_shift : float
+        Largest accepted translation, pixels (Euclidean norm).
+    upsample_factor : int
+        Precision ``1 / upsample_factor`` pixels.
+    correlate_on : {"complex", "amplitude"}
+        Correlate the complex fields (a relative phase ramp is removed first at each step), or
+        their moduli.
+
+    Returns
+    -------
+    ShiftEstimate
+
+    Notes
+    -----
+    The correlation sees only the region's bounding box, with each image's mean over the
+    region removed and the region multiplied by a cosine-tapered mask, so that pixels outside
+    the region and its edge do not pull the peak. The estimate is refined by shifting the whole
+    image (:func:`fourier_shift_image`) and correlating again (up to 4 times) until the
+    correction is below one upsampled pixel.
+
+    References
+    ----------
+    .. [1] Guizar-Sicairos, Thurman and Fienup, Opt. Lett. 33, 156 (2008).
+    """
     from skimage.registration import phase_cross_correlation
 
-    box = mask_bbox(region)
-    mask = region[box]
+    img, ref, reg = _check_images(image, reference, region)
+    if valid is not None:
+        valid = np.asarray(valid, dtype=bool)
+    if correlate_on not in _CORRELATE_ON:
+        raise RegistrationError(f"correlate_on must be one of {_CORRELATE_ON}, got {correlate_on!r}")
+    if not (max_shift > 0 and math.isfinite(max_shift)):
+        raise RegistrationError(f"max_shift must be a positive number of pixels, got {max_shift!r}")
+    if int(upsample_factor) != upsample_factor or upsample_factor < 1:
+        raise RegistrationError(f"upsample_factor must be a positive integer, got {upsample_factor!r}")
+    upsample_factor = int(upsample_factor)
+    box = mask_bbox(reg)
+    mask = reg[box]
     taper = _taper(mask)
-    ref = _correlation_input(reference[box], mask, taper, correlate_on)
+    ref_in = _correlation_input(ref[box], mask, taper, correlate_on)
     total = np.zeros(2)
     error = None
     iterations = 0
-    moving = image
+    moving = fourier_shift_image(img, (0.0, 0.0), valid)
     for iterations in range(1, _MAX_SHIFT_ITERATIONS + 1):  # noqa: B007
         mov = moving[box]
         if correlate_on == "complex":
             # A relative phase ramp moves the complex correlation peak: remove the current
             # estimate of it (fitted at the current shift) before correlating.
-            offset, d_dx, d_dy = _fit_ramp(mov * np.conj(reference[box]), mask, box)
+            offset, d_dx, d_dy = _fit_phase_plane(mov * np.conj(ref[box]), mask, box, "ramp")
             yy, xx = np.mgrid[box[0], box[1]]
             mov = mov * np.exp(-1j * (offset + d_dx * xx + d_dy * yy))
         mov = _correlation_input(mov, mask, taper, correlate_on)
         step, error, _ = phase_cross_correlation(
-            ref, mov, upsample_factor=upsample_factor, normalization=None
+            ref_in, mov, upsample_factor=upsample_factor, normalization=None
         )
         total = total + np.asarray(step, dtype=np.float64)
         size = float(np.hypot(*total))
@@ -248,23 +416,30 @@ def _estimate_shift(image, reference, region, *, max_shift, upsample_factor, cor
             )
         if np.hypot(*step) < 1.0 / upsample_factor:
             break
-        moving = fourier_shift_image(image, total, region)
-    return (float(total[0]), float(total[1])), float(error), iterations
+        moving = fourier_shift_image(img, total, valid)
+    return ShiftEstimate(
+        shift_yx=(float(total[0]), float(total[1])),
+        method="upsampled cross-correlation (Guizar-Sicairos 2008)",
+        correlate_on=correlate_on,
+        upsample_factor=upsample_factor,
+        iterations=iterations,
+        correlation_error=float(error),
+    )
 
 
-def _least_squares_factor(moving, target):
-    power = float(np.sum(np.abs(moving) ** 2))
-    if power == 0.0:
-        raise RegistrationError(
-            "the image is zero over the region; no complex factor can be fitted"
-        )
-    return complex(np.sum(np.conj(moving) * target) / power)
+_estimate_shift = estimate_shift  # register() has a parameter of that name
 
 
-def _weighted_plane(values, weights, xx, yy):
+# --------------------------------------------------------------------------------------------
+# The gauge
+
+
+def _weighted_plane(values, weights, xx, yy, with_ramp=True):
     """Weighted least-squares plane ``a + bx x + by y`` (centred for conditioning)."""
     wsum = weights.sum()
     xc, yc = float((weights * xx).sum() / wsum), float((weights * yy).sum() / wsum)
+    if not with_ramp:
+        return float((weights * values).sum() / wsum), 0.0, 0.0
     design = np.stack([np.ones_like(xx), xx - xc, yy - yc], axis=1)
     sw = np.sqrt(weights)
     coef, *_ = np.linalg.lstsq(design * sw[:, None], values * sw, rcond=None)
@@ -272,33 +447,98 @@ def _weighted_plane(values, weights, xx, yy):
     return a - bx * xc - by * yc, bx, by
 
 
-def _fit_ramp(relative, mask, box):
-    """Amplitude-weighted plane fitted to ``angle(relative)`` on ``mask`` (no unwrapping needed).
+def _fit_phase_plane(relative, mask, box, phase):
+    """Plane fitted to ``angle(relative)`` on ``mask``, weighted by ``|relative|``.
 
-    ``relative`` is ``c * recon * conj(truth)`` on the bounding box; its modulus is the weight.
-    A coarse gradient from neighbour products (robust to wrapping, up to pi rad/px) is refined
-    by weighted least squares on the remaining, small, phase.
+    ``relative`` is ``image * conj(truth)`` on the bounding box ``box``, so the weight is
+    ``|image| |truth|``. No unwrapping is needed: a coarse gradient from neighbour products
+    (robust to wrapping, up to pi rad/px) and the weighted circular mean are removed first, and
+    the weighted least-squares plane is fitted to the remaining, small, wrapped phase.
     """
     z = np.where(mask, relative, 0)
-    gx = float(np.angle(np.sum(z[:, 1:] * np.conj(z[:, :-1]))))
-    gy = float(np.angle(np.sum(z[1:, :] * np.conj(z[:-1, :]))))
+    gx = gy = 0.0
+    if phase == "ramp":
+        gx = float(np.angle(np.sum(z[:, 1:] * np.conj(z[:, :-1]))))
+        gy = float(np.angle(np.sum(z[1:, :] * np.conj(z[:-1, :]))))
     yy, xx = np.mgrid[box[0], box[1]]
     xx, yy, zv = xx[mask].astype(float), yy[mask].astype(float), z[mask]
+    weights = np.abs(zv)
+    if weights.sum() == 0:
+        raise RegistrationError(
+            "image and truth have no common support in the region: no phase can be fitted"
+        )
     coarse = gx * xx + gy * yy
     a0 = float(np.angle(np.sum(zv * np.exp(-1j * coarse))))
     residual = np.angle(zv * np.exp(-1j * (coarse + a0)))
-    weights = np.abs(zv)
-    if weights.sum() == 0:
-        raise RegistrationError("image and reference have no common support in the region")
-    a, bx, by = _weighted_plane(residual, weights, xx, yy)
+    a, bx, by = _weighted_plane(residual, weights, xx, yy, with_ramp=phase == "ramp")
     return a0 + a, gx + bx, gy + by
 
 
-def _unweighted_plane(phase, mask, box):
-    yy, xx = np.mgrid[box[0], box[1]]
-    return _weighted_plane(
-        phase[mask], np.ones(int(mask.sum())), xx[mask].astype(float), yy[mask].astype(float)
+def fit_gauge(image, reference, region, *, phase: str = "ramp") -> Gauge:
+    """Fit the gauge of ``image`` against ``reference`` over ``region``.
+
+    Parameters
+    ----------
+    image : ndarray (H, W) complex
+        Reconstruction, already translated onto the reference.
+    reference : ndarray (H, W) complex
+        Ground truth.
+    region : ndarray (H, W) bool
+        Pixels the fit uses (the scored region).
+    phase : {"ramp", "offset"}
+        Fit a global phase offset and a linear phase ramp (default), or the offset only.
+
+    Returns
+    -------
+    Gauge
+
+    Raises
+    ------
+    RegistrationError
+        Bad shapes or values, an empty region, or an image that is zero on the region.
+
+    Notes
+    -----
+    Phase: the plane ``a + gx x + gy y`` minimising
+    ``sum_region |image| |truth| wrap(angle(image conj(truth)) - plane)**2`` (amplitude-weighted
+    phase difference). Amplitude: ``s = sum |image| |truth| / sum |image|**2`` minimising
+    ``sum_region (s |image| - |truth|)**2``. The two fits share nothing: the amplitude scale
+    sees the moduli only, so phase noise cannot move it, and the plane is fitted to the
+    difference of the two images' phases, never to each image's phase separately.
+
+    Examples
+    --------
+    >>> yy, xx = np.mgrid[:32, :32]
+    >>> truth = (1 + 0.1 * np.sin(xx / 3)) * np.exp(1j * np.cos(yy / 4))
+    >>> gauge = fit_gauge(2 * truth * np.exp(1j * (0.3 + 0.01 * xx)), truth, np.ones((32, 32), bool))
+    >>> round(gauge.amplitude_scale, 6), round(gauge.phase_offset_rad, 6), round(gauge.phase_ramp_x_rad_per_px, 6)
+    (0.5, 0.3, 0.01)
+    """
+    img, ref, reg = _check_images(image, reference, region)
+    if phase not in PHASE_GAUGES:
+        raise RegistrationError(f"phase gauge must be one of {PHASE_GAUGES}, got {phase!r}")
+    box = mask_bbox(reg)
+    mask = reg[box]
+    mov = img[box][mask]
+    tgt = ref[box][mask]
+    amp_mov, amp_tgt = np.abs(mov), np.abs(tgt)
+    power = float(np.sum(amp_mov**2))
+    if power == 0.0:
+        raise RegistrationError("the image is zero over the region; no amplitude scale can be fitted")
+    scale = float(np.sum(amp_mov * amp_tgt) / power)
+    offset, d_dx, d_dy = _fit_phase_plane(img[box] * np.conj(ref[box]), mask, box, phase)
+    return Gauge(
+        phase_offset_rad=offset,
+        phase_ramp_x_rad_per_px=d_dx,
+        phase_ramp_y_rad_per_px=d_dy,
+        amplitude_scale=scale,
+        phase=phase,
+        fit_pixels=int(mask.sum()),
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Both
 
 
 def register(
@@ -306,13 +546,15 @@ def register(
     reference,
     region,
     *,
+    valid=None,
+    shift_yx=None,
+    estimate_shift: bool = True,
     max_shift: float = 10.0,
     upsample_factor: int = 100,
     correlate_on: str = "complex",
     phase_align: str = "ramp",
-    estimate_shift: bool = True,
 ) -> RegistrationResult:
-    """Align a reconstruction to the ground truth: shift, complex factor and phase ramp.
+    """Align a reconstruction to the ground truth: shift the whole image, then fit the gauge.
 
     Parameters
     ----------
@@ -321,27 +563,18 @@ def register(
     reference : ndarray (H, W) complex
         Ground truth.
     region : ndarray (H, W) bool
-        Scanned region (:func:`scanned_region`); every fit uses only these pixels.
-    max_shift : float
-        Largest accepted translation, pixels (Euclidean norm of ``shift_yx``).
-    upsample_factor : int
-        Sub-pixel precision of the correlation is ``1 / upsample_factor`` pixels.
-    correlate_on : {"complex", "amplitude"}
-        Correlate the complex fields (default) or their moduli (choose this when the phase
-        carries a strong ramp, which moves the complex cross-correlation peak).
-    phase_align : {"ramp", "plane", "mean", "none"}
-        ``"ramp"``: least-squares complex factor ``c`` minimising
-        ``sum_region |c * shifted - reference|**2``, then a plane fitted to
-        ``angle(c * shifted * conj(reference))`` weighted by ``|c * shifted| * |reference|`` and
-        removed; finally ``c`` is refitted by least squares to the de-ramped image.
-        ``"none"``: the least-squares complex factor only.
-        ``"plane"`` and ``"mean"`` reproduce the existing tool's alignment: amplitude scaled by
-        ``mean|reference| / mean|shifted|``, and the phase corrected by the difference of
-        unweighted planes fitted to each wrapped phase (``"plane"``) or by the difference of
-        the mean phases (``"mean"``). The reference is never modified: the difference of the
-        two fits is applied to the image, so pixel differences equal the existing tool's.
+        Pixels to correlate on and to fit the gauge on (in a comparison, the scored region).
+    valid : ndarray (H, W) bool, optional
+        Where ``image`` holds data (default: everywhere). Data outside ``region`` is kept and
+        shifted with the rest; only pixels outside ``valid`` are filled before shifting.
+    shift_yx : (float, float), optional
+        Apply this translation instead of estimating one.
     estimate_shift : bool
-        If False, no translation is estimated or applied; only the gauge is fitted.
+        If False (and no ``shift_yx``), no translation is estimated or applied.
+    max_shift, upsample_factor, correlate_on
+        As :func:`estimate_shift`.
+    phase_align : {"ramp", "offset"}
+        Phase gauge (:func:`fit_gauge`).
 
     Returns
     -------
@@ -355,16 +588,11 @@ def register(
 
     Notes
     -----
-    The correlation sees only the region's bounding box, with each image's mean over the
-    region removed and the region multiplied by a cosine-tapered mask, so that uncovered
-    pixels and the region's edge do not pull the peak. The estimate is refined by shifting the
-    image and correlating again (up to 4 times) until the correction is below one upsampled
-    pixel. The shift is applied by :func:`fourier_shift_image` (no wrap-around). The output
-    is 0 outside the region.
-
-    References
-    ----------
-    .. [1] Guizar-Sicairos, Thurman and Fienup, Opt. Lett. 33, 156 (2008).
+    Before a non-zero shift the edge of the image's data is apodised (:func:`apodise`) outside
+    the sources of the region's pixels, which stay exact. The gauge is fitted where the shifted
+    image still holds untouched data (``region & valid`` after the shift). Registration by
+    itself costs nothing: a band-limited image displaced by a sub-pixel shift comes back to
+    within the shift's precision (``1 / upsample_factor`` px) a few pixels inside its data.
 
     Examples
     --------
@@ -374,6 +602,42 @@ def register(
     >>> bool(np.allclose(result.aligned, truth))
     True
     """
+    img, ref, reg = _check_images(image, reference, region)
+    if phase_align not in PHASE_GAUGES:
+        raise RegistrationError(f"phase_align must be one of {PHASE_GAUGES}, got {phase_align!r}")
+    if valid is None:
+        valid = np.ones(img.shape, dtype=bool)
+    else:
+        valid = np.asarray(valid)
+        if valid.shape != img.shape or valid.dtype != bool:
+            raise RegistrationError(f"valid must be a boolean mask of shape {img.shape}")
+    if shift_yx is not None:
+        shift = ShiftEstimate(shift_yx=(float(shift_yx[0]), float(shift_yx[1])), method="given")
+    elif estimate_shift:
+        shift = _estimate_shift(
+            img, ref, reg & valid, valid=valid, max_shift=max_shift,
+            upsample_factor=upsample_factor, correlate_on=correlate_on,
+        )
+    else:
+        shift = ShiftEstimate(shift_yx=(0.0, 0.0))
+    if shift.shift_yx == (0.0, 0.0):
+        shifted, data = fourier_shift_image(img, (0.0, 0.0), valid), valid.copy()
+    else:
+        # The sources of the region's pixels stay exact; the edge of the data is apodised.
+        reach = int(math.ceil(max(abs(shift.shift_yx[0]), abs(shift.shift_yx[1])) - 1e-9))
+        sources = ndimage.binary_dilation(reg, np.ones((3, 3), bool), iterations=reach) if reach else reg
+        apodised, untouched = apodise(img, valid, sources)
+        shifted = fourier_shift_image(apodised, shift.shift_yx)
+        data = shifted_valid(untouched, shift.shift_yx)
+    fit_region = reg & data
+    if not fit_region.any():
+        raise RegistrationError("after the shift the image holds no data inside the region")
+    gauge = fit_gauge(shifted, ref, fit_region, phase=phase_align)
+    aligned = np.where(data, gauge.apply(shifted), 0)
+    return RegistrationResult(aligned=aligned, valid=data, shift=shift, gauge=gauge)
+
+
+def _check_images(image, reference, region):
     img = np.asarray(image)
     ref = np.asarray(reference)
     reg = np.asarray(region)
@@ -389,96 +653,4 @@ def register(
     for name, arr in (("image", img), ("reference", ref)):
         if not np.isfinite(arr[reg]).all():
             raise RegistrationError(f"{name} has NaN or infinite values inside the region")
-    if correlate_on not in _CORRELATE_ON:
-        raise RegistrationError(
-            f"correlate_on must be one of {_CORRELATE_ON}, got {correlate_on!r}"
-        )
-    if phase_align not in _PHASE_ALIGN:
-        raise RegistrationError(f"phase_align must be one of {_PHASE_ALIGN}, got {phase_align!r}")
-    if not (max_shift > 0 and math.isfinite(max_shift)):
-        raise RegistrationError(f"max_shift must be a positive number of pixels, got {max_shift!r}")
-    if int(upsample_factor) != upsample_factor or upsample_factor < 1:
-        raise RegistrationError(
-            f"upsample_factor must be a positive integer, got {upsample_factor!r}"
-        )
-    img = img.astype(np.complex128)
-    ref = ref.astype(np.complex128)
-    # Outside the region nothing is trusted; zero it so fills and fits never see it.
-    img = np.where(reg, img, 0)
-
-    method = {
-        "shift": "none",
-        "correlate_on": None,
-        "upsample_factor": None,
-        "max_shift_px": float(max_shift),
-        "iterations": 0,
-        "phase_align": phase_align,
-    }
-    shift_yx = (0.0, 0.0)
-    error = None
-    if estimate_shift:
-        shift_yx, error, iterations = _estimate_shift(
-            img,
-            ref,
-            reg,
-            max_shift=float(max_shift),
-            upsample_factor=int(upsample_factor),
-            correlate_on=correlate_on,
-        )
-        method.update(
-            shift="upsampled cross-correlation (Guizar-Sicairos 2008), Fourier shift",
-            correlate_on=correlate_on,
-            upsample_factor=int(upsample_factor),
-            iterations=iterations,
-        )
-        shifted = fourier_shift_image(img, shift_yx, reg)
-    else:
-        shifted = img
-
-    # Fit the gauge only where the shifted image came from inside the region (not from the
-    # fill), unless that leaves nothing.
-    fit = reg
-    if shift_yx != (0.0, 0.0):
-        source = ndimage.shift(reg.astype(float), shift_yx, order=1, cval=0.0) > 1 - 1e-9
-        if (reg & source).any():
-            fit = reg & source
-    box = mask_bbox(fit)
-    mask = fit[box]
-    mov = shifted[box][mask]
-    tgt = ref[box][mask]
-    yy, xx = np.mgrid[: img.shape[0], : img.shape[1]]
-    offset = d_dx = d_dy = 0.0
-    if phase_align in ("ramp", "none"):
-        factor = _least_squares_factor(mov, tgt)
-        method["gauge"] = "least-squares complex factor over the region"
-        if phase_align == "ramp":
-            relative = factor * shifted[box] * np.conj(ref[box])
-            offset, d_dx, d_dy = _fit_ramp(relative, mask, box)
-            ramp_box = np.exp(-1j * (offset + d_dx * xx[box][mask] + d_dy * yy[box][mask]))
-            factor = _least_squares_factor(mov * ramp_box, tgt)
-            method["gauge"] += "; amplitude-weighted phase ramp; factor refitted after the ramp"
-    else:
-        mean_mov = float(np.abs(mov).mean())
-        if mean_mov == 0.0:
-            raise RegistrationError("the image is zero over the region; no scale can be fitted")
-        scale = float(np.abs(tgt).mean()) / mean_mov
-        if phase_align == "mean":
-            factor = scale * np.exp(1j * (np.angle(tgt).mean() - np.angle(mov).mean()))
-            method["gauge"] = "existing tool: mean-amplitude ratio and mean-phase difference"
-        else:
-            p_img = _unweighted_plane(np.angle(shifted[box]), mask, box)
-            p_ref = _unweighted_plane(np.angle(ref[box]), mask, box)
-            offset, d_dx, d_dy = (a - b for a, b in zip(p_img, p_ref, strict=True))
-            factor = complex(scale)
-            method["gauge"] = "existing tool: mean-amplitude ratio and difference of phase planes"
-
-    correction = factor * np.exp(-1j * (offset + d_dx * xx + d_dy * yy))
-    aligned = np.where(reg, correction * shifted, 0)
-    return RegistrationResult(
-        aligned=aligned,
-        shift_yx=shift_yx,
-        complex_factor=complex(factor),
-        phase_ramp={"offset_rad": offset, "d_dx_rad_per_px": d_dx, "d_dy_rad_per_px": d_dy},
-        method=method,
-        correlation_error=error,
-    )
+    return img.astype(np.complex128), ref.astype(np.complex128), reg

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import CompareModelsError
 
-__all__ = ["Prediction", "PredictionCountError", "predict"]
+__all__ = ["Prediction", "PredictionCountError", "predict", "build_predictor", "warm_up"]
 
 
 class PredictionCountError(CompareModelsError, RuntimeError):
@@ -50,6 +50,26 @@ class Prediction:
             )
 
 
+def build_predictor(bundle, batch_size: int):
+    """The ``tf.function`` :func:`predict` runs: fixed batch shape, returns the seed patch
+    (B, N, N, 2). Built once, it is traced on its first call (:func:`warm_up`)."""
+    return _predict_function(bundle, int(batch_size))
+
+
+def warm_up(predictor, bundle, batch_size: int) -> None:
+    """Call ``predictor`` once on an all-zero batch, so that its one-off tracing happens here
+    and not inside a timed :func:`predict`."""
+    n_side = bundle.patch_size
+    if bundle.kind == "pinn":
+        batch = [
+            np.zeros((batch_size, n_side, n_side, bundle.channels), np.float32),
+            np.zeros((batch_size, bundle.channels, 2), np.float32),
+        ]
+    else:
+        batch = [np.zeros((batch_size, n_side, n_side, 1), np.float32)]
+    np.asarray(predictor(*batch))
+
+
 def _predict_function(bundle, batch_size: int):
     """A ``tf.function`` of fixed batch shape returning the seed patch (B, N, N, 2)."""
     import tensorflow as tf
@@ -73,7 +93,9 @@ def _predict_function(bundle, batch_size: int):
     return run
 
 
-def predict(bundle, dataset, *, batch_size: int = 32, chunk: int = 4096, progress: bool = True) -> Prediction:
+def predict(
+    bundle, dataset, *, batch_size: int = 32, chunk: int = 4096, progress: bool = True, predictor=None
+) -> Prediction:
     """Predict one object patch per scan position of ``dataset``.
 
     Parameters
@@ -87,6 +109,9 @@ def predict(bundle, dataset, *, batch_size: int = 32, chunk: int = 4096, progres
         Samples whose inputs are built at once (rounded up to a multiple of ``batch_size``).
     progress : bool
         Show a tqdm bar.
+    predictor : callable, optional
+        :func:`build_predictor` ``(bundle, batch_size)``, perhaps already warmed up; built
+        here when not given.
 
     Returns
     -------
@@ -119,7 +144,7 @@ def predict(bundle, dataset, *, batch_size: int = 32, chunk: int = 4096, progres
     if bundle.kind == "pinn":
         # Groups that reach beyond the bundle's margin are re-formed to fit it.
         groups = inputs.make_groups(positions, bundle.gridsize, max_offset=bundle.region_pad)
-    run = _predict_function(bundle, batch_size)
+    run = predictor if predictor is not None else _predict_function(bundle, batch_size)
     patches = np.empty((m, n_side, n_side), dtype=np.complex64)
     with tqdm(total=m, desc=f"predict {bundle.kind}", unit="pos", disable=not progress) as bar:
         for chunk_start in range(0, m, chunk):

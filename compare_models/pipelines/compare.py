@@ -2,8 +2,11 @@
 
 Stages (each timed and logged): load the test data, then per arm (PINN, baseline, pty-chi) load
 the model or reconstruction, predict every scan position in fixed-shape batches, stitch the
-patches in the ground-truth frame; then register every image to the ground truth over the
-scanned region (the same region for every arm), compute the metrics, and write the report.
+patches in the ground-truth frame; then score every arm on one footing (:func:`evaluate`):
+estimate each arm's shift over the pixels of the scan's hull where every arm has data, erode
+that region by the largest shift plus a margin, shift each whole image, fit its gauge and
+compute the metrics on that one region; and write the report. docs/how-the-numbers-are-made.md
+says how each number is made.
 """
 
 from __future__ import annotations
@@ -14,19 +17,30 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 
 from ..errors import ConfigError, DatasetError, MetricError
 from ..report.staging import StagedOutput
-from ..report.writers import MODEL_NAMES, format_metrics_table
+from ..report.writers import MODEL_NAMES, format_metrics_table, format_scoring_summary
 
-__all__ = ["CompareConfig", "ArmImage", "run_compare"]
+__all__ = ["CompareConfig", "ArmImage", "run_compare", "evaluate", "time_excluding_compile"]
 
 log = logging.getLogger("compare_models.compare")
 
-PHASE_ALIGN_METHODS = ("ramp", "plane", "mean", "none")
+PHASE_ALIGN_METHODS = ("ramp", "offset")
+# Gauges of the existing tool that DESIGN.md ("A fair comparison") rules out.
+RETIRED_PHASE_ALIGN_METHODS = MappingProxyType(
+    {
+        "plane": "it removed a plane from each image's phase separately",
+        "mean": "it subtracted each image's own mean phase and scaled by the ratio of mean amplitudes",
+        "none": "it fitted one complex factor, whose modulus shrinks with phase noise",
+    }
+)
 DEFAULT_CROP = 20  # the existing tool's --stitch-crop-size
+#: metrics.json's layout; docs/how-the-numbers-are-made.md describes it.
+METRICS_SCHEMA = "compare_models.metrics/2"
 
 
 def resolve_crop(config, patch_size: int) -> int:
@@ -56,8 +70,8 @@ class CompareConfig:
     phase_align_method: str = "ramp"
     registration_on: str = "complex"
     max_shift_px: float = 16.0
-    region_erode_px: int = 0
-    ms_ssim_sigma: float = 1.0
+    region_margin_px: int = 2  # imaging.region.DEFAULT_MARGIN_PX
+    ms_ssim_sigma: float | None = None
     frc_sigma: float | None = None
     pixel_size_m: float | None = None
     n_test_subsample: int | None = None
@@ -78,6 +92,13 @@ class CompareConfig:
             )
         if self.stitch_crop_size is not None and self.stitch_crop_size < 1:
             raise ConfigError(f"--stitch-crop-size must be > 0, got {self.stitch_crop_size}")
+        if self.phase_align_method in RETIRED_PHASE_ALIGN_METHODS:
+            raise ConfigError(
+                f"--phase-align-method {self.phase_align_method} is retired: "
+                f"{RETIRED_PHASE_ALIGN_METHODS[self.phase_align_method]} (see "
+                "docs/how-the-numbers-are-made.md); use ramp (phase offset and linear ramp, "
+                "the default) or offset"
+            )
         if self.phase_align_method not in PHASE_ALIGN_METHODS:
             raise ConfigError(
                 f"--phase-align-method must be one of {', '.join(PHASE_ALIGN_METHODS)}, got {self.phase_align_method!r}"
@@ -91,8 +112,12 @@ class CompareConfig:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if self.n_test_subsample is not None and self.n_test_subsample < 1:
             raise ConfigError(f"--n-test-subsample must be >= 1, got {self.n_test_subsample}")
-        if self.ms_ssim_sigma < 0 or (self.frc_sigma is not None and self.frc_sigma < 0):
+        if (self.ms_ssim_sigma is not None and self.ms_ssim_sigma < 0) or (
+            self.frc_sigma is not None and self.frc_sigma < 0
+        ):
             raise ConfigError("--ms-ssim-sigma and --frc-sigma must be >= 0")
+        if int(self.region_margin_px) != self.region_margin_px or self.region_margin_px < 0:
+            raise ConfigError(f"--region-margin must be a whole number of pixels >= 0, got {self.region_margin_px}")
         if self.pixel_size_m is not None and not self.pixel_size_m > 0:
             raise ConfigError(f"--pixel-size must be > 0 metres, got {self.pixel_size_m}")
         if self.max_shift_px <= 0:
@@ -125,9 +150,37 @@ class _Timer:
     def __call__(self, stage: str, func: Callable, *args, **kwargs):
         start = time.perf_counter()
         result = func(*args, **kwargs)
-        self.timings[stage] = time.perf_counter() - start
-        log.info("%s: %.3f s", stage, self.timings[stage])
+        self.record(stage, time.perf_counter() - start)
         return result
+
+    def record(self, stage: str, seconds: float) -> None:
+        self.timings[stage] = float(seconds)
+        log.info("%s: %.3f s", stage, seconds)
+
+
+def time_excluding_compile(warm_up: Callable[[], object], run: Callable[[], object]):
+    """Time ``run()`` without the one-off compilation that its first call would pay.
+
+    ``warm_up()`` must exercise the same compiled code as ``run()`` on a small input (one batch,
+    one chunk). It is called twice: the first call pays every one-off cost (tracing, XLA
+    compilation), the second is warm, so their difference is the compile time. Then ``run()``
+    is timed, warm.
+
+    Returns
+    -------
+    (result, run_s, compile_s)
+        ``run()``'s result, its wall time in seconds, and the one-off compile time in seconds
+        (``max(0, first warm-up - second warm-up)``).
+    """
+    start = time.perf_counter()
+    warm_up()
+    cold = time.perf_counter() - start
+    start = time.perf_counter()
+    warm_up()
+    warm = time.perf_counter() - start
+    start = time.perf_counter()
+    result = run()
+    return result, time.perf_counter() - start, max(0.0, cold - warm)
 
 
 # --------------------------------------------------------------------------------------------
@@ -153,8 +206,8 @@ def _object_shape(dataset) -> tuple[int, int]:
 
 def _network_arm(key: str, bundle_dir: str, dataset, shape, config: CompareConfig) -> ArmImage:
     from ..imaging.stitching import stitch
+    from ..models import inference
     from ..models.bundle import load_bundle
-    from ..models.inference import predict
 
     timer = _Timer()
     bundle = timer(f"{key}.load", load_bundle, bundle_dir)
@@ -162,17 +215,31 @@ def _network_arm(key: str, bundle_dir: str, dataset, shape, config: CompareConfi
     crop = resolve_crop(config, dataset.patch_size)
     batch = getattr(config, f"{key}_predict_batch_size")
     chunk = getattr(config, f"{key}_chunk_size")
-    prediction = timer(
-        f"{key}.inference", predict, bundle, dataset, batch_size=batch, chunk=chunk, progress=config.progress
+    # computation_time_s is what a user waits for per image, without one-off compilation
+    # (DESIGN.md): the model's tracing and the stitch kernel's XLA compile are paid by warm-up
+    # calls on zeros and timed apart (``*_compile``).
+    predictor = inference.build_predictor(bundle, batch)
+    prediction, seconds, compile_s = time_excluding_compile(
+        lambda: inference.warm_up(predictor, bundle, batch),
+        lambda: inference.predict(
+            bundle, dataset, batch_size=batch, chunk=chunk, progress=config.progress, predictor=predictor
+        ),
     )
+    timer.record(f"{key}.inference", seconds)
+    timer.record(f"{key}.inference_compile", compile_s)
     patches, positions = prediction.patches, prediction.positions_xy
     if patches.shape[0] != dataset.n_positions:
         raise MetricError(
             f"{MODEL_NAMES[key]}: {patches.shape[0]} patches for {dataset.n_positions} positions"
         )
-    image, weights = timer(
-        f"{key}.stitch", stitch, patches, positions, shape, crop=crop, backend="xla", chunk=config.stitch_chunk_size
+    blank = np.zeros((1, *patches.shape[1:]), np.complex64)
+    stitch_options = dict(crop=crop, backend="xla", chunk=config.stitch_chunk_size)
+    (image, weights), seconds, compile_s = time_excluding_compile(
+        lambda: stitch(blank, positions[:1], shape, **stitch_options),
+        lambda: stitch(patches, positions, shape, **stitch_options),
     )
+    timer.record(f"{key}.stitch", seconds)
+    timer.record(f"{key}.stitch_compile", compile_s)
     details = {
         "bundle": str(bundle_dir),
         "kind": bundle.kind,
@@ -207,32 +274,29 @@ def _ptychi_arm(path: str, shape) -> ArmImage:
 
 
 def _computation_time(arm: ArmImage) -> float | None:
-    """What a user waits for to get this arm's image from the diffraction data."""
+    """What a user waits for to get this arm's image from the diffraction data, without
+    one-off compilation."""
     if arm.key == "ptychi":
         return arm.timings_s.get("ptychi.reconstruction")
     return arm.timings_s[f"{arm.key}.inference"] + arm.timings_s[f"{arm.key}.stitch"]
 
 
-def _register(arm: ArmImage, truth, region, placed_by_registration: bool, config: CompareConfig):
-    from ..imaging.registration import register
+def _compile_time(arm: ArmImage) -> float | None:
+    """One-off compilation paid before the first image (tracing, XLA); None for pty-chi."""
+    if arm.key == "ptychi":
+        return None
+    return arm.timings_s[f"{arm.key}.inference_compile"] + arm.timings_s[f"{arm.key}.stitch_compile"]
 
-    estimate_shift = not config.skip_registration and (
-        not config.register_ptychi_only or arm.key == "ptychi"
-    )
-    if placed_by_registration and not estimate_shift:
+
+def _shift_policy(arm: ArmImage, config: CompareConfig) -> bool:
+    """Whether this arm's shift is estimated; an arm that has no placement must be."""
+    estimate = not config.skip_registration and (not config.register_ptychi_only or arm.key == "ptychi")
+    if arm.details.get("placed_by") == "registration" and not estimate:
         raise ConfigError(
             f"{arm.name}: the reconstruction file records no object-frame placement, so it must be "
             "registered; drop --skip-registration"
         )
-    return register(
-        arm.image,
-        truth,
-        region,
-        max_shift=config.max_shift_px,
-        correlate_on=config.registration_on,
-        phase_align=config.phase_align_method,
-        estimate_shift=estimate_shift,
-    )
+    return estimate
 
 
 # --------------------------------------------------------------------------------------------
@@ -272,11 +336,12 @@ def run_compare(config: CompareConfig, *, echo: Callable[[str], None] = print) -
         if config.ptychi_recon_path:
             arms.append(_ptychi_arm(config.ptychi_recon_path, shape))
 
-        result = _evaluate(arms, dataset, shape, truth, pixel_size, config, timer)
-        timer("write_outputs", _write_outputs, out.path, arms, result, dataset, config, timer)
+        result = evaluate(arms, truth, dataset.positions_xy, config, pixel_size_m=pixel_size, timer=timer)
+        document = timer("write_outputs", _write_outputs, out.path, arms, result, dataset, config, timer)
         result["timings_s"] = _all_timings(timer, arms)
     if truth is not None:
         echo(format_metrics_table(metric_rows(result)))
+        echo(format_scoring_summary(document))
     echo(f"results: {config.output_dir}")
     return result
 
@@ -299,52 +364,205 @@ def _check_inputs_exist(config: CompareConfig):
             raise DatasetError(f"{flag} {path}: expected a model bundle directory")
 
 
-def _evaluate(arms, dataset, shape, truth, pixel_size, config, timer) -> dict:
-    from ..imaging.registration import scanned_region
+def _valid_masks(arms) -> dict[str, np.ndarray]:
+    """Each arm's data: its own valid mask (stitched weight > 0, placed canvas), and a non-zero
+    value (a zero has no phase; scoring it would score missing data)."""
+    return {arm.name: np.asarray(arm.valid, bool) & (np.asarray(arm.image) != 0) for arm in arms}
 
-    region = scanned_region(
-        dataset.positions_xy, dataset.patch_size, shape, crop=resolve_crop(config, dataset.patch_size),
-        erode=config.region_erode_px,
-    )
-    result = {"region_pixels": int(region.sum()), "object_shape": list(shape), "models": {}, "region": region}
+
+def evaluate(arms, truth, positions_xy, config: CompareConfig, *, pixel_size_m=None, timer=None) -> dict:
+    """Score every arm on one footing (DESIGN.md, "A fair comparison").
+
+    Parameters
+    ----------
+    arms : sequence of ArmImage
+        Images on the ground-truth grid with their valid masks.
+    truth : ndarray (H, W) complex or None
+        Ground truth; without it only the region for display is made.
+    positions_xy : ndarray (n, 2)
+        Scan positions of the test data (x column, y row), object pixels.
+    config : CompareConfig
+    pixel_size_m : float, optional
+    timer : optional
+        Stage timer (``timer(stage, func, *args)``).
+
+    Returns
+    -------
+    dict
+        ``region`` (the mask), ``region_info`` (:meth:`ScoredRegion.to_dict`, or None without
+        ground truth), ``region_pixels``, ``object_shape``, ``aligned`` (name -> image),
+        ``models`` (name -> ``metrics``, ``registration``, ``computation_time_s``,
+        ``compile_time_s``) and ``scoring`` (what rules were applied).
+
+    Notes
+    -----
+    1. The common region: pixels of the scan's convex hull where every arm has data.
+    2. Each arm's shift is estimated over the common region (unless skipped by the config).
+    3. The scored region: the common region eroded by ceil(largest shift) + margin.
+    4. Each whole image is shifted, its gauge fitted on the scored region, and its metrics
+       computed there.
+    """
+    from ..imaging.region import scan_hull, scored_region
+    from ..imaging.registration import estimate_shift, register
+
+    timer = timer or _Timer()
+    names = [arm.name for arm in arms]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"two arms share a name: {names}")
+    shape = tuple(arms[0].image.shape)
+    valids = _valid_masks(arms)
+    result = {"object_shape": list(shape), "models": {}, "scoring": _scoring_rules(config)}
     if truth is None:
         log.warning("the test data has no ground truth ('objectGuess'): images only, no metrics")
+        region = _display_region(positions_xy, shape, valids)
+        result.update(region=region, region_info=None, region_pixels=int(region.sum()))
         for arm in arms:
-            result["models"][arm.name] = {"computation_time_s": _computation_time(arm)}
+            result["models"][arm.name] = {
+                "computation_time_s": _computation_time(arm),
+                "compile_time_s": _compile_time(arm),
+            }
         result["aligned"] = {arm.name: arm.image for arm in arms}
         return result
     from ..imaging.metrics import compute_metrics
 
+    hull = scan_hull(positions_xy, shape)
+    common = scored_region(hull, valids, largest_shift_px=0.0, margin_px=0)
+    shifts = {}
+    for arm in arms:
+        if _shift_policy(arm, config):
+            shifts[arm.name] = timer(
+                f"{arm.key}.shift", estimate_shift, arm.image, truth, common.mask, valid=valids[arm.name],
+                max_shift=config.max_shift_px, correlate_on=config.registration_on,
+            )
+        else:
+            shifts[arm.name] = None
+    largest = max((s.norm_px for s in shifts.values() if s is not None), default=0.0)
+    region = scored_region(hull, valids, largest_shift_px=largest, margin_px=config.region_margin_px)
+    lost = ", ".join(f"{k} {100 * v:.2f} %" for k, v in region.hull_lost_fraction.items())
+    log.info(
+        "scored region: %d px (hull %d px; hull without data: %s; eroded by %d px)",
+        region.n_pixels, region.hull_pixels, lost, region.erosion_px,
+    )
+    result.update(
+        region=region.mask, region_info=region.to_dict(), region_pixels=region.n_pixels, hull=hull
+    )
     aligned = {}
     for arm in arms:
-        placed_by_registration = arm.details.get("placed_by") == "registration"
-        registration = timer(f"{arm.key}.registration", _register, arm, truth, region, placed_by_registration, config)
+        shift = shifts[arm.name]
+        registration = timer(
+            f"{arm.key}.registration", register, arm.image, truth, region.mask, valid=valids[arm.name],
+            shift_yx=None if shift is None else shift.shift_yx, estimate_shift=False,
+            phase_align=config.phase_align_method,
+        )
+        if not registration.valid[region.mask].all():  # the erosion guarantees it
+            raise MetricError(f"{arm.name}: the shifted image lacks data inside the scored region")
         aligned[arm.name] = registration.aligned
         metrics = timer(
             f"{arm.key}.metrics",
             compute_metrics,
             registration.aligned,
             truth,
-            region,
+            region.mask,
             ms_ssim_sigma=config.ms_ssim_sigma,
             frc_sigma=config.frc_sigma,
-            pixel_size_m=pixel_size,
+            pixel_size_m=pixel_size_m,
         )
+        record = registration.to_dict()
+        if shift is not None:
+            record["shift"] = shift.to_dict()
         result["models"][arm.name] = {
             "metrics": metrics,
-            "registration": registration.to_dict(),
+            "registration": record,
             "computation_time_s": _computation_time(arm),
+            "compile_time_s": _compile_time(arm),
         }
     result["aligned"] = aligned
     return result
 
 
-COMPONENT_METRICS = ("mae", "mse", "psnr", "ssim", "ms_ssim", "frc50", "frc1over7", "frc_1bit", "frc_halfbit")
+def _display_region(positions_xy, shape, valids) -> np.ndarray:
+    """Without ground truth nothing is scored; the figures show the hull where every arm has
+    data, or (a scan with no hull) wherever any arm has data."""
+    from ..errors import RegistrationError
+    from ..imaging.region import common_region, scan_hull
+
+    try:
+        region = common_region(scan_hull(positions_xy, shape), valids)
+    except RegistrationError:
+        region = np.zeros(shape, bool)
+    if not region.any():
+        region = np.logical_or.reduce(list(valids.values()))
+    return region
+
+
+def _scoring_rules(config: CompareConfig) -> dict:
+    """The rules this run scored by, in words and numbers (metrics.json ``scoring``)."""
+    from ..imaging.metrics import DEFINITIONS, MS_SSIM_WEIGHTS
+    from ..imaging.region import REGION_RULE
+
+    if config.skip_registration:
+        shifts = "none estimated (--skip-registration)"
+    elif config.register_ptychi_only:
+        shifts = "estimated for pty-chi only (--register-ptychi-only)"
+    else:
+        shifts = "estimated for every arm"
+    phase = (
+        "global phase offset and linear phase ramp"
+        if config.phase_align_method == "ramp"
+        else "global phase offset only"
+    )
+    return {
+        "region": {"rule": REGION_RULE, "margin_px": int(config.region_margin_px)},
+        "registration": {
+            "shifts": shifts,
+            "method": "upsampled cross-correlation (Guizar-Sicairos 2008) over the common region; "
+            "the whole image is Fourier-shifted",
+            "correlate_on": config.registration_on,
+            "upsample_factor": 100,
+            "max_shift_px": float(config.max_shift_px),
+        },
+        "gauge": {
+            "phase_align_method": config.phase_align_method,
+            "description": (
+                f"{phase} fitted to the amplitude-weighted phase difference "
+                "angle(image conj(truth)), weights |image| |truth|; amplitude scale fitted to the "
+                "amplitudes alone (least squares of |image| to |truth|); never one complex factor, "
+                "never a plane removed from each image separately"
+            ),
+        },
+        "data_range": "the truth's max - min over the scored region, for amplitude and phase alike",
+        "ms_ssim": {
+            "definition": "Wang, Simoncelli & Bovik 2003",
+            "scales_requested": len(MS_SSIM_WEIGHTS),
+            "weights": list(MS_SSIM_WEIGHTS),
+            "sigma": config.ms_ssim_sigma or None,
+        },
+        "frc": {
+            "kind": "ground_truth",
+            "resolution": "frc50: FRC against ground truth, 0.5 threshold (Rosenthal & Henderson 2003)",
+            "legacy": {"frc1over7": "1/7 crossing against ground truth; NOT a resolution"},
+            "half_set": "not computed: half-set FRC (1/7, 1-bit, 1/2-bit thresholds; van Heel & "
+            "Schatz 2005) needs two independent reconstructions",
+        },
+        "definitions": dict(DEFINITIONS),
+    }
+
+
+#: Component rows of comparison_metrics.csv (``amplitude`` and ``phase`` filled).
+COMPONENT_METRICS = ("mae", "mse", "psnr", "ssim", "ms_ssim", "ms_ssim_scales", "frc50", "frc1over7", "data_range")
+#: Scalar rows (``value`` filled): the registration and the gauge applied.
+GAUGE_ROWS = (
+    ("gauge_amplitude_scale", "amplitude_scale"),
+    ("gauge_phase_offset_rad", "phase_offset_rad"),
+    ("gauge_phase_ramp_x_rad_per_px", "phase_ramp_x_rad_per_px"),
+    ("gauge_phase_ramp_y_rad_per_px", "phase_ramp_y_rad_per_px"),
+)
 
 
 def metric_rows(result: dict) -> list[tuple]:
     """Rows of ``comparison_metrics.csv`` (``model,metric,amplitude,phase,value``)."""
     rows = []
+    region_info = result.get("region_info")
     for name, entry in result["models"].items():
         metrics = entry.get("metrics")
         if metrics is not None:
@@ -355,8 +573,15 @@ def metric_rows(result: dict) -> list[tuple]:
             dy, dx = registration["shift_yx_px"]
             rows.append((name, "registration_offset_dy", None, None, dy))
             rows.append((name, "registration_offset_dx", None, None, dx))
+            for row_name, key in GAUGE_ROWS:
+                rows.append((name, row_name, None, None, registration["gauge"][key]))
+        if region_info is not None:
+            rows.append((name, "region_pixels", None, None, region_info["n_pixels"]))
+            rows.append((name, "hull_lost_fraction", None, None, region_info["hull_lost_fraction"][name]))
         if entry.get("computation_time_s") is not None:
             rows.append((name, "computation_time_s", None, None, entry["computation_time_s"]))
+        if entry.get("compile_time_s") is not None:
+            rows.append((name, "compile_time_s", None, None, entry["compile_time_s"]))
     return rows
 
 
@@ -370,10 +595,10 @@ def _frc_curves(result: dict) -> dict:
         for component in ("amplitude", "phase"):
             frc = metrics[component]["frc"]
             curves[name][component] = {
+                "kind": frc["kind"],
                 "frc": frc["curve"],
                 "frequency_nyquist": frc["frequency_nyquist"],
-                "threshold_halfbit": frc["thresholds"]["halfbit"],
-                "threshold_1bit": frc["thresholds"]["1bit"],
+                "n_pixels": frc["n_pixels"],
             }
     return curves
 
@@ -394,7 +619,11 @@ def _write_outputs(directory: Path, arms, result, dataset, config, timer):
     if truth is not None:
         stitched["ground_truth"] = truth
         aligned["ground_truth"] = truth
-    report.write_images_npz(stitched, directory / "reconstructions.npz", masks={"scanned_region": region})
+    masks = {"scored_region": region}
+    if result.get("hull") is not None:
+        masks["scan_hull"] = result["hull"]
+    masks.update({f"{_image_key(arm.name)}_valid": arm.valid for arm in arms})
+    report.write_images_npz(stitched, directory / "reconstructions.npz", masks=masks)
     report.write_images_npz(aligned, directory / "reconstructions_aligned.npz")
     title = f"{dataset.n_positions} positions, measured dose {dataset.measured_dose:.3g} photons/pattern"
     report.plot_comparison(result["aligned"], truth, region, directory / "comparison.png", title=title)
@@ -406,10 +635,12 @@ def _write_outputs(directory: Path, arms, result, dataset, config, timer):
         report.write_frc_csv(curves, directory / "frc_curves.csv")
         report.plot_frc(curves, directory / "frc.png")
     metrics_doc = {
-        "schema": "compare_models.metrics/1",
+        "schema": METRICS_SCHEMA,
         "object_shape": result["object_shape"],
-        "region_pixels": result["region_pixels"],
         "ground_truth": truth is not None,
+        "region": result["region_info"],
+        "region_pixels": result["region_pixels"],
+        "scoring": result["scoring"],
         "models": result["models"],
     }
     report.write_json(metrics_doc, directory / "metrics.json")
@@ -459,7 +690,10 @@ def _write_outputs(directory: Path, arms, result, dataset, config, timer):
         "corrections": {
             name: entry.get("registration") for name, entry in result["models"].items()
         },
+        "scored_region": result["region_info"],
+        "scoring": result["scoring"],
         "timings_s": _all_timings(timer, arms),
     }
     report.write_json(provenance, directory / "provenance.json")
     write_compare_report(directory)  # report.html, from the files written above
+    return report.to_jsonable(metrics_doc)

@@ -432,7 +432,8 @@ def _cutoff_rows(models: Mapping, key_path) -> list[tuple]:
                 if not isinstance(cut, Mapping):
                     continue
                 rows.append((name, component, threshold, cut.get("ring"), _number(cut.get("fraction_nyquist")),
-                             _number(cut.get("resolution_m")), cut.get("crossed")))
+                             _number(cut.get("resolution_m")), cut.get("crossed"),
+                             Markup(esc(cut.get("role") or frc.get("kind") or "–"), "text")))
     return rows
 
 
@@ -444,7 +445,8 @@ def _half_set_frc(entry, component):
     return ((entry.get("half_set_frc")) or {}).get(component)
 
 
-CUTOFF_HEADERS = ("arm", "component", "threshold", "ring", "fraction of Nyquist", "half-period resolution (m)", "crossed")
+CUTOFF_HEADERS = ("arm", "component", "threshold", "ring", "fraction of Nyquist", "half-period resolution (m)",
+                  "crossed", "meaning")
 
 
 def _frc_section(metrics: Mapping, figures: Mapping[str, bytes]) -> list[str]:
@@ -482,14 +484,17 @@ def _region_section(metrics: Mapping) -> list[str]:
     summary = {"object shape (rows, cols)": metrics.get("object_shape"),
                "scored pixels": metrics.get("region_pixels")}
     first = next((e["metrics"] for e in models.values() if isinstance(e.get("metrics"), Mapping)), None)
-    if first and isinstance(first.get("region"), Mapping):
+    if isinstance(region, Mapping):
+        sentence = region.get("description") or region.get("rule")
+        if sentence:
+            out.append(f"<p>{esc(sentence)}</p>")
+        if "n_pixels" in region:
+            summary.pop("scored pixels")
+        summary.update({k: v for k, v in region.items() if k not in ("description", "rule")})
+    elif first and isinstance(first.get("region"), Mapping):
         r = first["region"]
         summary["bounding box rows"] = r.get("bbox_rows")
         summary["bounding box cols"] = r.get("bbox_cols")
-    if isinstance(region, Mapping):
-        if region.get("description"):
-            out.append(f"<p>{esc(region['description'])}</p>")
-        summary.update({k: v for k, v in region.items() if k != "description"})
     summary = {k: v for k, v in summary.items() if v is not None}
     if summary:
         out.append(kv_table(summary, headers=("region", "value")))
@@ -504,15 +509,24 @@ def _region_section(metrics: Mapping) -> list[str]:
                          text_columns=(0, 2)))
         if isinstance(first.get("settings"), Mapping):
             out.append(kv_table(first["settings"], headers=("metric setting", "value")))
-    thresholds = metrics.get("thresholds")
+    scoring = metrics.get("scoring") if isinstance(metrics.get("scoring"), Mapping) else {}
+    thresholds = metrics.get("thresholds") or scoring.get("frc")
     names = sorted({row[2] for row in _cutoff_rows(models, _truth_frc)})
     out.append("<h3>Thresholds</h3>")
-    if isinstance(thresholds, Mapping) and thresholds:
-        out.append(kv_table(thresholds, headers=("threshold", "value")))
-    elif names:
+    if names:
         out.append(f"<p>FRC cut-offs evaluated at: {esc(', '.join(names))}.</p>")
-    else:
+    if isinstance(thresholds, Mapping) and thresholds:
+        out.append(_text_table(thresholds, ("threshold", "value")))
+    elif not names:
         out.append(note("Not recorded."))
+    rules = {k: v for k, v in scoring.items() if k not in ("frc", "definitions")}
+    if rules:
+        out.append("<h3>Rules applied</h3>")
+        out.append(_text_table(rules, ("rule", "value")))
+    if isinstance(scoring.get("definitions"), Mapping):
+        out.append("<details><summary>Definitions of the metrics</summary>")
+        out.append(_text_table(scoring["definitions"], ("metric", "definition")))
+        out.append("</details>")
     gauges = {}
     for name, entry in models.items():
         registration = entry.get("registration") or {}
@@ -532,6 +546,11 @@ def _region_section(metrics: Mapping) -> list[str]:
     out.append("<h3>Gauge</h3>")
     if gauges:
         quantities = list(dict.fromkeys(k for values in gauges.values() for k in values))
+        # A long sentence that every arm shares (how the gauge is defined) is said once, below.
+        shared = [q for q in quantities if len({str(v.get(q)) for v in gauges.values()}) == 1
+                  and isinstance(next(iter(gauges.values())).get(q), str)
+                  and len(next(iter(gauges.values()))[q]) > 40]
+        quantities = [q for q in quantities if q not in shared]
         rows = []
         for quantity in quantities:
             row = [quantity]
@@ -541,11 +560,20 @@ def _region_section(metrics: Mapping) -> list[str]:
                            else _num_or(value))
             rows.append(row)
         out.append(table(("fitted quantity", *gauges), rows))
+        for quantity in shared:
+            out.append(f'<p class="subtitle">{esc(quantity)}: {esc(next(iter(gauges.values()))[quantity])}</p>')
         out.append('<p class="subtitle">What was fitted and applied to each image before scoring '
                    "(a reconstruction is defined up to a global phase, a phase ramp and a scale).</p>")
     else:
         out.append(note("Not recorded (no ground truth, so no gauge was fitted)."))
     return out
+
+
+def _text_table(mapping: Mapping, headers) -> str:
+    """A two-column table of a flattened mapping whose values are mostly sentences."""
+    rows = [(k, Markup(esc(fmt(v)), "text") if isinstance(v, str) and _number(v) is None else _num_or(v))
+            for k, v in flatten(mapping)]
+    return table(headers, rows, text_columns=(0, 1))
 
 
 def _num_or(value):
@@ -560,9 +588,12 @@ def _registration_section(metrics: Mapping) -> list[str]:
         if not isinstance(registration, Mapping):
             continue
         shift = registration.get("shift_yx_px") or [None, None]
-        method = registration.get("method") or {}
-        rows.append((name, _number(shift[0]), _number(shift[1]), _number(registration.get("correlation_error")),
-                     method.get("shift"), method.get("correlate_on")))
+        method = registration.get("method") if isinstance(registration.get("method"), Mapping) else {}
+        estimate = registration.get("shift") if isinstance(registration.get("shift"), Mapping) else {}
+        error = estimate.get("correlation_error", registration.get("correlation_error"))
+        how = estimate.get("method") or method.get("shift") or "not estimated"
+        rows.append((name, _number(shift[0]), _number(shift[1]), _number(error), how,
+                     estimate.get("correlate_on") or method.get("correlate_on")))
     out = ["<h2>Registration</h2>"]
     if rows:
         out.append(table(("arm", "shift dy (px)", "shift dx (px)", "correlation error", "method", "correlated on"),

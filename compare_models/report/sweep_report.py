@@ -37,6 +37,7 @@ __all__ = [
     "SWEEP_COLUMNS",
     "PLOTTED_METRICS",
     "CONFIDENCE",
+    "REPORT_NOTES",
 ]
 
 SWEEP_COLUMNS = ("dose_nominal", "dose_measured", "seed", "model", "metric", "component", "value")
@@ -162,6 +163,30 @@ def _interval_text(point: SeriesPoint, digits: int = 4) -> str:
     return f"[{fmt(point.interval[0], digits)}, {fmt(point.interval[1], digits)}]"
 
 
+def _ms_ssim_scales(rows) -> dict:
+    """{(component, model, dose_nominal): sorted scale counts seen over seeds}."""
+    scales = defaultdict(set)
+    for row in rows:
+        if row["metric"] == "ms_ssim_scales" and row["value"] is not None:
+            scales[(row["component"], row["model"], row["dose_nominal"])].add(int(row["value"]))
+    return {key: sorted(value) for key, value in scales.items()}
+
+
+#: What the sweep's headline numbers are (docs/how-the-numbers-are-made.md).
+REPORT_NOTES = (
+    "Every model of a cell is scored on one region: the scan's convex hull where every model has "
+    "data, eroded by the largest registration shift plus a margin (each cell's "
+    "compare/metrics.json records it).",
+    "ms_ssim is Wang et al. (2003) MS-SSIM with no blur first; its tables give the number of "
+    "scales used (5 unless the region's box is under 161 px a side, then fewer with "
+    "renormalised weights; ms_ssim_scales rows carry it in sweep_metrics.csv).",
+    "frc50 is FRC against ground truth at the 0.5 threshold (Rosenthal & Henderson 2003), a "
+    "fraction of Nyquist; frc1over7 is a legacy value kept for old scripts, not a resolution.",
+    "PSNR and SSIM use the truth's max - min over the region as data range, for amplitude and "
+    "phase alike; computation_time_s excludes one-off compilation (compile_time_s).",
+)
+
+
 def write_sweep_report(output_dir, cells) -> dict[str, Path]:
     """Write ``sweep_metrics.csv``, ``sweep_report.md``, ``sweep_report.html`` and
     ``sweep_<metric>.png`` into ``output_dir`` from the cells' comparison outputs.
@@ -177,20 +202,28 @@ def write_sweep_report(output_dir, cells) -> dict[str, Path]:
         for row in rows:
             writer.writerow({k: ("" if row[k] is None else row[k]) for k in SWEEP_COLUMNS})
     summaries = summarise(rows)
+    scales = _ms_ssim_scales(rows)
     written = {"csv": csv_path, "report": output_dir / "sweep_report.md", "html": output_dir / "sweep_report.html"}
     n_doses, n_seeds = len({c.dose for c in cells}), len({c.seed for c in cells})
     lines = ["# Dose sweep report", "", f"{_plural(len(cells), 'cell')}; {_plural(n_doses, 'dose')}, "
              f"{_plural(n_seeds, 'seed')}. Values are "
              "the mean over seeds, the sample standard deviation and the 95 % Student-t interval of the "
              "mean (none for a single seed); dose is the measured mean photon count per test pattern.", ""]
+    lines += [f"- {text}" for text in REPORT_NOTES] + [""]
     for (metric, component), by_model in sorted(summaries.items()):
+        with_scales = metric == "ms_ssim"
         lines += [f"## {_title(metric, component)}", "",
-                  "| model | nominal dose | measured dose | mean | std | 95 % interval | seeds |",
-                  "|---|---|---|---|---|---|---|"]
+                  "| model | nominal dose | measured dose | mean | std | 95 % interval | seeds |"
+                  + (" scales |" if with_scales else ""),
+                  "|---" * (8 if with_scales else 7) + "|"]
         for model, series in sorted(by_model.items()):
             for p in series:
-                lines.append(f"| {model} | {p.dose_nominal:g} | {p.dose_measured:.4g} | {p.mean:.5g} | "
-                             f"{fmt(p.std, 3)} | {_interval_text(p)} | {p.n} |")
+                line = (f"| {model} | {p.dose_nominal:g} | {p.dose_measured:.4g} | {p.mean:.5g} | "
+                        f"{fmt(p.std, 3)} | {_interval_text(p)} | {p.n} |")
+                if with_scales:
+                    used = scales.get((component, model, p.dose_nominal), [])
+                    line += f" {'/'.join(str(k) for k in used) or '?'} |"
+                lines.append(line)
         lines.append("")
     plots = _plot(summaries, output_dir)
     if plots:
@@ -294,6 +327,7 @@ def _html(output_dir: Path, cells, summaries, plots) -> str:
         "n, the number of seeds, is written beside every point and in the tables. "
         + ("With one seed per dose no interval can be given, and none is drawn." if len(seeds) < 2 else "")
     )]
+    body.append("<ul>" + "".join(f"<li>{esc(text)}</li>" for text in REPORT_NOTES) + "</ul>")
     body.append("<h2>Figures</h2>")
     if plots:
         for metric, path in plots.items():

@@ -32,6 +32,8 @@ __all__ = [
     "file_sha256",
     "environment_versions",
     "format_metrics_table",
+    "format_scoring_summary",
+    "FRC_CSV_HEADER",
 ]
 
 # Model names in comparison_metrics.csv, as the existing aggregation scripts expect them.
@@ -114,28 +116,29 @@ def write_json(data, path) -> Path:
     return path
 
 
-def write_frc_csv(curves: Mapping[str, Mapping[str, Mapping]], path) -> Path:
-    """Write FRC curves in long form: ``model,component,ring,frequency_nyquist,frc,
-    threshold_halfbit,threshold_1bit``.
+FRC_CSV_HEADER = ("model", "component", "kind", "ring", "frequency_nyquist", "n_pixels", "frc")
 
-    ``curves[model][component]`` holds arrays ``frc``, ``frequency_nyquist`` and optionally
-    ``threshold_halfbit``, ``threshold_1bit``.
+
+def write_frc_csv(curves: Mapping[str, Mapping[str, Mapping]], path) -> Path:
+    """Write FRC curves in long form: ``model,component,kind,ring,frequency_nyquist,n_pixels,frc``.
+
+    ``curves[model][component]`` holds arrays ``frc``, ``frequency_nyquist``, ``n_pixels``
+    (Fourier pixels per ring, from which any ring-size dependent threshold can be computed)
+    and ``kind``: ``"ground_truth"`` (FRC of an image against the ground truth, whose
+    resolution is the 0.5 crossing); a later half-set FRC adds rows of its own kind.
     """
     path = Path(path)
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(
-            ["model", "component", "ring", "frequency_nyquist", "frc", "threshold_halfbit", "threshold_1bit"]
-        )
+        writer.writerow(FRC_CSV_HEADER)
         for model, components in curves.items():
             for component, curve in components.items():
                 frc = np.asarray(curve["frc"], dtype=float)
                 freq = np.asarray(curve["frequency_nyquist"], dtype=float)
-                half = np.asarray(curve.get("threshold_halfbit", [np.nan] * len(frc)), dtype=float)
-                one = np.asarray(curve.get("threshold_1bit", [np.nan] * len(frc)), dtype=float)
+                n_pixels = np.asarray(curve["n_pixels"], dtype=np.int64)
                 for ring in range(len(frc)):
                     writer.writerow(
-                        [model, component, ring, _cell(freq[ring]), _cell(frc[ring]), _cell(half[ring]), _cell(one[ring])]
+                        [model, component, curve["kind"], ring, _cell(freq[ring]), int(n_pixels[ring]), _cell(frc[ring])]
                     )
     return path
 
@@ -224,8 +227,9 @@ def plot_comparison(images: Mapping[str, np.ndarray], truth: np.ndarray | None, 
 
 
 def plot_frc(curves: Mapping[str, Mapping[str, Mapping]], path) -> Path:
-    """FRC curves per model against spatial frequency, amplitude and phase side by side, with
-    the 0.5, 1/7 and half-bit thresholds."""
+    """FRC curves against the ground truth per model, amplitude and phase side by side, with the
+    0.5 threshold that defines the resolution against a noise-free reference (Rosenthal &
+    Henderson 2003). The half-set thresholds (1/7, 1-bit, 1/2-bit) do not apply and are not drawn."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -234,20 +238,15 @@ def plot_frc(curves: Mapping[str, Mapping[str, Mapping]], path) -> Path:
     components = ("amplitude", "phase")
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), squeeze=False)
     for ax, component in zip(axes[0], components, strict=True):
-        halfbit_drawn = False
         for model, by_component in curves.items():
             curve = by_component.get(component)
             if curve is None:
                 continue
             freq = np.asarray(curve["frequency_nyquist"], dtype=float)
             ax.plot(freq, curve["frc"], label=model)
-            if not halfbit_drawn and "threshold_halfbit" in curve:
-                ax.plot(freq, curve["threshold_halfbit"], "k:", lw=1, label="½-bit")
-                halfbit_drawn = True
-        ax.axhline(0.5, color="gray", ls="--", lw=1, label="0.5")
-        ax.axhline(1 / 7, color="gray", ls="-.", lw=1, label="1/7")
+        ax.axhline(0.5, color="gray", ls="--", lw=1, label="0.5 (resolution vs ground truth)")
         ax.set_xlabel("spatial frequency (fraction of Nyquist)")
-        ax.set_ylabel("FRC")
+        ax.set_ylabel("FRC against ground truth")
         ax.set_title(f"FRC, {component}")
         ax.set_ylim(-0.1, 1.05)
         ax.legend(fontsize=8)
@@ -288,12 +287,12 @@ def environment_versions() -> dict[str, str]:
     return versions
 
 
-def format_metrics_table(rows: Iterable[MetricRow], metrics=("mae", "mse", "psnr", "ssim", "ms_ssim", "frc50", "frc1over7")) -> str:
+def format_metrics_table(rows: Iterable[MetricRow], metrics=("mae", "mse", "psnr", "ssim", "ms_ssim", "ms_ssim_scales", "frc50")) -> str:
     """A plain-text table of the component metrics: one line per model and metric."""
     rows = [r for r in rows if r[1] in metrics]
-    lines = [f"{'model':<12}{'metric':<12}{'amplitude':>14}{'phase':>14}"]
+    lines = [f"{'model':<12}{'metric':<16}{'amplitude':>14}{'phase':>14}"]
     for model, metric, amplitude, phase, _ in rows:
-        lines.append(f"{model:<12}{metric:<12}{_fmt(amplitude):>14}{_fmt(phase):>14}")
+        lines.append(f"{model:<12}{metric:<16}{_fmt(amplitude):>14}{_fmt(phase):>14}")
     return "\n".join(lines)
 
 
@@ -304,3 +303,61 @@ def _fmt(value) -> str:
     if math.isinf(value):
         return "inf"
     return f"{value:.5g}"
+
+
+def format_scoring_summary(document: Mapping) -> str:
+    """How the numbers of a comparison were made, in a few lines, from its ``metrics.json``
+    document: the scored region, the gauge applied, the MS-SSIM scales, the FRC thresholds and
+    the data ranges. Empty without ground truth."""
+    region = document.get("region")
+    scoring = document.get("scoring") or {}
+    models = document.get("models") or {}
+    if not region or not models:
+        return ""
+    rows = region["bbox_rows"]
+    cols = region["bbox_cols"]
+    lines = [
+        f"scored region: {region['n_pixels']} px (box rows {rows[0]}-{rows[1]}, columns "
+        f"{cols[0]}-{cols[1]}; {rows[1] - rows[0]} x {cols[1] - cols[0]} px), the same for every model:",
+        f"  convex hull of the scan positions ({region['hull_pixels']} px) where every model has data "
+        f"({region['common_pixels']} px), eroded by {region['erosion_px']} px = ceil(largest shift "
+        f"{region['largest_shift_px']:.3g} px) + margin {region['margin_px']} px",
+        "  hull without data: "
+        + ", ".join(f"{name} {100 * lost:.2f} %" for name, lost in region["hull_lost_fraction"].items()),
+    ]
+    gauge = scoring.get("gauge", {})
+    registration = scoring.get("registration", {})
+    lines.append(f"registration: shifts {registration.get('shifts', '?')}; gauge ({gauge.get('phase_align_method', '?')}): "
+                 f"{gauge.get('description', '?')}")
+    for name, entry in models.items():
+        reg = entry.get("registration")
+        if not reg:
+            continue
+        g = reg["gauge"]
+        dy, dx = reg["shift_yx_px"]
+        lines.append(
+            f"  {name}: shift (dy, dx) = ({dy:.3f}, {dx:.3f}) px, amplitude scale {g['amplitude_scale']:.5g}, "
+            f"phase offset {g['phase_offset_rad']:.4g} rad, ramp x {g['phase_ramp_x_rad_per_px']:.3g}, "
+            f"y {g['phase_ramp_y_rad_per_px']:.3g} rad/px (from pixel (0, 0))"
+        )
+    ms = scoring.get("ms_ssim", {})
+    sigma = ms.get("sigma")
+    scales = ", ".join(
+        f"{name} {entry['metrics']['amplitude']['ms_ssim_scales']}/{entry['metrics']['phase']['ms_ssim_scales']}"
+        for name, entry in models.items()
+        if entry.get("metrics")
+    )
+    lines.append(
+        f"MS-SSIM: {ms.get('definition', 'Wang et al. 2003')}, weights {ms.get('weights')}, "
+        f"{'no blur first' if not sigma else f'Gaussian blur sigma {sigma} px first (amplitude and phase)'}; "
+        f"scales used (amplitude/phase): {scales}"
+    )
+    frc = scoring.get("frc", {})
+    lines.append(f"FRC: {frc.get('resolution', '')}; frc1over7 is legacy, not a resolution; half-set thresholds not applied")
+    first = next((entry["metrics"] for entry in models.values() if entry.get("metrics")), None)
+    if first is not None:
+        lines.append(
+            f"PSNR/SSIM/MS-SSIM data range: {scoring.get('data_range', '')}: amplitude "
+            f"{first['amplitude']['data_range']:.5g}, phase {first['phase']['data_range']:.5g} rad"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,25 @@
+"""The documentation says how the numbers are made (issue 14): the page exists, README links it,
+and the legacy FRC value is documented as what it is."""
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = ROOT / "docs" / "how-the-numbers-are-made.md"
+
+
+def test_how_the_numbers_are_made_names_every_definition_and_reference():
+    text = PAGE.read_text()
+    for reference in ("Wang, Bovik, Sheikh & Simoncelli 2004", "Wang, Simoncelli & Bovik 2003",
+                      "van Heel & Schatz 2005", "Rosenthal & Henderson 2003", "Guizar-Sicairos, Thurman & Fienup 2008"):
+        assert reference in text, reference
+    for topic in ("## The scored region", "## Registration: the gauge", "One data-range rule", "### FRC",
+                  "0.0448, 0.2856, 0.3001, 0.2363, 0.1333", "compare_models.metrics/2", "compile_time_s"):
+        assert topic in text, topic
+
+
+def test_readme_links_the_page_and_says_frc1over7_is_not_a_resolution():
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## What compare-models writes")[1].split("\n## ")[0]
+    assert "docs/how-the-numbers-are-made.md" in section
+    assert "frc1over7 (legacy" in section and "not a resolution" in section
+    assert "frc_1bit" not in readme and "frc_halfbit" not in readme
