@@ -37,11 +37,18 @@ def user_errors(func):
 # compare-models
 
 
-def _quiet_tensorflow():
-    """Keep TensorFlow's C++ start-up chatter (oneDNN, CUDA probing) off the console."""
+def _quiet_tensorflow(verbose: bool, *, needed: bool = True) -> None:
+    """Import TensorFlow with its C++ start-up lines (absl, oneDNN, CUDA probing) held back,
+    unless ``verbose`` (see :mod:`compare_models.pipelines.startup`); when the command will not
+    need TensorFlow (``needed`` False), only set its log level."""
     import os
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from .pipelines.startup import quiet_tensorflow_startup
+
+    if not verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if needed:
+        quiet_tensorflow_startup(verbose=verbose)
 
 
 def _install_sigterm_handler():
@@ -79,7 +86,7 @@ def _install_sigterm_handler():
 @click.option("--baseline-chunk-size", "--baseline_chunk_size", "baseline_chunk_size", type=int, default=1024, show_default=True)
 @click.option("--stitch-chunk-size", "stitch_chunk_size", type=int, default=512, show_default=True, help="Patches per compiled stitching call.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
-@click.option("--quiet/--verbose", "quiet", default=False, help="Hide or show progress bars and per-stage log lines.")
+@click.option("--quiet/--verbose", "quiet", default=None, help="--quiet: warnings and errors only, no progress bars. --verbose: also the libraries' start-up lines (TensorFlow's absl, oneDNN and CUDA notices), held back by default.")
 @user_errors
 def compare_main(quiet, **options):
     """Compare a PINN, a supervised baseline and a pty-chi reconstruction against ground truth.
@@ -96,15 +103,16 @@ def compare_main(quiet, **options):
     from .pipelines.compare import CompareConfig, run_compare
 
     _install_sigterm_handler()
-    _quiet_tensorflow()
     console = logging.StreamHandler()
     console.setLevel(logging.WARNING if quiet else logging.INFO)
     console.setFormatter(logging.Formatter("%(message)s"))
     logger = logging.getLogger("compare_models")
     logger.setLevel(logging.INFO)  # the run log gets INFO whatever the console shows
     logger.addHandler(console)
-    config = CompareConfig(**options, progress=not quiet, command_line=tuple(sys.argv))
-    run_compare(config.validate(), echo=click.echo)
+    config = CompareConfig(**options, progress=not quiet, command_line=tuple(sys.argv)).validate()
+    # The networks need TensorFlow (and so does stitching their patches); pty-chi alone does not.
+    _quiet_tensorflow(quiet is False, needed=bool(config.pinn_dir or config.baseline_dir))
+    run_compare(config, echo=click.echo)
 
 
 # --------------------------------------------------------------------------------------------
@@ -115,7 +123,6 @@ def compare_main(quiet, **options):
 @click.version_option(__version__, prog_name="ptycho-study")
 def study_main():
     """The study pipeline: simulate data, train networks, run pty-chi, sweep doses."""
-    _quiet_tensorflow()
 
 
 @study_main.command("simulate")
@@ -227,16 +234,18 @@ def convert_command(in_path, out_path, **options):
 @click.option("--width", type=int, help="Filters of the first conv block (default 32).")
 @click.option("--depth", type=int, help="Conv-pool blocks; N divisible by 2**depth (default 3).")
 @click.option("--n-neighbours", "n_neighbours", type=int, help="K candidates per group (default C).")
-@click.option("--region-pad", "region_pad", type=int, help="PINN overlap region margin, px (default N/4).")
+@click.option("--region-pad", "region_pad", type=int, help="PINN overlap region margin, px (default: from the training scan, max(N/4, widest group) up to N/2).")
 @click.option("--progress/--no-progress", default=True, help="Show progress bars.")
+@click.option("--verbose", is_flag=True, help="Also show the libraries' start-up lines (TensorFlow's absl, oneDNN and CUDA notices).")
 @user_errors
-def train_command(train_data, out_dir, config_path, progress, **overrides):
+def train_command(train_data, out_dir, config_path, progress, verbose, **overrides):
     """Train the PINN or the baseline and write a model bundle."""
     from .config import config_from_file_and_flags
     from .models.training import TrainConfig
     from .pipelines.train import describe_training, run_train
 
     config = config_from_file_and_flags(TrainConfig, config_path, "train", overrides)
+    _quiet_tensorflow(verbose)
     path, result = run_train(config, train_data, out_dir, progress=progress)
     click.echo(f"bundle: {path}")
     click.echo(_indent(describe_training(result)))
@@ -275,20 +284,22 @@ def _split_numbers(text, kind):
 @click.option("--executor", type=click.Choice(["process", "parsl"]), help="process (default) or parsl (Slurm/PBS via Parsl).")
 @click.option("--parsl-config", "parsl_config", type=click.Path(exists=True, dir_okay=False), help="Parsl config file defining `config`.")
 @click.option("--threads-per-cell", "threads_per_cell", type=int, help="Thread count for each cell's processes.")
+@click.option("--verbose", is_flag=True, help="Keep the libraries' start-up lines (TensorFlow's absl, oneDNN and CUDA notices) in the step logs.")
 @user_errors
-def sweep_command(config_path, doses, seeds, **overrides):
+def sweep_command(config_path, doses, seeds, verbose, **overrides):
     """Run a dose sweep: simulate, train both networks, run pty-chi and compare, per (dose, seed).
 
     Cells are skipped when their outputs exist with the same resolved configuration, and a
     cell interrupted mid-way is redone from the step that did not finish. Writes
-    sweep_metrics.csv, sweep_report.md and sweep_<metric>.png to the output directory.
+    sweep_metrics.csv, sweep_report.html (self-contained; links to every cell's
+    compare/report.html), sweep_report.md and sweep_<metric>.png to the output directory.
     """
     from .pipelines.sweep import run_sweep
 
-    overrides.update(doses=_split_numbers(doses, float), seeds=_split_numbers(seeds, int))
+    overrides.update(doses=_split_numbers(doses, float), seeds=_split_numbers(seeds, int), verbose=verbose or None)
     config = _sweep_config(config_path, overrides)
     results = run_sweep(config, echo=click.echo)
-    click.echo(f"report: {Path(config.output_dir) / 'sweep_report.md'}")
+    click.echo(f"report: {Path(config.output_dir) / 'sweep_report.html'} (and sweep_report.md)")
     failed = [r for r in results if r["status"] == "failed"]
     if failed:
         click.echo(f"error: {len(failed)} of {len(results)} cells failed", err=True)
@@ -298,15 +309,16 @@ def sweep_command(config_path, doses, seeds, **overrides):
 @study_main.command("demo")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), default="configs/demo.yaml", show_default=True)
 @click.option("--out", "output_dir", type=click.Path(file_okay=False), default="demo_output", show_default=True)
+@click.option("--verbose", is_flag=True, help="Keep the libraries' start-up lines in the step logs.")
 @user_errors
-def demo_command(config_path, output_dir):
+def demo_command(config_path, output_dir, verbose):
     """The whole study on the embedded default: one (dose, seed) cell, then its metrics table."""
     import json
 
     from .pipelines.sweep import Cell, run_sweep
     from .report.writers import format_metrics_table, format_scoring_summary, read_metrics_csv
 
-    config = _sweep_config(config_path, {"output_dir": output_dir})
+    config = _sweep_config(config_path, {"output_dir": output_dir, "verbose": verbose or None})
     results = run_sweep(config, echo=click.echo)
     for result in results:
         if result["status"] == "failed":
@@ -319,10 +331,10 @@ def demo_command(config_path, output_dir):
             click.echo(f"\nmetrics ({compare_dir / 'comparison_metrics.csv'}):")
             click.echo(format_metrics_table(rows))
             click.echo(format_scoring_summary(json.loads((compare_dir / "metrics.json").read_text())))
-            click.echo("\nfigures:")
-            for name in ("comparison.png", "frc.png"):
+            click.echo("\nreport and figures:")
+            for name in ("report.html", "comparison.png", "frc.png"):
                 click.echo(f"  {compare_dir / name}")
-    click.echo(f"  {Path(config.output_dir) / 'sweep_report.md'}")
+    click.echo(f"  {Path(config.output_dir) / 'sweep_report.html'}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -113,11 +113,19 @@ def test_n_mismatch_is_a_bundle_error_naming_both(bundles):
         predict(bundles[("baseline", 1)], other, progress=False)
 
 
-def test_groups_wider_than_the_region_are_refused(dataset):
+def test_groups_wider_than_the_region_are_re_formed_or_refused(dataset):
+    from compare_models.models.grouping import centred_spread, group_neighbours
+
+    # Step 12: a nearest-neighbour group (a T of four) spreads 12 px > PAD; a 2 x 2 square
+    # spreads 6 px, so the groups are re-formed to fit and every position gets its patch.
     sparse = simulate_dataset(SimulationConfig(patch_size=N, object_size=96, scan_step=12))
-    bundle = make_bundle("pinn", 2, sparse)
+    assert centred_spread(sparse.positions_xy, group_neighbours(sparse.positions_xy, 2)).max() > PAD
+    prediction = predict(make_bundle("pinn", 2, sparse), sparse, progress=False)
+    assert prediction.patches.shape[0] == sparse.n_positions
+    # Step 20: even a square spreads 10 px > PAD: an error that names the margin.
+    sparser = simulate_dataset(SimulationConfig(patch_size=N, object_size=96, scan_step=20))
     with pytest.raises(DatasetError, match="region margin"):
-        predict(bundle, sparse, progress=False)
+        predict(make_bundle("pinn", 2, sparser), sparser, progress=False)
 
 
 @keras.saving.register_keras_serializable(package="compare_models_tests")

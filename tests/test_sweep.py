@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -64,6 +65,17 @@ def test_tiny_sweep_reports_every_cell(finished_sweep):
     assert "Rosenthal & Henderson" in report and "not a resolution" in report
     for metric in ("ms_ssim", "frc50", "psnr"):
         assert (out / f"sweep_{metric}.png").stat().st_size > 1000
+    # sweep_report.html links every cell's compare/report.html by a relative path that exists.
+    page = (out / "sweep_report.html").read_text()
+    for result in results:
+        link = f"cells/{result['cell']}/compare/report.html"
+        assert f'href="{link}"' in page and (out / link).is_file()
+    # The step logs hold the steps' own lines, not TensorFlow's start-up chatter.
+    logs = sorted(out.glob("cells/*/logs/*.log"))
+    assert len(logs) == 2 * 5
+    noise = re.compile(r"I0000|[IWE]\d{4} \d\d:\d\d|oneDNN|cuda|cuInit|absl::InitializeLog", re.IGNORECASE)
+    for log in logs:
+        assert not [line for line in log.read_text().splitlines() if noise.search(line)], log
 
 
 def test_running_again_does_nothing(finished_sweep):

@@ -3,14 +3,27 @@
 A model with gridsize g sees C = g² diffraction patterns at once. Every scan position seeds
 exactly one group, so there are as many groups as positions and a prediction can return one
 patch per position (the seed's).
+
+On an irregular scan (holes, jitter) a seed's nearest neighbours can spread far around it; the
+PINN places each member inside a region of margin ``pad`` around the group centre, so
+:func:`fit_groups` re-forms any group whose members reach beyond ``pad`` from among the seed's
+nearest candidates, keeping the combination with the smallest spread.
 """
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 from scipy.spatial import cKDTree
 
-__all__ = ["group_neighbours", "group_offsets"]
+__all__ = ["group_neighbours", "group_offsets", "centred_spread", "fit_groups", "GroupFitError"]
+
+EXTRA_CANDIDATES = 8  # fit_groups searches the seed's C - 1 + this many nearest positions
+
+
+class GroupFitError(ValueError):
+    """No choice of neighbours keeps a group within the margin."""
 
 
 def group_neighbours(positions_xy, gridsize: int, *, n_candidates: int | None = None, seed: int = 0) -> np.ndarray:
@@ -75,3 +88,69 @@ def group_offsets(positions_xy, groups) -> np.ndarray:
     positions_xy = np.asarray(positions_xy, dtype=np.float64)
     members = positions_xy[groups]
     return members - members[:, :1, :]
+
+
+def centred_spread(positions_xy, groups) -> np.ndarray:
+    """Per group, the largest |x| or |y| offset of a member from the group's mean position,
+    (M,) float64 in pixels (the margin the group needs)."""
+    members = np.asarray(positions_xy, dtype=np.float64)[groups]
+    offsets = members - members.mean(axis=1, keepdims=True)
+    return np.abs(offsets).max(axis=(1, 2)) if offsets.size else np.zeros(len(groups))
+
+
+def fit_groups(positions_xy, groups, max_offset: float, *, n_candidates: int | None = None) -> tuple[np.ndarray, int]:
+    """Re-form the groups whose members lie farther than ``max_offset`` from their centre.
+
+    Parameters
+    ----------
+    positions_xy : ndarray (M, 2)
+        Scan positions, object pixels.
+    groups : ndarray (M, C) int
+        Groups from :func:`group_neighbours`, seed first.
+    max_offset : float
+        Margin in pixels: every member's |x| and |y| offset from its group's mean position must
+        not exceed it.
+    n_candidates : int, optional
+        Candidates searched per re-formed group (default C - 1 + ``EXTRA_CANDIDATES``).
+
+    Returns
+    -------
+    (ndarray (M, C) int64, int)
+        The groups (unchanged rows where they already fit; seed still first) and the number
+        re-formed. A re-formed group takes, among every choice of C - 1 companions from the
+        seed's nearest candidates, the one with the smallest spread (:func:`centred_spread`);
+        ties go to the smaller summed distance from the seed, then to the earlier choice.
+
+    Raises
+    ------
+    GroupFitError
+        When no choice fits, naming the seed, its position and the smallest spread found.
+    """
+    positions_xy = np.asarray(positions_xy, dtype=np.float64)
+    groups = np.array(groups, dtype=np.int64, copy=True)
+    m, c = groups.shape
+    spread = centred_spread(positions_xy, groups)
+    bad = np.flatnonzero(spread > max_offset + 1e-9)
+    if c == 1 or bad.size == 0:
+        return groups, 0
+    k = min(m - 1, (c - 1 + EXTRA_CANDIDATES) if n_candidates is None else int(n_candidates))
+    _, neighbours = cKDTree(positions_xy).query(positions_xy[bad], k=k + 1)
+    combos = np.array(list(itertools.combinations(range(k), c - 1)), dtype=np.int64)
+    for row, seed in enumerate(bad):
+        candidates = neighbours[row][neighbours[row] != seed][:k]
+        if len(candidates) == k:
+            chosen = candidates[combos]
+        else:  # the seed was not among its own nearest (duplicated positions)
+            chosen = np.array(list(itertools.combinations(candidates, c - 1)), dtype=np.int64)
+        members = np.concatenate([np.full((len(chosen), 1), seed), chosen], axis=1)
+        spreads = centred_spread(positions_xy, members)
+        distance = np.hypot(*(positions_xy[chosen] - positions_xy[seed]).transpose(2, 0, 1)).sum(axis=1)
+        best = np.lexsort((np.arange(len(members)), np.round(distance, 9), np.round(spreads, 9)))[0]
+        if spreads[best] > max_offset + 1e-9:
+            x, y = positions_xy[seed]
+            raise GroupFitError(
+                f"no group of {c} around scan position {seed} at (x={x:.2f}, y={y:.2f}) fits a "
+                f"margin of {max_offset:g} px: its tightest group spreads {spreads[best]:.2f} px"
+            )
+        groups[seed] = members[best]
+    return groups, int(bad.size)

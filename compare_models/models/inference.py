@@ -8,7 +8,9 @@ the number of returned patches is checked against the number of inputs.
 
 For gridsize g > 1 every scan position seeds one group (:mod:`compare_models.models.grouping`); the
 patch returned for position i is the seed member's patch cut from the group's merged region,
-so the result has exactly M patches at ``dataset.positions_xy``, in the dataset's order.
+so the result has exactly M patches at ``dataset.positions_xy``, in the dataset's order. A
+group whose members reach beyond the bundle's region margin (``bundle.json``'s ``region_pad``,
+the margin the model was trained with) is re-formed from the seed's nearest neighbours to fit.
 """
 
 from __future__ import annotations
@@ -140,9 +142,8 @@ def predict(
     positions = dataset.positions_xy
     scale = bundle.intensity_scale
     if bundle.kind == "pinn":
-        groups = inputs.make_groups(positions, bundle.gridsize)
-        if bundle.region_pad is not None:
-            inputs.check_offsets_fit(inputs.group_offsets_centred(positions, groups), bundle.region_pad)
+        # Groups that reach beyond the bundle's margin are re-formed to fit it.
+        groups = inputs.make_groups(positions, bundle.gridsize, max_offset=bundle.region_pad)
     run = predictor if predictor is not None else _predict_function(bundle, batch_size)
     patches = np.empty((m, n_side, n_side), dtype=np.complex64)
     with tqdm(total=m, desc=f"predict {bundle.kind}", unit="pos", disable=not progress) as bar:

@@ -48,7 +48,10 @@ class TrainConfig:
     n_neighbours : int or None
         K of :func:`compare_models.models.grouping.group_neighbours` (default C: nearest neighbours).
     region_pad : int or None
-        PINN region margin in pixels for the overlap constraint (default N/4).
+        PINN region margin in pixels for the overlap constraint. Default: derived from the
+        training scan, ``max(N/4, largest group spread)`` up to ``N/2``
+        (:func:`compare_models.models.inputs.region_pad_for`); groups that reach beyond the
+        margin are re-formed to fit it.
     """
 
     model: str = "pinn"
@@ -108,6 +111,7 @@ class TrainResult:
     history: dict
     config: TrainConfig
     region_pad: int | None
+    region_pad_rule: str | None = None  # how region_pad was chosen (recorded in the bundle)
 
 
 def split_indices(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -139,10 +143,9 @@ class _Task:
         self.channels = config.gridsize**2
         if kind == "pinn":
             self.groups = inputs.make_groups(
-                self.positions, config.gridsize, n_neighbours=config.n_neighbours, seed=config.seed
+                self.positions, config.gridsize, n_neighbours=config.n_neighbours, seed=config.seed,
+                max_offset=pad,
             )
-            offsets = inputs.group_offsets_centred(self.positions, self.groups)
-            inputs.check_offsets_fit(offsets, pad)
         else:
             self.truth = _truth_patches(dataset)
 
@@ -227,14 +230,14 @@ def train_model(dataset, config: TrainConfig, *, progress: bool = True) -> Train
 
     from .baseline import build_baseline
     from .inputs import intensity_scale
-    from .pinn import build_pinn, default_pad
+    from .pinn import build_pinn
 
     config = config.validate()
     n_side = dataset.patch_size
     scale = intensity_scale(dataset.diffraction_amplitude)
-    pad = None
+    pad = pad_rule = None
     if config.model == "pinn":
-        pad = default_pad(n_side) if config.region_pad is None else config.region_pad
+        pad, pad_rule = _region_pad(dataset, config)
         model = build_pinn(
             n_side, config.gridsize, dataset.probe, width=config.width, depth=config.depth,
             pad=pad, seed=config.seed,
@@ -314,6 +317,18 @@ def train_model(dataset, config: TrainConfig, *, progress: bool = True) -> Train
         history=history,
         config=config,
         region_pad=pad,
+        region_pad_rule=pad_rule,
+    )
+
+
+def _region_pad(dataset, config: TrainConfig) -> tuple[int, str]:
+    """The PINN's region margin: the configured one, or derived from the training scan."""
+    from .inputs import region_pad_for
+
+    if config.region_pad is not None:
+        return int(config.region_pad), "configured (region_pad)"
+    return region_pad_for(
+        dataset.positions_xy, dataset.patch_size, config.gridsize, n_neighbours=config.n_neighbours, seed=config.seed
     )
 
 
@@ -329,11 +344,9 @@ def evaluate_loss(
     """
     import tensorflow as tf
 
-    from .pinn import default_pad
-
     config = config.validate()
     if config.model == "pinn" and region_pad is None:
-        region_pad = default_pad(dataset.patch_size)
+        region_pad, _ = _region_pad(dataset, config)
     task = _Task(config.model, dataset, config, intensity_scale, region_pad)
 
     @tf.function(input_signature=task.signature(tf))

@@ -610,6 +610,7 @@ def _image_key(name: str) -> str:
 def _write_outputs(directory: Path, arms, result, dataset, config, timer):
     from ..io.ptychodus import write_product
     from ..report import writers as report
+    from ..report.html import write_compare_report
 
     truth = dataset.object_truth
     region = result["region"]
@@ -694,4 +695,5 @@ def _write_outputs(directory: Path, arms, result, dataset, config, timer):
         "timings_s": _all_timings(timer, arms),
     }
     report.write_json(provenance, directory / "provenance.json")
+    write_compare_report(directory)  # report.html, from the files written above
     return report.to_jsonable(metrics_doc)

@@ -59,6 +59,7 @@ class SweepConfig:
     parsl_config: str | None = None
     threads_per_cell: int | None = None
     arms: tuple[str, ...] = ("pinn", "baseline", "ptychi")
+    verbose: bool = False  # keep the libraries' start-up lines in the step logs
     simulate: dict = field(default_factory=dict)
     train_pinn: dict = field(default_factory=dict)
     train_baseline: dict = field(default_factory=dict)
@@ -211,8 +212,10 @@ def run_cell(cell_dict: dict, config_dict: dict) -> dict:
                 target.unlink()
         log_path = cell_dir / "logs" / f"{step.name}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        request = {"step": step.name, "settings": step.settings, "cell_dir": str(cell_dir)}
+        request = {"step": step.name, "settings": step.settings, "cell_dir": str(cell_dir), "verbose": config.verbose}
         env = dict(os.environ)
+        if not config.verbose:
+            env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         if config.threads_per_cell:
             for name in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "MKL_NUM_THREADS"):
                 env[name] = str(config.threads_per_cell)

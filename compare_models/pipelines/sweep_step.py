@@ -1,14 +1,14 @@
 """Run one step of a sweep cell in this process: ``python -m compare_models.pipelines.sweep_step JSON``.
 
 JSON holds ``step`` (one of :data:`compare_models.pipelines.sweep.STEP_NAMES`), ``settings`` (that
-step's configuration keys) and ``cell_dir``. The paths inside a cell are fixed here, so the
+step's configuration keys), ``cell_dir`` and optionally ``verbose`` (keep the libraries' start-up
+lines in the step's log). The paths inside a cell are fixed here, so the
 sweep only decides settings, never file names.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -75,9 +75,17 @@ def run_step(step: str, settings: dict, cell_dir) -> None:
         raise ValueError(f"unknown sweep step {step!r}")
 
 
+TENSORFLOW_STEPS = ("train_pinn", "train_baseline", "compare")
+
+
 def main(argv=None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    """Run the step named in the JSON argument; unless it says ``"verbose": true``, the
+    libraries' start-up lines are kept out of the step's log (:mod:`.startup`)."""
     request = json.loads((argv or sys.argv[1:])[0])
+    if request["step"] in TENSORFLOW_STEPS:
+        from .startup import quiet_tensorflow_startup
+
+        quiet_tensorflow_startup(verbose=bool(request.get("verbose")))
     run_step(request["step"], request["settings"], request["cell_dir"])
     return 0
 

@@ -22,7 +22,9 @@ def run_train(config: TrainConfig, train_data, out_dir, *, progress: bool = True
     config = config.validate()
     dataset = load_dataset(train_data)
     result = train_model(dataset, config, progress=progress)
-    extra = {"region_pad": result.region_pad} if result.region_pad is not None else {}
+    extra = {}
+    if result.region_pad is not None:  # the PINN's margin; inference uses the same one
+        extra = {"region_pad": result.region_pad, "region_pad_rule": result.region_pad_rule}
     path = save_bundle(
         result.model,
         out_dir,
@@ -50,4 +52,6 @@ def describe_training(result: TrainResult) -> str:
     if history.get("val_loss"):
         lines.append(f"val_loss       {history['val_loss'][0]:.5g} -> {history['val_loss'][-1]:.5g}")
     lines.append(f"intensity scale {result.intensity_scale:.5g} (input normalisation)")
+    if result.region_pad is not None:
+        lines.append(f"region margin  {result.region_pad} px ({result.region_pad_rule})")
     return "\n".join(lines)

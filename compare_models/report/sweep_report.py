@@ -1,4 +1,18 @@
-"""Aggregate a dose sweep: ``sweep_metrics.csv``, ``sweep_report.md`` and plots against dose."""
+"""Aggregate a dose sweep: ``sweep_metrics.csv``, ``sweep_report.md``, ``sweep_report.html`` and
+plots against the measured dose.
+
+Statistics over seeds
+---------------------
+For each model, metric, component and nominal dose the values of the seeds are summarised by
+their mean, their sample standard deviation (``ddof = 1``) and a 95 % confidence interval of
+the mean from Student's t distribution: ``mean ± t(0.975, n - 1) s / sqrt(n)`` for n seeds.
+With a single seed there is no interval; the tables and the figures say so. The x position of a
+dose is the mean *measured* dose of its seeds' test data (``provenance.json``'s
+``test_data.dose_measured``), the nominal dose when none is recorded.
+
+``sweep_report.html`` is self-contained (figures inline, no script, no external URL); it links,
+by relative paths, to every cell's ``cells/<cell>/compare/report.html``.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +20,30 @@ import csv
 import json
 import math
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .html import METRIC_ORDER, Markup, esc, figure, fmt, note, page, table
 from .writers import read_metrics_csv
 
-__all__ = ["collect_sweep_rows", "write_sweep_report", "SWEEP_COLUMNS", "PLOTTED_METRICS", "REPORT_NOTES"]
+__all__ = [
+    "collect_sweep_rows",
+    "write_sweep_report",
+    "summarise",
+    "t_interval",
+    "SeriesPoint",
+    "SWEEP_COLUMNS",
+    "PLOTTED_METRICS",
+    "CONFIDENCE",
+    "REPORT_NOTES",
+]
 
 SWEEP_COLUMNS = ("dose_nominal", "dose_measured", "seed", "model", "metric", "component", "value")
 PLOTTED_METRICS = ("ms_ssim", "frc50", "psnr")
+CONFIDENCE = 0.95
+CELL_REPORT = "compare/report.html"
 
 
 def _cell_dose(cell_dir: Path) -> float | None:
@@ -53,14 +81,50 @@ def collect_sweep_rows(output_dir, cells) -> list[dict]:
     return rows
 
 
-def _summaries(rows):
-    """{(metric, component): {model: [(dose_nominal, mean dose_measured, mean, std, n)]}}"""
+def t_interval(values, confidence: float = CONFIDENCE) -> tuple[float, float] | None:
+    """Student-t confidence interval ``(low, high)`` of the mean of ``values``; None for fewer
+    than two values.
+
+    ``mean ± t_{(1 + confidence) / 2, n - 1} * s / sqrt(n)`` with ``s`` the sample standard
+    deviation (``ddof = 1``).
+    """
+    from scipy import stats
+
+    values = np.asarray(values, dtype=float)
+    n = values.size
+    if n < 2:
+        return None
+    mean = float(values.mean())
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * values.std(ddof=1) / math.sqrt(n))
+    return mean - half, mean + half
+
+
+@dataclass(frozen=True)
+class SeriesPoint:
+    """One (model, metric, component, nominal dose) summarised over seeds."""
+
+    dose_nominal: float
+    dose_measured: float  # mean over seeds; the nominal dose when none was recorded
+    dose_measured_range: tuple[float, float] | None
+    mean: float
+    std: float | None  # sample standard deviation (ddof 1); None for one seed
+    interval: tuple[float, float] | None  # 95 % t-interval of the mean; None for one seed
+    seeds: tuple[int, ...]
+
+    @property
+    def n(self) -> int:
+        return len(self.seeds)
+
+
+def summarise(rows) -> dict[tuple[str, str], dict[str, list[SeriesPoint]]]:
+    """``{(metric, component): {model: [SeriesPoint by nominal dose]}}`` from long-form rows;
+    non-finite values are left out (and so do not count as seeds)."""
     grouped = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     for row in rows:
         if row["value"] is None or not math.isfinite(row["value"]):
             continue
         grouped[(row["metric"], row["component"])][row["model"]][row["dose_nominal"]].append(
-            (row["dose_measured"], row["value"])
+            (row["dose_measured"], row["value"], row["seed"])
         )
     out = {}
     for key, by_model in grouped.items():
@@ -68,13 +132,35 @@ def _summaries(rows):
         for model, by_dose in by_model.items():
             series = []
             for dose in sorted(by_dose):
-                measured = [m for m, _ in by_dose[dose] if m is not None]
-                values = np.array([v for _, v in by_dose[dose]])
-                series.append(
-                    (dose, float(np.mean(measured)) if measured else dose, float(values.mean()), float(values.std()), len(values))
-                )
+                entries = sorted(by_dose[dose], key=lambda e: e[2])
+                measured = [m for m, _, _ in entries if m is not None]
+                values = np.array([v for _, v, _ in entries], dtype=float)
+                series.append(SeriesPoint(
+                    dose_nominal=float(dose),
+                    dose_measured=float(np.mean(measured)) if measured else float(dose),
+                    dose_measured_range=(min(measured), max(measured)) if measured else None,
+                    mean=float(values.mean()),
+                    std=float(values.std(ddof=1)) if values.size > 1 else None,
+                    interval=t_interval(values),
+                    seeds=tuple(int(s) for _, _, s in entries),
+                ))
             out[key][model] = series
     return out
+
+
+def _title(metric: str, component: str) -> str:
+    return f"{metric} ({component})" if component else metric
+
+
+def _dose(value: float) -> str:
+    """A dose in three significant figures, exponent without '+0': 1e3, 9.2e4, 920."""
+    return f"{value:.3g}".replace("e+0", "e").replace("e+", "e")
+
+
+def _interval_text(point: SeriesPoint, digits: int = 4) -> str:
+    if point.interval is None:
+        return "– (1 seed)"
+    return f"[{fmt(point.interval[0], digits)}, {fmt(point.interval[1], digits)}]"
 
 
 def _ms_ssim_scales(rows) -> dict:
@@ -102,7 +188,11 @@ REPORT_NOTES = (
 
 
 def write_sweep_report(output_dir, cells) -> dict[str, Path]:
-    """Write ``sweep_metrics.csv``, ``sweep_report.md`` and ``sweep_<metric>.png`` files."""
+    """Write ``sweep_metrics.csv``, ``sweep_report.md``, ``sweep_report.html`` and
+    ``sweep_<metric>.png`` into ``output_dir`` from the cells' comparison outputs.
+
+    ``sweep_status.json`` (written by the sweep), when present, gives each cell's status.
+    """
     output_dir = Path(output_dir)
     rows = collect_sweep_rows(output_dir, cells)
     csv_path = output_dir / "sweep_metrics.csv"
@@ -111,23 +201,27 @@ def write_sweep_report(output_dir, cells) -> dict[str, Path]:
         writer.writeheader()
         for row in rows:
             writer.writerow({k: ("" if row[k] is None else row[k]) for k in SWEEP_COLUMNS})
-    summaries = _summaries(rows)
+    summaries = summarise(rows)
     scales = _ms_ssim_scales(rows)
-    written = {"csv": csv_path, "report": output_dir / "sweep_report.md"}
-    lines = ["# Dose sweep report", "", f"{len(cells)} cells; {len({c.dose for c in cells})} doses, "
-             f"{len({c.seed for c in cells})} seeds. Values are mean ± std over seeds; dose is the "
-             "measured mean photon count per test pattern.", ""]
-    lines += [f"- {note}" for note in REPORT_NOTES] + [""]
+    written = {"csv": csv_path, "report": output_dir / "sweep_report.md", "html": output_dir / "sweep_report.html"}
+    n_doses, n_seeds = len({c.dose for c in cells}), len({c.seed for c in cells})
+    lines = ["# Dose sweep report", "", f"{_plural(len(cells), 'cell')}; {_plural(n_doses, 'dose')}, "
+             f"{_plural(n_seeds, 'seed')}. Values are "
+             "the mean over seeds, the sample standard deviation and the 95 % Student-t interval of the "
+             "mean (none for a single seed); dose is the measured mean photon count per test pattern.", ""]
+    lines += [f"- {text}" for text in REPORT_NOTES] + [""]
     for (metric, component), by_model in sorted(summaries.items()):
-        title = f"{metric} ({component})" if component else metric
         with_scales = metric == "ms_ssim"
-        header = "| model | nominal dose | measured dose | mean | std | seeds |" + (" scales |" if with_scales else "")
-        lines += [f"## {title}", "", header, "|---" * (7 if with_scales else 6) + "|"]
+        lines += [f"## {_title(metric, component)}", "",
+                  "| model | nominal dose | measured dose | mean | std | 95 % interval | seeds |"
+                  + (" scales |" if with_scales else ""),
+                  "|---" * (8 if with_scales else 7) + "|"]
         for model, series in sorted(by_model.items()):
-            for dose, measured, mean, std, n in series:
-                line = f"| {model} | {dose:g} | {measured:.4g} | {mean:.5g} | {std:.3g} | {n} |"
+            for p in series:
+                line = (f"| {model} | {p.dose_nominal:g} | {p.dose_measured:.4g} | {p.mean:.5g} | "
+                        f"{fmt(p.std, 3)} | {_interval_text(p)} | {p.n} |")
                 if with_scales:
-                    used = scales.get((component, model, dose), [])
+                    used = scales.get((component, model, p.dose_nominal), [])
                     line += f" {'/'.join(str(k) for k in used) or '?'} |"
                 lines.append(line)
         lines.append("")
@@ -135,36 +229,162 @@ def write_sweep_report(output_dir, cells) -> dict[str, Path]:
     if plots:
         lines += ["## Figures", ""] + [f"![{p.stem}]({p.name})" for p in plots.values()]
     written["report"].write_text("\n".join(lines) + "\n")
+    written["html"].write_text(_html(output_dir, cells, summaries, plots), encoding="utf-8")
     written.update(plots)
     return written
 
 
-def _plot(summaries, output_dir: Path) -> dict[str, Path]:
+def _single_seed_only(summaries, keys) -> bool:
+    return all(p.n < 2 for key in keys for series in summaries[key].values() for p in series)
+
+
+def _figure(summaries, metric: str):
+    """A matplotlib Figure of ``metric`` against the measured dose, or None."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
+    keys = [(metric, c) for c in ("amplitude", "phase") if (metric, c) in summaries]
+    if (metric, "") in summaries:
+        keys.append((metric, ""))
+    if not keys:
+        return None
+    fig = Figure(figsize=(5.5 * len(keys), 4.2), dpi=110)
+    axes = fig.subplots(1, len(keys), squeeze=False)[0]
+    for ax, key in zip(axes, keys, strict=True):
+        for model, series in sorted(summaries[key].items()):
+            x = np.array([p.dose_measured for p in series])
+            mean = np.array([p.mean for p in series])
+            (line,) = ax.plot(x, mean, marker="o", label=model)
+            with_interval = [p for p in series if p.interval is not None]
+            if with_interval:
+                xs = np.array([p.dose_measured for p in with_interval])
+                ms = np.array([p.mean for p in with_interval])
+                low = ms - np.array([p.interval[0] for p in with_interval])
+                high = np.array([p.interval[1] for p in with_interval]) - ms
+                ax.errorbar(xs, ms, yerr=[low, high], fmt="none", ecolor=line.get_color(), capsize=3)
+            for p in series:
+                ax.annotate(f"n={p.n}", (p.dose_measured, p.mean), textcoords="offset points", xytext=(4, 4),
+                            fontsize=7, color=line.get_color())
+        ax.set_xscale("log")
+        ax.set_xlabel("measured dose (photons per pattern)")
+        ax.set_ylabel(key[0])
+        ax.set_title(_title(*key))
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    single = _single_seed_only(summaries, keys)
+    caption = ("mean over seeds; one seed per dose, so no interval is drawn" if single
+               else "mean over seeds with its 95 % Student-t interval; n = seeds per point")
+    fig.suptitle(f"{metric} against measured dose: {caption}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def _plot(summaries, output_dir: Path) -> dict[str, Path]:
     plots = {}
     for metric in PLOTTED_METRICS:
-        keys = [(metric, c) for c in ("amplitude", "phase") if (metric, c) in summaries]
-        if not keys:
+        fig = _figure(summaries, metric)
+        if fig is None:
             continue
-        fig, axes = plt.subplots(1, len(keys), figsize=(5.5 * len(keys), 4), squeeze=False)
-        for ax, key in zip(axes[0], keys, strict=True):
-            for model, series in sorted(summaries[key].items()):
-                measured = np.array([s[1] for s in series])
-                mean = np.array([s[2] for s in series])
-                std = np.array([s[3] for s in series])
-                ax.errorbar(measured, mean, yerr=std, marker="o", capsize=3, label=model)
-            ax.set_xscale("log")
-            ax.set_xlabel("measured dose (photons per pattern)")
-            ax.set_ylabel(metric)
-            ax.set_title(f"{metric}, {key[1]}")
-            ax.legend(fontsize=8)
-        fig.tight_layout()
         path = output_dir / f"sweep_{metric}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
+        fig.savefig(path)
         plots[metric] = path
     return plots
+
+
+def _cell_link(output_dir: Path, cell_name: str, label: str):
+    target = output_dir / "cells" / cell_name / CELL_REPORT
+    href = f"cells/{cell_name}/{CELL_REPORT}"
+    if target.exists():
+        return f'<a href="{esc(href)}">{esc(label)}</a>'
+    return f'<span title="{esc(href)}: not written">{esc(label)} (no report)</span>'
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _status(output_dir: Path) -> dict[str, dict]:
+    path = output_dir / "sweep_status.json"
+    if not path.exists():
+        return {}
+    try:
+        return {r["cell"]: r for r in json.loads(path.read_text()) if isinstance(r, dict) and "cell" in r}
+    except (json.JSONDecodeError, OSError, TypeError):
+        return {}
+
+
+def _html(output_dir: Path, cells, summaries, plots) -> str:
+    by_dose_seed = {(float(c.dose), int(c.seed)): c.name for c in cells}
+    status = _status(output_dir)
+    doses = sorted({float(c.dose) for c in cells})
+    seeds = sorted({int(c.seed) for c in cells})
+    body = [note(
+        "Each point is the mean over seeds at one nominal dose, placed at the mean measured dose "
+        "(photons per test pattern); the bar is the 95 % confidence interval of the mean from "
+        "Student's t distribution (mean ± t(0.975, n−1)·s/√n, s the sample standard deviation). "
+        "n, the number of seeds, is written beside every point and in the tables. "
+        + ("With one seed per dose no interval can be given, and none is drawn." if len(seeds) < 2 else "")
+    )]
+    body.append("<ul>" + "".join(f"<li>{esc(text)}</li>" for text in REPORT_NOTES) + "</ul>")
+    body.append("<h2>Figures</h2>")
+    if plots:
+        for metric, path in plots.items():
+            body.append(figure(path.read_bytes(), f"{metric} against measured dose", f"{metric}: {path.name}"))
+    else:
+        body.append(note("No metrics to plot: no cell has finished its comparison."))
+
+    present = list(dict.fromkeys(metric for metric, _ in sorted(summaries)))
+    first = [m for m in (*PLOTTED_METRICS, *METRIC_ORDER) if m in present]
+    metrics = list(dict.fromkeys(first + present))  # plotted and known metrics first, then the rest
+    body.append("<h2>Tables</h2>")
+    for metric in metrics:
+        components = [c for c in ("amplitude", "phase", "") if (metric, c) in summaries]
+        body.append(f"<h3>{esc(metric)}</h3>")
+        headers = ["model", "nominal dose", "measured dose: mean (range)", "seeds (n)"]
+        for component in components:
+            label = component or "value"
+            headers += [f"{label}: mean", f"{label}: std", f"{label}: 95 % interval"]
+        headers.append("cell reports")
+        models = sorted({m for c in components for m in summaries[(metric, c)]})
+        rows = []
+        for model in models:
+            points = {c: {p.dose_nominal: p for p in summaries[(metric, c)].get(model, [])} for c in components}
+            for dose in sorted({d for c in components for d in points[c]}):
+                first = next(points[c][dose] for c in components if dose in points[c])
+                span = first.dose_measured_range
+                measured = _dose(first.dose_measured) + (
+                    f" ({_dose(span[0])}–{_dose(span[1])})" if span and span[0] != span[1] else "")
+                row = [model, _dose(dose), measured, f"{', '.join(map(str, first.seeds))} ({first.n})"]
+                for component in components:
+                    p = points[component].get(dose)
+                    row += ([p.mean, p.std, _interval_text(p, 5)] if p else ["–", "–", "–"])
+                links = [_cell_link(output_dir, by_dose_seed[(dose, s)], f"seed {s}")
+                         for s in first.seeds if (dose, s) in by_dose_seed]
+                row.append(Markup(", ".join(links), "text"))
+                rows.append(row)
+        body.append(table(headers, rows, text_columns=(0, 3)))
+
+    body.append("<h2>Cells</h2>")
+    cell_rows = []
+    for dose in doses:
+        for seed in seeds:
+            name = by_dose_seed.get((dose, seed))
+            if name is None:
+                continue
+            record = status.get(name, {})
+            state = record.get("status", "–")
+            if state == "failed":
+                state = f"failed at {record.get('failed_step')}"
+            cell_rows.append((Markup(_cell_link(output_dir, name, name), "text"), _dose(dose), seed, state))
+    body.append(table(("cell", "nominal dose", "seed", "status"), cell_rows, text_columns=(0, 3)))
+    body.append("<h2>Files</h2><ul>" + "".join(
+        f'<li><a href="{esc(name)}">{esc(name)}</a></li>'
+        for name in ("sweep_metrics.csv", "sweep_report.md", "sweep_config.json", "sweep_status.json")
+        if (output_dir / name).exists() or name in ("sweep_metrics.csv", "sweep_report.md")
+    ) + "</ul>")
+    subtitle = (f"{_plural(len(cells), 'cell')}: {_plural(len(doses), 'dose')} × {_plural(len(seeds), 'seed')}; "
+                f"output {output_dir.name}")
+    return page("Dose sweep report", subtitle, body)
+

@@ -227,6 +227,7 @@ class PtychiResult:
             "canvas_shape": [int(s) for s in self.object.shape],
             "frame_note": "reconstructed_object[r, c] is object pixel (r + oy, c + ox)",
             "probe_convention": "dataset (far field = fft2(probe * patch, norm='ortho'))",
+            "initialisation": "blank: an object of ones; the ground truth is never shown to pty-chi",
             "wall_time_s": float(self.wall_time_s),
             "total_wall_time_s": float(self.total_wall_time_s),
             "epochs": int(len(self.loss_history)),
