@@ -151,19 +151,23 @@ def _object_shape(dataset) -> tuple[int, int]:
     return scan_canvas_shape(dataset.positions_xy, dataset.patch_size)
 
 
-def _network_arm(key: str, bundle_dir: str, dataset, shape, config: CompareConfig) -> ArmImage:
+def _network_arm(key: str, model_path: str, dataset, shape, config: CompareConfig) -> ArmImage:
     from ..imaging.stitching import stitch
-    from ..models.bundle import load_bundle
     from ..models.inference import predict
+    from ..models.loading import detect_model_source, load_model
 
     timer = _Timer()
-    bundle = timer(f"{key}.load", load_bundle, bundle_dir)
-    bundle.check_compatible(dataset)
+    source = detect_model_source(model_path)
+    log.info("%s: %s at %s", MODEL_NAMES[key], source.description, source.path)
+    model = timer(f"{key}.load", load_model, model_path)
+    log.info("%s: loaded %s (kind %s, N = %d, gridsize %d)", MODEL_NAMES[key], model.model_format,
+             model.kind, model.patch_size, model.gridsize)
+    model.check_compatible(dataset)
     crop = resolve_crop(config, dataset.patch_size)
     batch = getattr(config, f"{key}_predict_batch_size")
     chunk = getattr(config, f"{key}_chunk_size")
     prediction = timer(
-        f"{key}.inference", predict, bundle, dataset, batch_size=batch, chunk=chunk, progress=config.progress
+        f"{key}.inference", predict, model, dataset, batch_size=batch, chunk=chunk, progress=config.progress
     )
     patches, positions = prediction.patches, prediction.positions_xy
     if patches.shape[0] != dataset.n_positions:
@@ -173,30 +177,54 @@ def _network_arm(key: str, bundle_dir: str, dataset, shape, config: CompareConfi
     image, weights = timer(
         f"{key}.stitch", stitch, patches, positions, shape, crop=crop, backend="xla", chunk=config.stitch_chunk_size
     )
+    described = model.describe()
     details = {
-        "bundle": str(bundle_dir),
-        "kind": bundle.kind,
-        "gridsize": bundle.gridsize,
+        "bundle": str(model_path),
+        "model_path": str(source.path),
+        "model_format": model.model_format,
+        "kind": model.kind,
+        "gridsize": model.gridsize,
         "n_patches": int(patches.shape[0]),
+        "patch_positions": prediction.input_details.get("patch_position", "scan position"),
+        "inputs": dict(prediction.input_details),
         "stitch_crop_size": crop,
         "predict_batch_size": batch,
         "chunk_size": chunk,
-        "bundle_metadata": bundle.metadata,
+        "model": described,
     }
+    if "bundle_metadata" in described:
+        details["bundle_metadata"] = described["bundle_metadata"]
     return ArmImage(key, np.asarray(image, np.complex64), np.asarray(weights) > 0, timer.timings, details)
 
 
-def _ptychi_arm(path: str, shape) -> ArmImage:
-    from ..io.reconstruction import load_reconstruction, place_in_object_frame
+def _ptychi_arm(path: str, shape, dataset) -> ArmImage:
+    from ..io.reconstruction import (
+        load_reconstruction,
+        place_by_ptychopinn_rule,
+        place_in_object_frame,
+    )
 
     timer = _Timer()
     recon = timer("ptychi.load", load_reconstruction, path)
+    recon = place_by_ptychopinn_rule(recon, dataset.positions_xy, dataset.patch_size)
+    log.info("PtyChi: written by %s; placed by %s%s", recon.writer, recon.placed_by,
+             f" ({recon.placement_rule})" if recon.placement_rule else "")
+    if recon.initialisation == "unknown":
+        log.warning(
+            "PtyChi: initialisation unknown: %s does not record how its object started (PtychoPINN's "
+            "pty-chi script starts from the ground-truth object); its scores may not be independent "
+            "of the ground truth", path,
+        )
     image, valid = timer("ptychi.place", place_in_object_frame, recon, shape)
     details = {
         "path": str(path),
         "algorithm": recon.algorithm,
+        "writer": recon.writer,
         "placed_by": recon.placed_by,
+        "placement_rule": recon.placement_rule,
         "canvas_origin_xy": recon.canvas_origin_xy,
+        "initialisation": recon.initialisation,
+        "timestamp": recon.timestamp,
         "reconstruction_wall_time_s": recon.wall_time_s,
         "metadata": recon.metadata,
     }
@@ -204,6 +232,34 @@ def _ptychi_arm(path: str, shape) -> ArmImage:
     if recon.wall_time_s is not None:
         timings["ptychi.reconstruction"] = float(recon.wall_time_s)
     return ArmImage("ptychi", np.asarray(image, np.complex64), np.asarray(valid, bool), timings, details)
+
+
+def _arm_notes(arm: ArmImage) -> dict:
+    """What ``metrics.json`` says about an arm besides its numbers: the model format, and for
+    an iterative reconstruction how its object was initialised (``"unknown"`` for foreign
+    files)."""
+    notes = {}
+    if "model_format" in arm.details:
+        notes["model_format"] = arm.details["model_format"]
+    if "initialisation" in arm.details:
+        notes["initialisation"] = arm.details["initialisation"]
+    return notes
+
+
+def _summary_notes(arms) -> list[str]:
+    """Lines printed under the metrics table: each arm's format, unknown initialisations."""
+    lines = []
+    for arm in arms:
+        if "model_format" in arm.details:
+            lines.append(f"{arm.name}: {arm.details['model_format']}")
+        if arm.details.get("initialisation") == "unknown":
+            lines.append(
+                f"{arm.name}: initialisation unknown (a file from {arm.details.get('writer')}; "
+                "it may have started from the ground truth)"
+            )
+        elif "initialisation" in arm.details:
+            lines.append(f"{arm.name}: initialisation {arm.details['initialisation']}")
+    return lines
 
 
 def _computation_time(arm: ArmImage) -> float | None:
@@ -260,9 +316,11 @@ def run_compare(config: CompareConfig, *, echo: Callable[[str], None] = print) -
         truth = dataset.object_truth
         pixel_size = config.pixel_size_m or dataset.pixel_size_m
         log.info(
-            "test data: %d positions, N = %d, object %s, measured dose %.4g",
-            dataset.n_positions, dataset.patch_size, shape, dataset.measured_dose,
+            "test data: %d positions, N = %d, object %s, %s",
+            dataset.n_positions, dataset.patch_size, shape, dataset.dose_summary,
         )
+        if not dataset.diffraction_in_counts:
+            log.warning("test data: %s", dataset.diffraction_units)
 
         arms: list[ArmImage] = []
         if config.pinn_dir:
@@ -270,13 +328,16 @@ def run_compare(config: CompareConfig, *, echo: Callable[[str], None] = print) -
         if config.baseline_dir:
             arms.append(_network_arm("baseline", config.baseline_dir, dataset, shape, config))
         if config.ptychi_recon_path:
-            arms.append(_ptychi_arm(config.ptychi_recon_path, shape))
+            arms.append(_ptychi_arm(config.ptychi_recon_path, shape, dataset))
 
         result = _evaluate(arms, dataset, shape, truth, pixel_size, config, timer)
         timer("write_outputs", _write_outputs, out.path, arms, result, dataset, config, timer)
         result["timings_s"] = _all_timings(timer, arms)
     if truth is not None:
         echo(format_metrics_table(metric_rows(result)))
+    echo(f"test data: {dataset.dose_summary}")
+    for line in _summary_notes(arms):
+        echo(line)
     echo(f"results: {config.output_dir}")
     return result
 
@@ -294,9 +355,7 @@ def _check_inputs_exist(config: CompareConfig):
             continue
         path = Path(value)
         if not path.exists():
-            raise DatasetError(f"{flag} {path}: no such {'directory' if is_dir else 'file'}")
-        if is_dir and not path.is_dir():
-            raise DatasetError(f"{flag} {path}: expected a model bundle directory")
+            raise DatasetError(f"{flag} {path}: no such {'directory or file' if is_dir else 'file'}")
 
 
 def _evaluate(arms, dataset, shape, truth, pixel_size, config, timer) -> dict:
@@ -310,7 +369,7 @@ def _evaluate(arms, dataset, shape, truth, pixel_size, config, timer) -> dict:
     if truth is None:
         log.warning("the test data has no ground truth ('objectGuess'): images only, no metrics")
         for arm in arms:
-            result["models"][arm.name] = {"computation_time_s": _computation_time(arm)}
+            result["models"][arm.name] = {"computation_time_s": _computation_time(arm), **_arm_notes(arm)}
         result["aligned"] = {arm.name: arm.image for arm in arms}
         return result
     from ..imaging.metrics import compute_metrics
@@ -334,6 +393,7 @@ def _evaluate(arms, dataset, shape, truth, pixel_size, config, timer) -> dict:
             "metrics": metrics,
             "registration": registration.to_dict(),
             "computation_time_s": _computation_time(arm),
+            **_arm_notes(arm),
         }
     result["aligned"] = aligned
     return result
@@ -395,7 +455,7 @@ def _write_outputs(directory: Path, arms, result, dataset, config, timer):
         aligned["ground_truth"] = truth
     report.write_images_npz(stitched, directory / "reconstructions.npz", masks={"scanned_region": region})
     report.write_images_npz(aligned, directory / "reconstructions_aligned.npz")
-    title = f"{dataset.n_positions} positions, measured dose {dataset.measured_dose:.3g} photons/pattern"
+    title = f"{dataset.n_positions} positions, {dataset.dose_summary}"
     report.plot_comparison(result["aligned"], truth, region, directory / "comparison.png", title=title)
 
     rows = metric_rows(result)
@@ -449,8 +509,11 @@ def _write_outputs(directory: Path, arms, result, dataset, config, timer):
         "test_data": {
             "n_positions": dataset.n_positions,
             "patch_size": dataset.patch_size,
-            "dose_measured": dataset.measured_dose,
+            "dose_measured": dataset.measured_dose if dataset.diffraction_in_counts else None,
             "dose_nominal": dataset.nominal_dose,
+            "diffraction_in_counts": dataset.diffraction_in_counts,
+            "diffraction_units": dataset.diffraction_units,
+            "dose_summary": dataset.dose_summary,
             "seed": dataset.metadata.get("seed"),
             "metadata": dataset.metadata,
         },

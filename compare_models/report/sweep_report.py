@@ -54,7 +54,7 @@ def collect_sweep_rows(output_dir, cells) -> list[dict]:
 
 
 def _summaries(rows):
-    """{(metric, component): {model: [(dose_nominal, mean dose_measured, mean, std, n)]}}"""
+    """{(metric, component): {model: [(dose_nominal, mean dose_measured or None, mean, std, n)]}}"""
     grouped = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     for row in rows:
         if row["value"] is None or not math.isfinite(row["value"]):
@@ -70,8 +70,10 @@ def _summaries(rows):
             for dose in sorted(by_dose):
                 measured = [m for m, _ in by_dose[dose] if m is not None]
                 values = np.array([v for _, v in by_dose[dose]])
+                # No measured dose when the cells' data are not photon counts (provenance
+                # records None then); the nominal dose is shown instead, labelled as such.
                 series.append(
-                    (dose, float(np.mean(measured)) if measured else dose, float(values.mean()), float(values.std()), len(values))
+                    (dose, float(np.mean(measured)) if measured else None, float(values.mean()), float(values.std()), len(values))
                 )
             out[key][model] = series
     return out
@@ -97,7 +99,8 @@ def write_sweep_report(output_dir, cells) -> dict[str, Path]:
         lines += [f"## {title}", "", "| model | nominal dose | measured dose | mean | std | seeds |", "|---|---|---|---|---|---|"]
         for model, series in sorted(by_model.items()):
             for dose, measured, mean, std, n in series:
-                lines.append(f"| {model} | {dose:g} | {measured:.4g} | {mean:.5g} | {std:.3g} | {n} |")
+                shown = "not in counts" if measured is None else f"{measured:.4g}"
+                lines.append(f"| {model} | {dose:g} | {shown} | {mean:.5g} | {std:.3g} | {n} |")
         lines.append("")
     plots = _plot(summaries, output_dir)
     if plots:
@@ -120,13 +123,17 @@ def _plot(summaries, output_dir: Path) -> dict[str, Path]:
             continue
         fig, axes = plt.subplots(1, len(keys), figsize=(5.5 * len(keys), 4), squeeze=False)
         for ax, key in zip(axes[0], keys, strict=True):
+            all_measured = all(s[1] is not None for series in summaries[key].values() for s in series)
             for model, series in sorted(summaries[key].items()):
-                measured = np.array([s[1] for s in series])
+                dose = np.array([s[1] if all_measured else s[0] for s in series], dtype=float)
                 mean = np.array([s[2] for s in series])
                 std = np.array([s[3] for s in series])
-                ax.errorbar(measured, mean, yerr=std, marker="o", capsize=3, label=model)
+                ax.errorbar(dose, mean, yerr=std, marker="o", capsize=3, label=model)
             ax.set_xscale("log")
-            ax.set_xlabel("measured dose (photons per pattern)")
+            ax.set_xlabel(
+                "measured dose (photons per pattern)" if all_measured
+                else "nominal dose (photons per pattern; data not in counts, no measured dose)"
+            )
             ax.set_ylabel(metric)
             ax.set_title(f"{metric}, {key[1]}")
             ax.legend(fontsize=8)
