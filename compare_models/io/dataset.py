@@ -126,7 +126,7 @@ class Dataset:
         if self.diffraction_in_counts:
             text = f"measured dose {self.measured_dose:.4g} photons/pattern"
             return text + (f" (nominal {nominal:.4g})" if nominal is not None else "")
-        text = f"no measured dose: the diffraction data are not in photon counts ({self.diffraction_units})"
+        text = f"dose not measurable: the diffraction data are not in photon counts ({self.diffraction_units})"
         return text + (f"; nominal dose {nominal:.4g} photons/pattern (metadata)" if nominal is not None else "")
 
     @property
