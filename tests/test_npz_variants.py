@@ -171,3 +171,15 @@ def test_noise_free_simulations_are_expected_counts(tmp_path):
     assert dataset.dose_summary.startswith("measured dose")
     reloaded = load_dataset(save_dataset(dataset, tmp_path / "clean.npz"))
     assert reloaded.diffraction_in_counts
+
+
+def test_describe_and_sweep_report_say_not_in_counts(upstream, tmp_path):
+    from compare_models.pipelines.simulate import describe_dataset
+    from compare_models.report.sweep_report import _summaries
+
+    text = describe_dataset(load_dataset(upstream / "data" / "test_256.npz"))
+    assert "not in photon counts" in text and "measured" not in text.replace("not measurable", "")
+    rows = [{"dose_nominal": 1e9, "dose_measured": None, "model": "PtychoPINN", "metric": "psnr",
+             "component": "phase", "value": 30.0}]
+    (series,) = _summaries(rows)[("psnr", "phase")].values()
+    assert series == [(1e9, None, 30.0, 0.0, 1)]  # never the nominal dose passed off as measured
