@@ -455,7 +455,11 @@ def _write_outputs(directory: Path, arms, result, dataset, config, timer):
         aligned["ground_truth"] = truth
     report.write_images_npz(stitched, directory / "reconstructions.npz", masks={"scanned_region": region})
     report.write_images_npz(aligned, directory / "reconstructions_aligned.npz")
-    title = f"{dataset.n_positions} positions, {dataset.dose_summary}"
+    dose = (
+        f"measured dose {dataset.measured_dose:.3g} photons/pattern" if dataset.diffraction_in_counts
+        else "data not in photon counts: no measured dose"
+    )
+    title = f"{dataset.n_positions} positions, {dose}"
     report.plot_comparison(result["aligned"], truth, region, directory / "comparison.png", title=title)
 
     rows = metric_rows(result)
