@@ -14,6 +14,26 @@ import pytest
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+#: PtychoPINN's own files (DESIGN.md, "Contracts"): beside the repository, never copied into it.
+UPSTREAM_FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "upstream"
+
+
+def upstream_fixtures_missing() -> str | None:
+    """Why the PtychoPINN fixtures cannot be used (None when they can)."""
+    if (UPSTREAM_FIXTURES / "README.md").is_file():
+        return None
+    return f"PtychoPINN fixtures not found at {UPSTREAM_FIXTURES} (../shared/fixtures/upstream beside the repository)"
+
+
+@pytest.fixture(scope="session")
+def upstream() -> Path:
+    """The PtychoPINN fixture folder; the test is skipped with a reason when it is absent."""
+    reason = upstream_fixtures_missing()
+    if reason:
+        pytest.skip(reason)
+    return UPSTREAM_FIXTURES
+
+
 TINY_SIMULATION = dict(patch_size=16, object_size=64, scan="jittered", scan_step=3, jitter=0.4, dose=1e5, seed=3)
 
 

@@ -15,6 +15,7 @@ Frames and units (DESIGN.md, "Frames and units")
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ import numpy as np
 
 from ..errors import DatasetError
 
-__all__ = ["Dataset", "validate_dataset", "patch_bounds_ok", "dataset_fingerprint"]
+__all__ = ["Dataset", "validate_dataset", "patch_bounds_ok", "dataset_fingerprint", "diffraction_counts_check"]
 
 # Tolerance for positions on the boundary of the object (float rounding of stored coordinates).
 _POSITION_TOLERANCE_PX = 1e-6
@@ -88,9 +89,45 @@ class Dataset:
 
     @property
     def nominal_dose(self) -> float | None:
-        """The dose the generator was asked for, if the metadata records one."""
+        """The dose the generator was asked for, if the metadata records one.
+
+        This project's files record ``dose_nominal``; PtychoPINN's simulator records
+        ``physics_parameters.nphotons``.
+        """
         value = self.metadata.get("dose_nominal")
-        return None if value is None else float(value)
+        if value is None:
+            physics = self.metadata.get("physics_parameters")
+            value = physics.get("nphotons") if isinstance(physics, dict) else None
+        try:
+            return None if value is None else float(value)
+        except (TypeError, ValueError):
+            return None
+
+    @functools.cached_property
+    def _counts_check(self) -> tuple[bool, str]:
+        return diffraction_counts_check(self.diffraction_amplitude, self.metadata)
+
+    @property
+    def diffraction_in_counts(self) -> bool:
+        """Whether amplitude² are photon counts (or expected counts), so that
+        :attr:`measured_dose` means photons; see :func:`diffraction_counts_check`."""
+        return self._counts_check[0]
+
+    @property
+    def diffraction_units(self) -> str:
+        """What amplitude² are, with the evidence (see :func:`diffraction_counts_check`)."""
+        return self._counts_check[1]
+
+    @property
+    def dose_summary(self) -> str:
+        """One phrase for logs and summaries: the measured dose, or that there is none because
+        the data are not in counts; the nominal dose beside it when recorded."""
+        nominal = self.nominal_dose
+        if self.diffraction_in_counts:
+            text = f"measured dose {self.measured_dose:.4g} photons/pattern"
+            return text + (f" (nominal {nominal:.4g})" if nominal is not None else "")
+        text = f"dose not measurable: the diffraction data are not in photon counts ({self.diffraction_units})"
+        return text + (f"; nominal dose {nominal:.4g} photons/pattern (metadata)" if nominal is not None else "")
 
     @property
     def pixel_size_m(self) -> float | None:
@@ -212,6 +249,78 @@ def validate_dataset(dataset: Dataset) -> None:
         raise DatasetError(
             f"{where}key 'scan_index': expected shape ({m},), got {dataset.scan_index.shape}"
         )
+
+
+#: A pixel's amplitude² counts as an integer within this absolute tolerance plus a relative
+#: one covering float32 rounding of sqrt(count) (2 x float32 epsilon on amplitude²).
+_INTEGER_ABS_TOLERANCE = 1e-3
+_INTEGER_REL_TOLERANCE = 2.4e-7
+#: Share of non-zero pixels that must be integer counts for the data to count as counts.
+_INTEGER_FRACTION = 0.99
+#: At most this many patterns (evenly spaced) are inspected.
+_INSPECTED_PATTERNS = 256
+
+
+def diffraction_counts_check(amplitude, metadata: dict) -> tuple[bool, str]:
+    """Decide whether ``amplitude**2`` are photon counts, and say why.
+
+    Parameters
+    ----------
+    amplitude : ndarray, (M, N, N)
+        Diffraction amplitudes.
+    metadata : dict
+        The dataset's metadata.
+
+    Returns
+    -------
+    in_counts : bool
+    reason : str
+        What the data are and the evidence, for logs and provenance.
+
+    Notes
+    -----
+    In order:
+
+    1. ``metadata["diffraction_units"]``, when a writer records it (``"counts"`` or
+       ``"expected counts"`` mean counts; anything else does not).
+    2. This project's simulator (``generator == "compare_models.simulate"``) writes Poisson
+       counts, or expected counts without noise: counts.
+    3. PtychoPINN's simulator (``creation_info.script == "simulate_and_save.py"``) stores
+       amplitudes of the exit wave before the photon scaling (its diffsim divides the noisy,
+       ``nphotons``-scaled pattern by the intensity scale again): not counts.
+    4. Otherwise by content: Poisson counts are integers, so in counted data amplitude² is an
+       integer in (almost) every non-zero pixel, to float32 rounding. If fewer than 99 % of
+       the non-zero pixels of (up to 256 evenly spaced) patterns are, the data are not counts.
+    """
+    units = metadata.get("diffraction_units")
+    if isinstance(units, str):
+        in_counts = units.strip().lower() in ("counts", "photon counts", "expected counts")
+        return in_counts, f"metadata 'diffraction_units' is {units!r}"
+    if metadata.get("generator") == "compare_models.simulate":
+        config = metadata.get("config")
+        noisy = config.get("poisson_noise", True) if isinstance(config, dict) else True
+        return True, "photon counts (this project's simulator" + ("" if noisy else ", expected counts without noise") + ")"
+    creation = metadata.get("creation_info")
+    if isinstance(creation, dict) and creation.get("script") == "simulate_and_save.py":
+        return False, (
+            "PtychoPINN's simulate_and_save.py stores amplitudes of the unscaled exit wave; "
+            "amplitude² are not photon counts"
+        )
+    amplitude = np.asarray(amplitude)
+    step = max(1, amplitude.shape[0] // _INSPECTED_PATTERNS)
+    values = np.square(amplitude[::step].astype(np.float64)).ravel()
+    values = values[values > 0]
+    if values.size == 0:
+        return True, "photon counts (every pixel is zero)"
+    deviation = np.abs(values - np.round(values))
+    integer = deviation <= _INTEGER_ABS_TOLERANCE + _INTEGER_REL_TOLERANCE * values
+    fraction = float(integer.mean())
+    if fraction >= _INTEGER_FRACTION:
+        return True, "photon counts (amplitude² are integers)"
+    return False, (
+        f"amplitude² is not an integer in {1 - fraction:.1%} of the non-zero pixels, so it is not "
+        "photon counts"
+    )
 
 
 def dataset_fingerprint(dataset: Dataset) -> str:

@@ -1,8 +1,18 @@
 """The NPZ form of the test-data contract (DESIGN.md, "Contracts"): read and write.
 
-Nothing is ever unpickled: files are opened with ``allow_pickle=False``. A pickled
-``_metadata`` entry (as the older pipeline wrote it) is skipped with a warning; a required key
-that would need pickle is an error.
+Nothing is ever unpickled: files are opened with ``allow_pickle=False``. A required key that
+would need pickle is an error.
+
+Variants PtychoPINN writes, and what is done with them
+------------------------------------------------------
+* ``diff3d`` beside ``diffraction``: used if the two are equal; if they differ the file is
+  refused with an error naming both keys (never a silent choice).
+* Diffraction of shape (M, N, N, 1): the trailing axis is squeezed.
+* ``Y`` holding a single value (a placeholder, often a pickled ``None``): ignored with a warning.
+* ``ground_truth_patches`` (M, N, N[, 1]): the ground-truth patches when ``Y`` is absent.
+* ``_metadata`` stored as a pickled 0-d object array: its JSON string is taken out of the
+  pickle's opcode stream without unpickling (:mod:`compare_models.io.pickled_json`); a stream
+  that is anything but a plain string array (a class, a call) is skipped with a warning.
 """
 
 from __future__ import annotations
@@ -64,19 +74,44 @@ def _numeric(array: np.ndarray, key: str, path, *, complex_ok: bool) -> np.ndarr
     return array
 
 
+def _pickled_metadata_text(archive, path) -> str | None:
+    """The JSON string of a pickled ``_metadata`` entry, read from its opcodes (never
+    unpickled); None with a warning when the stream is not a plain string array."""
+    from .pickled_json import UnsafePickle, json_text_from_npy
+
+    try:
+        data = archive.zip.read("_metadata.npy")
+        return json_text_from_npy(data)
+    except (UnsafePickle, KeyError, zipfile.BadZipFile, OSError) as exc:
+        warnings.warn(
+            f"{path}: key '_metadata' is a pickled object that is not a plain string ({exc}); "
+            "skipped (never unpickled)",
+            stacklevel=4,
+        )
+        return None
+
+
 def _read_metadata(archive, path) -> dict:
     if "_metadata" not in archive.files:
         return {}
-    raw = read_npz_member(archive, "_metadata", path, optional=True)
-    if raw is None:  # the older pipeline pickled it: skipped with a warning
-        return {}
-    if raw.dtype.kind not in "US" or raw.size != 1:
-        warnings.warn(
-            f"{path}: key '_metadata' is not a JSON string (dtype {raw.dtype}); skipped",
-            stacklevel=3,
-        )
-        return {}
-    text = raw.reshape(()).item()
+    try:
+        raw = read_npz_member(archive, "_metadata", path)
+    except DatasetError as exc:
+        if "pickle" not in str(exc):
+            raise
+        raw = None
+    if raw is None:  # a pickled object array, as PtychoPINN writes it
+        text = _pickled_metadata_text(archive, path)
+        if text is None:
+            return {}
+    else:
+        if raw.dtype.kind not in "US" or raw.size != 1:
+            warnings.warn(
+                f"{path}: key '_metadata' is not a JSON string (dtype {raw.dtype}); skipped",
+                stacklevel=3,
+            )
+            return {}
+        text = raw.reshape(()).item()
     if isinstance(text, bytes):
         text = text.decode("utf-8")
     try:
@@ -88,11 +123,14 @@ def _read_metadata(archive, path) -> dict:
     return value
 
 
-def _diffraction_layout(diff: np.ndarray, m: int, path) -> np.ndarray:
-    """Return (M, N, N) amplitudes, accepting the legacy (N, N, M) layout."""
+def _diffraction_layout(diff: np.ndarray, m: int, path, key: str = "diffraction") -> np.ndarray:
+    """Return (M, N, N) amplitudes, accepting the legacy (N, N, M) layout and a trailing
+    channel axis of length 1, (M, N, N, 1)."""
+    if diff.ndim == 4 and diff.shape[-1] == 1:
+        diff = diff[..., 0]
     if diff.ndim != 3:
         raise DatasetError(
-            f"{path}: key 'diffraction': expected rank 3 (M, N, N), got rank {diff.ndim} "
+            f"{path}: key '{key}': expected rank 3 (M, N, N), got rank {diff.ndim} "
             f"with shape {diff.shape}"
         )
     if diff.shape[0] == m and diff.shape[1] == diff.shape[2]:
@@ -100,9 +138,51 @@ def _diffraction_layout(diff: np.ndarray, m: int, path) -> np.ndarray:
     if diff.shape[2] == m and diff.shape[0] == diff.shape[1]:
         return np.moveaxis(diff, 2, 0)
     raise DatasetError(
-        f"{path}: key 'diffraction': shape {diff.shape} does not match the {m} positions in "
+        f"{path}: key '{key}': shape {diff.shape} does not match the {m} positions in "
         f"'xcoords'; expected ({m}, N, N) or the legacy (N, N, {m})"
     )
+
+
+def _read_diffraction(archive, keys, m: int, path) -> np.ndarray:
+    """(M, N, N) float32 amplitudes from ``diffraction`` and/or ``diff3d``; both present and
+    different is an error naming both keys."""
+    arrays = []
+    for key in keys:
+        diff = _numeric(read_npz_member(archive, key, path), key, path, complex_ok=False)
+        arrays.append(_diffraction_layout(diff, m, path, key).astype(np.float32))
+    if len(arrays) == 2 and not (arrays[0].shape == arrays[1].shape and np.array_equal(arrays[0], arrays[1])):
+        raise DatasetError(
+            f"{path}: keys 'diffraction' {arrays[0].shape} and 'diff3d' {arrays[1].shape} hold "
+            "different patterns; expected one of them, or both equal (remove the one that is wrong)"
+        )
+    return arrays[0]
+
+
+def _read_patches(archive, files, path) -> np.ndarray | None:
+    """Ground-truth patches (M, N, N) complex64 from ``Y`` or, without a usable ``Y``,
+    ``ground_truth_patches``; a single-valued ``Y`` placeholder is ignored with a warning."""
+    if "Y" in files:
+        value = read_npz_member(archive, "Y", path, optional=True)  # a pickled None: warned, None
+        if value is not None and value.size <= 1:
+            warnings.warn(
+                f"{path}: key 'Y' holds a single value (shape {value.shape}), not ground-truth "
+                "patches; ignored",
+                stacklevel=3,
+            )
+            value = None
+        if value is not None:
+            return _patch_array(value, "Y", path)
+    if "ground_truth_patches" in files:
+        value = read_npz_member(archive, "ground_truth_patches", path)
+        return _patch_array(value, "ground_truth_patches", path)
+    return None
+
+
+def _patch_array(value: np.ndarray, key: str, path) -> np.ndarray:
+    patches = _numeric(value, key, path, complex_ok=True)
+    if patches.ndim == 4 and patches.shape[-1] == 1:  # (M, N, N, 1), as PtychoPINN writes
+        patches = patches[..., 0]
+    return patches.astype(np.complex64)
 
 
 def load_npz_dataset(path) -> Dataset:
@@ -110,8 +190,8 @@ def load_npz_dataset(path) -> Dataset:
     path = Path(path)
     with open_npz(path) as archive:
         files = set(archive.files)
-        diff_key = "diffraction" if "diffraction" in files else "diff3d" if "diff3d" in files else None
-        if diff_key is None:
+        diff_keys = [key for key in ("diffraction", "diff3d") if key in files]
+        if not diff_keys:
             raise DatasetError(
                 f"{path}: missing key 'diffraction' (or 'diff3d'): expected amplitudes (M, N, N)"
             )
@@ -134,8 +214,7 @@ def load_npz_dataset(path) -> Dataset:
                 f"{path}: keys 'xcoords' {x.shape} and 'ycoords' {y.shape} differ in length"
             )
         m = x.shape[0]
-        diff = _numeric(read_npz_member(archive, diff_key, path), diff_key, path, complex_ok=False)
-        diff = _diffraction_layout(diff, m, path).astype(np.float32)
+        diff = _read_diffraction(archive, diff_keys, m, path)
         probe = _numeric(read_npz_member(archive, "probeGuess", path), "probeGuess", path, complex_ok=True)
         start = None
         if "xcoords_start" in files or "ycoords_start" in files:
@@ -154,12 +233,7 @@ def load_npz_dataset(path) -> Dataset:
         if "objectGuess" in files:
             obj = _numeric(read_npz_member(archive, "objectGuess", path), "objectGuess", path, complex_ok=True)
             obj = obj.astype(np.complex64)
-        patches = None
-        if "Y" in files:
-            patches = _numeric(read_npz_member(archive, "Y", path), "Y", path, complex_ok=True)
-            if patches.ndim == 4 and patches.shape[-1] == 1:  # (M, N, N, 1) from older writers
-                patches = patches[..., 0]
-            patches = patches.astype(np.complex64)
+        patches = _read_patches(archive, files, path)
         scan_index = None
         if "scan_index" in files:
             scan_index = _numeric(read_npz_member(archive, "scan_index", path), "scan_index", path, complex_ok=False)

@@ -12,13 +12,28 @@ key                         required  meaning
 ``metadata``                no        JSON object stored as a 0-d string array
 ==========================  ========  ==================================================
 
-Files written by :func:`save_reconstruction` (this project's ``ptycho-study reconstruct``)
-record in ``metadata["canvas_origin_xy"]`` the object-frame coordinates ``(ox, oy)`` of the
-reconstruction array's pixel (0, 0): reconstruction pixel ``(r, c)`` is object pixel
-``(r + oy, c + ox)`` (x is the column, y the row, as everywhere in this project). Such files
-are placed on the ground-truth grid exactly, with no registration. Files from other writers
-carry no frame; :func:`place_in_object_frame` centres them on the object grid and the
-comparison registers them to the ground truth (``Reconstruction.placed_by == "registration"``).
+Writers, and how each file is placed on the ground-truth grid (``Reconstruction.placed_by``)
+------------------------------------------------------------------------------------------
+* This project (:func:`save_reconstruction`, ``ptycho-study reconstruct``): ``metadata`` records
+  ``canvas_origin_xy``, the object-frame ``(ox, oy)`` of the array's pixel (0, 0):
+  reconstruction pixel ``(r, c)`` is object pixel ``(r + oy, c + ox)`` (x is the column, y the
+  row, as everywhere in this project). Placed exactly, no registration needed (``"frame"``).
+  ``metadata["object_initialisation"]`` says how pty-chi's object started (``"blank (ones)"``;
+  older files of this project, which always started blank, do not record it).
+* PtychoPINN's ``scripts/reconstruction/ptychi_reconstruct_tike.py``: keys
+  ``reconstructed_object``, ``reconstructed_probe``, ``algorithm`` = ``'pty-chi'`` and
+  ``timestamp``, no ``metadata``, no frame. Recognised by that content
+  (:func:`is_ptychopinn_file`). Its canvas follows pty-chi's default ``SUPPORT`` origin with
+  positions relative to their mean: canvas pixel ``(r, c)`` is object pixel
+  ``(r + ȳ - (round(H/2) + 1), c + x̄ - (round(W/2) + 1))``, x̄, ȳ the mean test positions, H, W
+  the canvas shape (:func:`ptychopinn_canvas_origin`). The comparison places it by that rule
+  (``"rule"``, sub-pixel by Fourier shift) and registration reports the residual.
+* Anything else: no frame; :func:`place_in_object_frame` centres it on the object grid and the
+  comparison registers it to the ground truth (``"registration"``).
+
+Initialisation: only this project's files say how the object started. For every other file
+``Reconstruction.initialisation`` is ``"unknown"`` (PtychoPINN's script, for one, starts pty-chi
+from the ground-truth object, which the file cannot show), and the comparison says so.
 
 Nothing is unpickled: files are opened with ``np.load(..., allow_pickle=False)``. A required
 array stored as a pickled object array is an error; a pickled ``metadata`` or ``algorithm``
@@ -27,6 +42,7 @@ entry (as older pipelines wrote them) is skipped with a warning.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import warnings
@@ -41,13 +57,29 @@ from .npz import open_npz, read_npz_member
 
 __all__ = [
     "FORMAT_NAME",
+    "WRITER_THIS_PROJECT",
+    "WRITER_PTYCHOPINN",
+    "PTYCHOPINN_PLACEMENT_RULE",
     "Reconstruction",
     "load_reconstruction",
     "save_reconstruction",
+    "is_ptychopinn_file",
+    "ptychopinn_canvas_origin",
+    "place_by_ptychopinn_rule",
     "place_in_object_frame",
 ]
 
 FORMAT_NAME = "compare_models.ptychi_reconstruction/1"
+WRITER_THIS_PROJECT = "compare_models (ptycho-study reconstruct)"
+WRITER_PTYCHOPINN = "PtychoPINN scripts/reconstruction/ptychi_reconstruct_tike.py"
+WRITER_UNKNOWN = "unknown"
+#: How this project's pty-chi runner starts the object, for files that predate the record.
+DEFAULT_OWN_INITIALISATION = "blank (ones)"
+PTYCHOPINN_PLACEMENT_RULE = (
+    "PtychoPINN ptychi_reconstruct_tike.py (pty-chi SUPPORT origin, positions minus their "
+    "mean): canvas pixel (r, c) is object pixel (r + mean_y - (round(H/2) + 1), "
+    "c + mean_x - (round(W/2) + 1)), mean_x, mean_y the mean test positions"
+)
 
 # Fractional canvas origins closer than this to an integer are treated as integers.
 _INTEGER_TOLERANCE_PX = 1e-6
@@ -74,6 +106,18 @@ class Reconstruction:
         Reconstruction wall time in seconds, when recorded.
     source : str or None
         Path the reconstruction was read from.
+    writer : str
+        Who wrote the file, recognised by content: :data:`WRITER_THIS_PROJECT`,
+        :data:`WRITER_PTYCHOPINN` or ``"unknown"``.
+    placement_rule : str or None
+        When ``canvas_origin_xy`` was derived by a writer's known rule rather than read from
+        the file, that rule (see :func:`place_by_ptychopinn_rule`).
+    timestamp : str or None
+        The file's ``timestamp`` entry, when present.
+    canvas_support : ndarray, (H', W') bool, or None
+        Canvas pixels that hold reconstructed data (illuminated by the scan), when known;
+        :func:`place_in_object_frame` then shifts without letting the rest of the canvas ring
+        into them, and marks only them valid.
     """
 
     object: np.ndarray
@@ -83,11 +127,26 @@ class Reconstruction:
     canvas_origin_xy: tuple[float, float] | None = None
     wall_time_s: float | None = None
     source: str | None = None
+    writer: str = WRITER_UNKNOWN
+    placement_rule: str | None = None
+    timestamp: str | None = None
+    canvas_support: np.ndarray | None = None
 
     @property
     def placed_by(self) -> str:
-        """``"frame"`` when the recorded canvas origin places it; else ``"registration"``."""
-        return "frame" if self.canvas_origin_xy is not None else "registration"
+        """``"frame"``: the file records its canvas origin; ``"rule"``: the origin follows the
+        writer's known placement rule; ``"registration"``: no frame, it must be registered."""
+        if self.canvas_origin_xy is None:
+            return "registration"
+        return "rule" if self.placement_rule else "frame"
+
+    @property
+    def initialisation(self) -> str:
+        """How the reconstruction's object started: what this project's files record, else
+        ``"unknown"`` (a foreign file cannot show it)."""
+        if self.writer == WRITER_THIS_PROJECT:
+            return str(self.metadata.get("object_initialisation", DEFAULT_OWN_INITIALISATION))
+        return "unknown"
 
 
 # --------------------------------------------------------------------------------------------
@@ -252,6 +311,9 @@ def load_reconstruction(path) -> Reconstruction:
         algorithm = None
         if "algorithm" in files:
             algorithm = _string(_read(archive, "algorithm", path, required=False), "algorithm", path)
+        timestamp = None
+        if "timestamp" in files:
+            timestamp = _string(_read(archive, "timestamp", path, required=False), "timestamp", path)
         metadata: dict = {}
         if "metadata" in files:
             text = _string(_read(archive, "metadata", path, required=False), "metadata", path)
@@ -268,6 +330,12 @@ def load_reconstruction(path) -> Reconstruction:
                         f"{type(metadata).__name__}"
                     )
     wall = metadata.get("wall_time_s")
+    if metadata.get("format") == FORMAT_NAME:
+        writer = WRITER_THIS_PROJECT
+    elif is_ptychopinn_file(files, algorithm, timestamp):
+        writer = WRITER_PTYCHOPINN
+    else:
+        writer = WRITER_UNKNOWN
     return Reconstruction(
         object=obj,
         probe=probe,
@@ -276,6 +344,74 @@ def load_reconstruction(path) -> Reconstruction:
         canvas_origin_xy=_origin(metadata.get("canvas_origin_xy"), path),
         wall_time_s=None if wall is None else float(wall),
         source=str(path),
+        writer=writer,
+        timestamp=timestamp,
+    )
+
+
+def is_ptychopinn_file(keys, algorithm: str | None, timestamp: str | None) -> bool:
+    """True for a file written by PtychoPINN's ``ptychi_reconstruct_tike.py``.
+
+    Its content: ``algorithm`` == ``'pty-chi'`` (the library, not the engine), a ``timestamp``
+    entry, and no ``metadata`` (so no frame).
+    """
+    return algorithm == "pty-chi" and timestamp is not None and "metadata" not in set(keys)
+
+
+def ptychopinn_canvas_origin(canvas_shape, positions_xy) -> tuple[float, float]:
+    """Object-frame (x, y) of pixel (0, 0) of a PtychoPINN pty-chi canvas.
+
+    Parameters
+    ----------
+    canvas_shape : tuple of int
+        (H, W) of ``reconstructed_object``.
+    positions_xy : ndarray, (M, 2)
+        The test positions the reconstruction was made from, object pixels (x column, y row).
+
+    Returns
+    -------
+    tuple of float
+        ``(x̄ - (round(W/2) + 1), ȳ - (round(H/2) + 1))``: canvas pixel (r, c) is object pixel
+        (r + oy, c + ox). ``round`` rounds half to even, as Python's and NumPy's do.
+
+    Notes
+    -----
+    PtychoPINN's script hands pty-chi (1.5 for the shared fixtures) the positions minus their
+    mean and keeps pty-chi's default ``SUPPORT`` origin; the rule above is that frame. It is
+    not the frame of this project's own runner (pty-chi 2.2, positions chosen so that the
+    recorded origin is exact), so it is applied only to files recognised as PtychoPINN's, and
+    registration reports what is left (a tenth of a pixel on the shared fixture; see
+    ``tests/test_ptychopinn_compare.py``).
+    """
+    height, width = (int(v) for v in canvas_shape)
+    mean_x, mean_y = np.asarray(positions_xy, dtype=np.float64).mean(axis=0)
+    return float(mean_x - (round(width / 2) + 1)), float(mean_y - (round(height / 2) + 1))
+
+
+def place_by_ptychopinn_rule(recon: Reconstruction, positions_xy, patch_size: int) -> Reconstruction:
+    """``recon`` placed by :func:`ptychopinn_canvas_origin` (its ``placed_by`` becomes
+    ``"rule"``); any other file is returned unchanged.
+
+    Parameters
+    ----------
+    recon : Reconstruction
+    positions_xy : ndarray, (M, 2)
+        The test positions, object pixels.
+    patch_size : int
+        N; with the positions it gives the canvas pixels the scan illuminated
+        (``canvas_support``). The rest of such a canvas is not reconstructed (PtychoPINN's
+        script fills it from the ground truth), so it is neither valid nor allowed to ring
+        into the data when the canvas is shifted by a fraction of a pixel.
+    """
+    from ..imaging.registration import scanned_region
+
+    if recon.writer != WRITER_PTYCHOPINN or recon.canvas_origin_xy is not None:
+        return recon
+    origin = ptychopinn_canvas_origin(recon.object.shape, positions_xy)
+    canvas_positions = np.asarray(positions_xy, dtype=np.float64) - np.asarray(origin)
+    support = scanned_region(canvas_positions, int(patch_size), recon.object.shape)
+    return dataclasses.replace(
+        recon, canvas_origin_xy=origin, placement_rule=PTYCHOPINN_PLACEMENT_RULE, canvas_support=support
     )
 
 
@@ -316,11 +452,17 @@ def place_in_object_frame(recon: Reconstruction, object_shape) -> tuple[np.ndarr
 
     Notes
     -----
-    With a recorded frame (``recon.placed_by == "frame"``) reconstruction pixel ``(r, c)``
+    With a recorded frame or a writer's rule (``recon.placed_by`` is ``"frame"`` or
+    ``"rule"``) reconstruction pixel ``(r, c)``
     lands on object pixel ``(r + oy, c + ox)``. Integer origins are placed exactly. A
     fractional origin is split into ``floor`` plus a fraction ``f`` in [0, 1); the object is
     first shifted by ``+f`` pixels with the Fourier shift theorem (periodic, so the outermost
     pixel on the leading edges is dropped from ``valid``), then pasted at the integer part.
+    With a ``recon.canvas_support``, pixels outside it are first replaced by their nearest
+    supported pixel and the canvas is padded before the shift
+    (:func:`compare_models.imaging.registration.fourier_shift_image`), so nothing outside the
+    support rings into it; only the support (at both integer neighbours of the fractional
+    origin) is valid.
 
     Without a frame (``"registration"``) the reconstruction is centred on the grid (cropped
     or zero-padded symmetrically, floor on the leading side); its position is then only a
@@ -341,17 +483,32 @@ def place_in_object_frame(recon: Reconstruction, object_shape) -> tuple[np.ndarr
         iy, fy = iy + 1, 0.0
     fx = 0.0 if fx < _INTEGER_TOLERANCE_PX else fx
     fy = 0.0 if fy < _INTEGER_TOLERANCE_PX else fy
+    support = recon.canvas_support
     if fx == 0.0 and fy == 0.0:
-        return _paste(obj, (int(iy), int(ix)), (height, width))
-    from scipy.ndimage import fourier_shift
-
-    shifted = np.fft.ifft2(fourier_shift(np.fft.fft2(obj), (fy, fx))).astype(np.complex64)
-    # Pixels that wrapped around from the trailing edge are not data.
+        image, valid = _paste(obj, (int(iy), int(ix)), (height, width))
+        if support is not None:
+            placed_support, _ = _paste(support.astype(np.complex64), (int(iy), int(ix)), (height, width))
+            valid &= placed_support.real > 0.5
+            image[~valid] = 0
+        return image, valid
+    # Pixels that wrapped around from the trailing edge (or were padding) are not data.
     keep = np.ones(obj.shape, dtype=bool)
     if fy:
         keep[0, :] = False
     if fx:
         keep[:, 0] = False
+    if support is None:
+        from scipy.ndimage import fourier_shift
+
+        shifted = np.fft.ifft2(fourier_shift(np.fft.fft2(obj), (fy, fx))).astype(np.complex64)
+    else:
+        from ..imaging.registration import fourier_shift_image
+
+        shifted = fourier_shift_image(obj, (fy, fx), valid=support).astype(np.complex64)
+        # A shifted pixel is data if both of its integer neighbours were.
+        moved = np.zeros_like(support)
+        moved[int(bool(fy)):, int(bool(fx)):] = support[: support.shape[0] - int(bool(fy)), : support.shape[1] - int(bool(fx))]
+        keep &= support & moved
     image, valid = _paste(shifted, (int(iy), int(ix)), (height, width))
     keep_placed, _ = _paste(keep.astype(np.complex64), (int(iy), int(ix)), (height, width))
     valid &= keep_placed.real > 0.5

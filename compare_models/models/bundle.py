@@ -37,9 +37,10 @@ import numpy as np
 from .. import __version__
 from ..errors import BundleError
 
-__all__ = ["Bundle", "save_bundle", "load_bundle", "plot_history", "KINDS"]
+__all__ = ["Bundle", "save_bundle", "load_bundle", "plot_history", "KINDS", "MODEL_FORMAT", "JSON_FILE"]
 
 FORMAT = "compare_models.bundle"
+MODEL_FORMAT = "compare_models bundle"  # as named in logs and provenance
 FORMAT_VERSION = 1
 KINDS = ("pinn", "baseline")
 MODEL_FILE = "model.keras"
@@ -51,6 +52,8 @@ LOSS_FILE = "loss.png"
 @dataclass(frozen=True, eq=False)
 class Bundle:
     """A loaded model bundle; everything a prediction needs travels here, nothing is global.
+
+    Implements :class:`~compare_models.models.interface.LoadedModel`.
 
     Attributes
     ----------
@@ -89,19 +92,76 @@ class Bundle:
         value = self.metadata.get("region_pad")
         return None if value is None else int(value)
 
+    @property
+    def model_format(self) -> str:
+        """``"compare_models bundle"`` (see :class:`~compare_models.models.interface.LoadedModel`)."""
+        return MODEL_FORMAT
+
     def check_compatible(self, dataset) -> None:
         """Raise :class:`BundleError` if ``dataset`` cannot be run through this model."""
-        if dataset.patch_size != self.patch_size:
-            data = f"the data {dataset.source}" if dataset.source else "the data"
-            raise BundleError(
-                f"{self.path or 'bundle'}: the model expects patterns of N = {self.patch_size}, "
-                f"but {data} has N = {dataset.patch_size}"
+        from .interface import check_patch_size
+
+        check_patch_size(self, dataset, minimum_positions=self.channels)
+
+    def prepare_inputs(self, dataset):
+        """Inputs for every scan position of ``dataset`` (:class:`~.interface.PreparedInputs`).
+
+        Amplitudes are divided by the bundle's ``intensity_scale`` (the training data's, not
+        the test data's). For the PINN, every position seeds one group of itself and its
+        C - 1 nearest neighbours (:func:`compare_models.models.grouping.group_neighbours`,
+        deterministic); the prediction for position i is the seed's patch at position i.
+        """
+        from . import inputs
+        from .interface import PreparedInputs
+
+        amplitude = dataset.diffraction_amplitude
+        positions = dataset.positions_xy
+        scale = self.intensity_scale
+        details = {"normalisation": "amplitude / bundle intensity_scale", "intensity_scale": scale}
+        if self.kind == "pinn":
+            # Groups that reach beyond the bundle's margin are re-formed to fit it.
+            groups = inputs.make_groups(positions, self.gridsize, max_offset=self.region_pad)
+
+            def build(indices):
+                return inputs.pinn_inputs(amplitude, positions, groups, indices, scale)
+
+            details["grouping"] = (
+                "one group per scan position: the position and its C - 1 nearest neighbours "
+                "(re-formed from the nearest positions that fit when they reach beyond the "
+                "bundle's region margin); the seed's patch sits at the seed's position"
             )
-        if dataset.n_positions < self.channels:
-            raise BundleError(
-                f"{self.path or 'bundle'}: gridsize {self.gridsize} needs at least "
-                f"{self.channels} scan positions, the data has {dataset.n_positions}"
-            )
+        else:
+
+            def build(indices):
+                return (inputs.baseline_inputs(amplitude, indices, scale),)
+
+        return PreparedInputs(positions_xy=positions.astype(np.float64).copy(), build=build, details=details)
+
+    def input_specs(self, batch_size: int):
+        """PINN: amplitudes (B, N, N, C) and offsets (B, C, 2); baseline: (B, N, N, 1)."""
+        n_side = self.patch_size
+        if self.kind == "pinn":
+            return (((batch_size, n_side, n_side, self.channels), "float32"),
+                    ((batch_size, self.channels, 2), "float32"))
+        return (((batch_size, n_side, n_side, 1), "float32"),)
+
+    def patches_from_outputs(self, outputs):
+        """First output (B, N, N, C, 2) real/imag -> the seed member's (B, N, N) complex64."""
+        import tensorflow as tf
+
+        obj = outputs[0] if isinstance(outputs, (list, tuple)) else outputs
+        return tf.complex(obj[:, :, :, 0, 0], obj[:, :, :, 0, 1])
+
+    def describe(self) -> dict:
+        """Format, kind, N, gridsize, intensity scale and the decoded ``bundle.json``."""
+        return {
+            "model_format": self.model_format,
+            "kind": self.kind,
+            "patch_size": self.patch_size,
+            "gridsize": self.gridsize,
+            "intensity_scale": self.intensity_scale,
+            "bundle_metadata": self.metadata,
+        }
 
 
 def _versions() -> dict:

@@ -204,25 +204,29 @@ def _object_shape(dataset) -> tuple[int, int]:
     return scan_canvas_shape(dataset.positions_xy, dataset.patch_size)
 
 
-def _network_arm(key: str, bundle_dir: str, dataset, shape, config: CompareConfig) -> ArmImage:
+def _network_arm(key: str, model_path: str, dataset, shape, config: CompareConfig) -> ArmImage:
     from ..imaging.stitching import stitch
     from ..models import inference
-    from ..models.bundle import load_bundle
+    from ..models.loading import detect_model_source, load_model
 
     timer = _Timer()
-    bundle = timer(f"{key}.load", load_bundle, bundle_dir)
-    bundle.check_compatible(dataset)
+    source = detect_model_source(model_path)
+    log.info("%s: %s at %s", MODEL_NAMES[key], source.description, source.path)
+    model = timer(f"{key}.load", load_model, model_path)
+    log.info("%s: loaded %s (kind %s, N = %d, gridsize %d)", MODEL_NAMES[key], model.model_format,
+             model.kind, model.patch_size, model.gridsize)
+    model.check_compatible(dataset)
     crop = resolve_crop(config, dataset.patch_size)
     batch = getattr(config, f"{key}_predict_batch_size")
     chunk = getattr(config, f"{key}_chunk_size")
     # computation_time_s is what a user waits for per image, without one-off compilation
     # (DESIGN.md): the model's tracing and the stitch kernel's XLA compile are paid by warm-up
     # calls on zeros and timed apart (``*_compile``).
-    predictor = inference.build_predictor(bundle, batch)
+    predictor = inference.build_predictor(model, batch)
     prediction, seconds, compile_s = time_excluding_compile(
-        lambda: inference.warm_up(predictor, bundle, batch),
+        lambda: inference.warm_up(predictor, model, batch),
         lambda: inference.predict(
-            bundle, dataset, batch_size=batch, chunk=chunk, progress=config.progress, predictor=predictor
+            model, dataset, batch_size=batch, chunk=chunk, progress=config.progress, predictor=predictor
         ),
     )
     timer.record(f"{key}.inference", seconds)
@@ -240,30 +244,54 @@ def _network_arm(key: str, bundle_dir: str, dataset, shape, config: CompareConfi
     )
     timer.record(f"{key}.stitch", seconds)
     timer.record(f"{key}.stitch_compile", compile_s)
+    described = model.describe()
     details = {
-        "bundle": str(bundle_dir),
-        "kind": bundle.kind,
-        "gridsize": bundle.gridsize,
+        "bundle": str(model_path),
+        "model_path": str(source.path),
+        "model_format": model.model_format,
+        "kind": model.kind,
+        "gridsize": model.gridsize,
         "n_patches": int(patches.shape[0]),
+        "patch_positions": prediction.input_details.get("patch_position", "scan position"),
+        "inputs": dict(prediction.input_details),
         "stitch_crop_size": crop,
         "predict_batch_size": batch,
         "chunk_size": chunk,
-        "bundle_metadata": bundle.metadata,
+        "model": described,
     }
+    if "bundle_metadata" in described:
+        details["bundle_metadata"] = described["bundle_metadata"]
     return ArmImage(key, np.asarray(image, np.complex64), np.asarray(weights) > 0, timer.timings, details)
 
 
-def _ptychi_arm(path: str, shape) -> ArmImage:
-    from ..io.reconstruction import load_reconstruction, place_in_object_frame
+def _ptychi_arm(path: str, shape, dataset) -> ArmImage:
+    from ..io.reconstruction import (
+        load_reconstruction,
+        place_by_ptychopinn_rule,
+        place_in_object_frame,
+    )
 
     timer = _Timer()
     recon = timer("ptychi.load", load_reconstruction, path)
+    recon = place_by_ptychopinn_rule(recon, dataset.positions_xy, dataset.patch_size)
+    log.info("PtyChi: written by %s; placed by %s%s", recon.writer, recon.placed_by,
+             f" ({recon.placement_rule})" if recon.placement_rule else "")
+    if recon.initialisation == "unknown":
+        log.warning(
+            "PtyChi: initialisation unknown: %s does not record how its object started (PtychoPINN's "
+            "pty-chi script starts from the ground-truth object); its scores may not be independent "
+            "of the ground truth", path,
+        )
     image, valid = timer("ptychi.place", place_in_object_frame, recon, shape)
     details = {
         "path": str(path),
         "algorithm": recon.algorithm,
+        "writer": recon.writer,
         "placed_by": recon.placed_by,
+        "placement_rule": recon.placement_rule,
         "canvas_origin_xy": recon.canvas_origin_xy,
+        "initialisation": recon.initialisation,
+        "timestamp": recon.timestamp,
         "reconstruction_wall_time_s": recon.wall_time_s,
         "metadata": recon.metadata,
     }
@@ -271,6 +299,34 @@ def _ptychi_arm(path: str, shape) -> ArmImage:
     if recon.wall_time_s is not None:
         timings["ptychi.reconstruction"] = float(recon.wall_time_s)
     return ArmImage("ptychi", np.asarray(image, np.complex64), np.asarray(valid, bool), timings, details)
+
+
+def _arm_notes(arm: ArmImage) -> dict:
+    """What ``metrics.json`` says about an arm besides its numbers: the model format, and for
+    an iterative reconstruction how its object was initialised (``"unknown"`` for foreign
+    files)."""
+    notes = {}
+    if "model_format" in arm.details:
+        notes["model_format"] = arm.details["model_format"]
+    if "initialisation" in arm.details:
+        notes["initialisation"] = arm.details["initialisation"]
+    return notes
+
+
+def _summary_notes(arms) -> list[str]:
+    """Lines printed under the metrics table: each arm's format, unknown initialisations."""
+    lines = []
+    for arm in arms:
+        if "model_format" in arm.details:
+            lines.append(f"{arm.name}: {arm.details['model_format']}")
+        if arm.details.get("initialisation") == "unknown":
+            lines.append(
+                f"{arm.name}: initialisation unknown (a file from {arm.details.get('writer')}; "
+                "it may have started from the ground truth)"
+            )
+        elif "initialisation" in arm.details:
+            lines.append(f"{arm.name}: initialisation {arm.details['initialisation']}")
+    return lines
 
 
 def _computation_time(arm: ArmImage) -> float | None:
@@ -324,9 +380,11 @@ def run_compare(config: CompareConfig, *, echo: Callable[[str], None] = print) -
         truth = dataset.object_truth
         pixel_size = config.pixel_size_m or dataset.pixel_size_m
         log.info(
-            "test data: %d positions, N = %d, object %s, measured dose %.4g",
-            dataset.n_positions, dataset.patch_size, shape, dataset.measured_dose,
+            "test data: %d positions, N = %d, object %s, %s",
+            dataset.n_positions, dataset.patch_size, shape, dataset.dose_summary,
         )
+        if not dataset.diffraction_in_counts:
+            log.warning("test data: %s", dataset.diffraction_units)
 
         arms: list[ArmImage] = []
         if config.pinn_dir:
@@ -334,7 +392,7 @@ def run_compare(config: CompareConfig, *, echo: Callable[[str], None] = print) -
         if config.baseline_dir:
             arms.append(_network_arm("baseline", config.baseline_dir, dataset, shape, config))
         if config.ptychi_recon_path:
-            arms.append(_ptychi_arm(config.ptychi_recon_path, shape))
+            arms.append(_ptychi_arm(config.ptychi_recon_path, shape, dataset))
 
         result = evaluate(arms, truth, dataset.positions_xy, config, pixel_size_m=pixel_size, timer=timer)
         document = timer("write_outputs", _write_outputs, out.path, arms, result, dataset, config, timer)
@@ -342,6 +400,9 @@ def run_compare(config: CompareConfig, *, echo: Callable[[str], None] = print) -
     if truth is not None:
         echo(format_metrics_table(metric_rows(result)))
         echo(format_scoring_summary(document))
+    echo(f"test data: {dataset.dose_summary}")
+    for line in _summary_notes(arms):
+        echo(line)
     echo(f"results: {config.output_dir}")
     return result
 
@@ -359,9 +420,7 @@ def _check_inputs_exist(config: CompareConfig):
             continue
         path = Path(value)
         if not path.exists():
-            raise DatasetError(f"{flag} {path}: no such {'directory' if is_dir else 'file'}")
-        if is_dir and not path.is_dir():
-            raise DatasetError(f"{flag} {path}: expected a model bundle directory")
+            raise DatasetError(f"{flag} {path}: no such {'directory or file' if is_dir else 'file'}")
 
 
 def _valid_masks(arms) -> dict[str, np.ndarray]:
@@ -420,6 +479,7 @@ def evaluate(arms, truth, positions_xy, config: CompareConfig, *, pixel_size_m=N
             result["models"][arm.name] = {
                 "computation_time_s": _computation_time(arm),
                 "compile_time_s": _compile_time(arm),
+                **_arm_notes(arm),
             }
         result["aligned"] = {arm.name: arm.image for arm in arms}
         return result
@@ -475,6 +535,7 @@ def evaluate(arms, truth, positions_xy, config: CompareConfig, *, pixel_size_m=N
             "registration": record,
             "computation_time_s": _computation_time(arm),
             "compile_time_s": _compile_time(arm),
+            **_arm_notes(arm),
         }
     result["aligned"] = aligned
     return result
@@ -625,7 +686,11 @@ def _write_outputs(directory: Path, arms, result, dataset, config, timer):
     masks.update({f"{_image_key(arm.name)}_valid": arm.valid for arm in arms})
     report.write_images_npz(stitched, directory / "reconstructions.npz", masks=masks)
     report.write_images_npz(aligned, directory / "reconstructions_aligned.npz")
-    title = f"{dataset.n_positions} positions, measured dose {dataset.measured_dose:.3g} photons/pattern"
+    dose = (
+        f"measured dose {dataset.measured_dose:.3g} photons/pattern" if dataset.diffraction_in_counts
+        else "data not in photon counts: no measured dose"
+    )
+    title = f"{dataset.n_positions} positions, {dose}"
     report.plot_comparison(result["aligned"], truth, region, directory / "comparison.png", title=title)
 
     rows = metric_rows(result)
@@ -681,8 +746,11 @@ def _write_outputs(directory: Path, arms, result, dataset, config, timer):
         "test_data": {
             "n_positions": dataset.n_positions,
             "patch_size": dataset.patch_size,
-            "dose_measured": dataset.measured_dose,
+            "dose_measured": dataset.measured_dose if dataset.diffraction_in_counts else None,
             "dose_nominal": dataset.nominal_dose,
+            "diffraction_in_counts": dataset.diffraction_in_counts,
+            "diffraction_units": dataset.diffraction_units,
+            "dose_summary": dataset.dose_summary,
             "seed": dataset.metadata.get("seed"),
             "metadata": dataset.metadata,
         },

@@ -36,7 +36,9 @@ def describe_dataset(dataset: Dataset) -> str:
         f"positions      {dataset.n_positions}",
         f"pattern size   {dataset.patch_size} x {dataset.patch_size}",
         f"dose           {dataset.measured_dose:.4g} photons/pattern measured"
-        + (f" ({dataset.nominal_dose:.4g} nominal)" if dataset.nominal_dose else ""),
+        + (f" ({dataset.nominal_dose:.4g} nominal)" if dataset.nominal_dose else "")
+        if dataset.diffraction_in_counts
+        else f"dose           {dataset.dose_summary}",
     ]
     if dataset.object_truth is not None:
         lines.append(f"object         {dataset.object_truth.shape[0]} x {dataset.object_truth.shape[1]}")

@@ -104,7 +104,7 @@ class SeriesPoint:
     """One (model, metric, component, nominal dose) summarised over seeds."""
 
     dose_nominal: float
-    dose_measured: float  # mean over seeds; the nominal dose when none was recorded
+    dose_measured: float | None  # mean over seeds; None when the data are not photon counts
     dose_measured_range: tuple[float, float] | None
     mean: float
     std: float | None  # sample standard deviation (ddof 1); None for one seed
@@ -114,6 +114,12 @@ class SeriesPoint:
     @property
     def n(self) -> int:
         return len(self.seeds)
+
+    @property
+    def dose_axis(self) -> float:
+        """Where the point sits on a dose axis: the measured dose, or the nominal one for data
+        that are not photon counts (nothing was measured; the axis label says so)."""
+        return self.dose_nominal if self.dose_measured is None else self.dose_measured
 
 
 def summarise(rows) -> dict[tuple[str, str], dict[str, list[SeriesPoint]]]:
@@ -137,7 +143,7 @@ def summarise(rows) -> dict[tuple[str, str], dict[str, list[SeriesPoint]]]:
                 values = np.array([v for _, v, _ in entries], dtype=float)
                 series.append(SeriesPoint(
                     dose_nominal=float(dose),
-                    dose_measured=float(np.mean(measured)) if measured else float(dose),
+                    dose_measured=float(np.mean(measured)) if measured else None,
                     dose_measured_range=(min(measured), max(measured)) if measured else None,
                     mean=float(values.mean()),
                     std=float(values.std(ddof=1)) if values.size > 1 else None,
@@ -218,7 +224,10 @@ def write_sweep_report(output_dir, cells) -> dict[str, Path]:
                   "|---" * (8 if with_scales else 7) + "|"]
         for model, series in sorted(by_model.items()):
             for p in series:
-                line = (f"| {model} | {p.dose_nominal:g} | {p.dose_measured:.4g} | {p.mean:.5g} | "
+                # No measured dose when the cells' data are not photon counts (provenance
+                # records None then): the nominal dose is plotted, and labelled as such here.
+                shown = "not in counts" if p.dose_measured is None else f"{p.dose_measured:.4g}"
+                line = (f"| {model} | {p.dose_nominal:g} | {shown} | {p.mean:.5g} | "
                         f"{fmt(p.std, 3)} | {_interval_text(p)} | {p.n} |")
                 if with_scales:
                     used = scales.get((component, model, p.dose_nominal), [])
@@ -254,21 +263,23 @@ def _figure(summaries, metric: str):
     axes = fig.subplots(1, len(keys), squeeze=False)[0]
     for ax, key in zip(axes, keys, strict=True):
         for model, series in sorted(summaries[key].items()):
-            x = np.array([p.dose_measured for p in series])
+            x = np.array([p.dose_axis for p in series])
             mean = np.array([p.mean for p in series])
             (line,) = ax.plot(x, mean, marker="o", label=model)
             with_interval = [p for p in series if p.interval is not None]
             if with_interval:
-                xs = np.array([p.dose_measured for p in with_interval])
+                xs = np.array([p.dose_axis for p in with_interval])
                 ms = np.array([p.mean for p in with_interval])
                 low = ms - np.array([p.interval[0] for p in with_interval])
                 high = np.array([p.interval[1] for p in with_interval]) - ms
                 ax.errorbar(xs, ms, yerr=[low, high], fmt="none", ecolor=line.get_color(), capsize=3)
             for p in series:
-                ax.annotate(f"n={p.n}", (p.dose_measured, p.mean), textcoords="offset points", xytext=(4, 4),
+                ax.annotate(f"n={p.n}", (p.dose_axis, p.mean), textcoords="offset points", xytext=(4, 4),
                             fontsize=7, color=line.get_color())
         ax.set_xscale("log")
-        ax.set_xlabel("measured dose (photons per pattern)")
+        measured_only = all(p.dose_measured is not None for s in summaries[key].values() for p in s)
+        ax.set_xlabel("measured dose (photons per pattern)" if measured_only
+                      else "dose (photons per pattern; nominal where the data are not counts)")
         ax.set_ylabel(key[0])
         ax.set_title(_title(*key))
         ax.legend(fontsize=8)
@@ -354,8 +365,11 @@ def _html(output_dir: Path, cells, summaries, plots) -> str:
             for dose in sorted({d for c in components for d in points[c]}):
                 first = next(points[c][dose] for c in components if dose in points[c])
                 span = first.dose_measured_range
-                measured = _dose(first.dose_measured) + (
-                    f" ({_dose(span[0])}–{_dose(span[1])})" if span and span[0] != span[1] else "")
+                if span is None:  # data not in photon counts: nothing was measured
+                    measured = "not in counts"
+                else:
+                    measured = _dose(first.dose_measured) + (
+                        f" ({_dose(span[0])}–{_dose(span[1])})" if span[0] != span[1] else "")
                 row = [model, _dose(dose), measured, f"{', '.join(map(str, first.seeds))} ({first.n})"]
                 for component in components:
                     p = points[component].get(dose)

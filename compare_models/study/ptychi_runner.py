@@ -58,6 +58,7 @@ from ..errors import CompareModelsError, ConfigError
 __all__ = [
     "ALGORITHMS",
     "INSTALL_HINT",
+    "OBJECT_INITIALISATION",
     "ReconstructConfig",
     "PtychiResult",
     "PtychiNotInstalled",
@@ -72,6 +73,9 @@ __all__ = [
 
 ALGORITHMS = ("lsqml", "epie", "dm", "bh")
 DEVICES = ("auto", "cpu", "cuda")
+#: How the object starts (recorded in every reconstruction's metadata, read back by
+#: :attr:`compare_models.io.reconstruction.Reconstruction.initialisation`).
+OBJECT_INITIALISATION = "blank (ones)"
 # Positions per update when none is asked for, by the device that runs the engine. On a CPU
 # small batches converge fastest per second. On a GPU a batch of 50 leaves it idle: on one H200
 # (scripts/bench_ptychi.py, 6084 positions, N = 64; docs/performance.md) LSQML took 1.17 s per
@@ -227,7 +231,7 @@ class PtychiResult:
             "canvas_shape": [int(s) for s in self.object.shape],
             "frame_note": "reconstructed_object[r, c] is object pixel (r + oy, c + ox)",
             "probe_convention": "dataset (far field = fft2(probe * patch, norm='ortho'))",
-            "initialisation": "blank: an object of ones; the ground truth is never shown to pty-chi",
+            "object_initialisation": OBJECT_INITIALISATION,
             "wall_time_s": float(self.wall_time_s),
             "total_wall_time_s": float(self.total_wall_time_s),
             "epochs": int(len(self.loss_history)),
@@ -494,7 +498,7 @@ def _worker(in_path: str, out_path: str) -> None:
     task = PtychographyTask(
         options,
         diffraction_data=intensities,
-        object_data=np.ones((1, height, width), dtype=np.complex64),
+        object_data=np.ones((1, height, width), dtype=np.complex64),  # OBJECT_INITIALISATION
         probe_data=probe.reshape(1, 1, n_side, n_side),
         probe_position_x_px=pos_x,
         probe_position_y_px=pos_y,
