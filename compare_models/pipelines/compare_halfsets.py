@@ -21,7 +21,6 @@ docs/how-the-numbers-are-made.md ("Half-set FRC") describes every rule and outpu
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -472,17 +471,36 @@ def _coverage_message(arm, coverage, hull, config) -> str:
     crop = arm.halves.details.get("stitch_crop_size")
     positions = arm.halves.positions_xy
     patch_size = arm.details.get("patch_size")
-    gap = max(largest_gap_px(p, hull) for p in positions) if positions else math.nan
-    need = int(math.ceil(2 * gap)) + 1 if math.isfinite(gap) else None
-    fix = "use a denser scan"
-    if need is not None and (patch_size is None or need <= patch_size):
+    if not positions:
+        return f"{head}: use a larger stitching crop (--stitch-crop-size) or a denser scan, or --no-half-sets"
+    gap = max(largest_gap_px(p, hull) for p in positions)
+    need = _crop_that_covers(positions, patch_size, hull, crop, config.min_half_set_coverage)
+    if need is not None:
         fix = f"use a larger stitching crop (--stitch-crop-size {need} or more; now {crop}) or a denser scan"
-    elif need is not None:
-        fix = f"use a denser scan (a crop of {need} px would be needed, more than N = {patch_size})"
+    else:
+        fix = f"use a denser scan (no crop up to N = {patch_size} covers enough)"
     return (
         f"{head}: each half holds every other position, and its patches cut to the stitching crop "
         f"({crop} px) leave gaps up to {gap:.1f} px from its nearest position; {fix}, or --no-half-sets"
     )
+
+
+def _crop_that_covers(positions, patch_size, hull, crop, fraction):
+    """The smallest stitching crop, above ``crop`` and up to N, whose windows at both halves'
+    positions cover ``fraction`` of the hull (:func:`compare_models.imaging.region.scanned_region`,
+    the stitcher's footprint); None if there is none."""
+    from ..imaging.region import scanned_region
+
+    if not patch_size or crop is None:
+        return None
+    hull_pixels = hull.sum()
+    for size in range(int(crop) + 1, int(patch_size) + 1):
+        both = hull.copy()
+        for half in positions:
+            both &= scanned_region(half, patch_size, hull.shape, crop=size)
+        if both.sum() >= fraction * hull_pixels:
+            return size
+    return None
 
 
 # --------------------------------------------------------------------------------------------
