@@ -386,8 +386,7 @@ def run_compare(config: CompareConfig, *, echo: Callable[[str], None] = print) -
         if config.ptychi_recon_path:
             arm = _ptychi_arm(config.ptychi_recon_path, shape)
             if ptychi_halves is not None:
-                halves = ptychi_half_images(ptychi_halves[0], shape, dataset)
-                halves.details["found"] = ptychi_halves[1]
+                halves = ptychi_half_images(ptychi_halves[0], shape, dataset, found=ptychi_halves[1])
                 arm = dataclasses.replace(arm, halves=halves, timings_s={**arm.timings_s, **halves.timings_s})
             arms.append(arm)
 

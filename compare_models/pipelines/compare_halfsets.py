@@ -236,7 +236,7 @@ def _made_with_half_sets(full_path, pair) -> bool:
     return True
 
 
-def ptychi_half_images(pair, shape, dataset) -> HalfImages:
+def ptychi_half_images(pair, shape, dataset, *, found: str = "") -> HalfImages:
     """The two pty-chi half reconstructions placed on the comparison's grid.
 
     Parameters
@@ -247,6 +247,8 @@ def ptychi_half_images(pair, shape, dataset) -> HalfImages:
     dataset : compare_models.io.dataset.Dataset
         The test data: when the files record the split and the data they came from
         (``metadata["half_set"]``), the positions of each half are recovered for coverage hints.
+    found : str
+        How the files were found (:func:`ptychi_half_set_paths`), for provenance.
     """
     from ..io.dataset import dataset_fingerprint
     from ..io.reconstruction import load_reconstruction, place_in_object_frame
@@ -283,7 +285,7 @@ def ptychi_half_images(pair, shape, dataset) -> HalfImages:
     return HalfImages(
         tuple(images), tuple(valid), positions, split,
         "two pty-chi reconstructions, one from each half of the scan's positions, placed by their recorded frames",
-        timings, {"files": details, "placed_by": [d["placed_by"] for d in details]},
+        timings, {"files": details, "placed_by": [d["placed_by"] for d in details], "found": found},
     )
 
 
