@@ -65,9 +65,8 @@ def test_split_is_disjoint_covers_all_and_is_deterministic(spec, method):
 )
 def test_checkerboard_of_a_grid_is_balanced_and_interleaved(nx, ny, sx, aspect, origin, jitter, seed):
     """On a grid (jitter up to a tenth of the step) the checkerboard finds the grid's cells: the
-    halves differ by at most one position (by at most one per row when both sides are odd...
-    which a checkerboard of nx x ny gives as 0 or 1 in all), and every position's neighbours
-    along x and y are in the other half."""
+    halves differ by at most one position, and every position's neighbours along x and y are in
+    the other half, whatever the order of the positions."""
     sy = sx * aspect
     positions, cols, rows = _grid(nx, ny, sx, sy, origin)
     rng = np.random.default_rng(seed)

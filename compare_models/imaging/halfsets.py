@@ -155,8 +155,8 @@ def split_half_sets(positions_xy, method: str = DEFAULT_SPLIT_METHOD) -> HalfSpl
     -----
     Deterministic: the same positions give the same halves. On a regular or jittered grid
     (jitter well below half the step) the checkerboard's halves differ in size by at most one
-    position per grid row (at most one in all when rows and columns are not both odd); alternate
-    halves differ by at most one. Each half then samples the object on a grid rotated by 45
+    position (by one when the numbers of rows and of columns are both odd); alternate halves
+    differ by at most one. Each half then samples the object on a grid rotated by 45
     degrees whose step is sqrt(2) times the scan's (checkerboard), or on every other column
     (alternate along a raster), so a stitching crop must reach about one scan step further.
 
