@@ -85,6 +85,11 @@ def _install_sigterm_handler():
 @click.option("--pinn-chunk-size", "--pinn_chunk_size", "pinn_chunk_size", type=int, default=1024, show_default=True, help="Positions per inference chunk (memory bound).")
 @click.option("--baseline-chunk-size", "--baseline_chunk_size", "baseline_chunk_size", type=int, default=1024, show_default=True)
 @click.option("--stitch-chunk-size", "stitch_chunk_size", type=int, default=512, show_default=True, help="Patches per compiled stitching call.")
+@click.option("--half-sets/--no-half-sets", "half_sets", default=None, help="Half-set FRC for every arm: two images from two disjoint halves of the scan (networks: from the same model; pty-chi: from --ptychi-half-sets), registered to each other and correlated; needs no ground truth. Default: computed for every arm whose halves cover enough of the scan, the others named with the reason and the fix; --half-sets requires it for every arm (an error otherwise); --no-half-sets turns it off.")
+@click.option("--half-set-split", "half_set_split", type=click.Choice(["checkerboard", "alternate"]), default="checkerboard", show_default=True, help="How the scan is split into halves: a checkerboard of the scan grid, or alternating positions along the scan path.")
+@click.option("--ptychi-half-sets", "ptychi_half_sets", type=click.Path(), default=None, help="Directory with the pty-chi half-set reconstructions ptychi_half1.npz and ptychi_half2.npz (or a reconstruct output directory with them in half_sets/). Default: half_sets/ beside --ptychi_recon_path when ptycho-study reconstruct --half-sets wrote it.")
+@click.option("--ptychi-half-set-paths", "ptychi_half_set_paths", type=click.Path(), nargs=2, default=None, help="The two pty-chi half-set reconstruction files, half 1 then half 2.")
+@click.option("--min-half-set-coverage", "min_half_set_coverage", type=float, default=0.9, show_default=True, help="Fraction of the scan's hull that both halves of an arm must cover for its half-set FRC; below it that arm gets none (with --half-sets, or without ground truth, the run stops) and the message names the fix (a larger --stitch-crop-size or a denser scan).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
 @click.option("--quiet/--verbose", "quiet", default=None, help="--quiet: warnings and errors only, no progress bars. --verbose: also the libraries' start-up lines (TensorFlow's absl, oneDNN and CUDA notices), held back by default.")
 @user_errors
@@ -97,6 +102,10 @@ def compare_main(quiet, **options):
     on one region: the scan's convex hull where every model has data, eroded by the largest
     shift plus --region-margin. At least one of --pinn_dir, --baseline_dir and
     --ptychi_recon_path must be given.
+
+    Half-set FRC (on by default; --no-half-sets turns it off) gives every arm a resolution
+    without ground truth: two images from two disjoint halves of the scan, correlated. Data
+    without objectGuess gets the half-set numbers, the images and the figures.
     """
     import logging
 
@@ -109,6 +118,8 @@ def compare_main(quiet, **options):
     logger = logging.getLogger("compare_models")
     logger.setLevel(logging.INFO)  # the run log gets INFO whatever the console shows
     logger.addHandler(console)
+    if not options.get("ptychi_half_set_paths"):
+        options["ptychi_half_set_paths"] = None
     config = CompareConfig(**options, progress=not quiet, command_line=tuple(sys.argv)).validate()
     # The networks need TensorFlow (and so does stitching their patches); pty-chi alone does not.
     _quiet_tensorflow(quiet is False, needed=bool(config.pinn_dir or config.baseline_dir))
@@ -174,9 +185,16 @@ def _indent(text: str, prefix: str = "  ") -> str:
 @click.option("--refine-probe/--fixed-probe", "refine_probe", default=None, help="Update the probe too (default fixed).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="auto: the GPU when present.")
 @click.option("--threads", "n_threads", type=int, help="torch threads in the pty-chi process (default 1).")
+@click.option("--half-sets/--no-half-sets", "half_sets", default=None, help="Also reconstruct the two halves of the scan, each on its own, into OUT/half_sets/ptychi_half1.npz and ptychi_half2.npz, for half-set FRC in compare-models (default off; the sweep turns it on).")
+@click.option("--half-set-split", "half_set_split", type=click.Choice(["checkerboard", "alternate"]), help="How the scan is split into halves: a checkerboard of the scan grid (default) or alternating positions along the scan path.")
 @user_errors
 def reconstruct_command(data_path, out_dir, config_path, **overrides):
-    """Reconstruct a dataset with pty-chi (object started blank, never from the ground truth)."""
+    """Reconstruct a dataset with pty-chi (object started blank, never from the ground truth).
+
+    With --half-sets, the two interleaved halves of the scan are reconstructed too, each from
+    its own positions with the same settings, into OUT/half_sets/ (ptychi_half1.npz,
+    ptychi_half2.npz, split.json); compare-models finds them beside the full reconstruction.
+    """
     from .config import config_from_file_and_flags
     from .study.ptychi_runner import INSTALL_HINT, ReconstructConfig, ptychi_missing
 
@@ -189,6 +207,11 @@ def reconstruct_command(data_path, out_dir, config_path, **overrides):
     path, result = run_reconstruct(data_path, out_dir, config)
     click.echo(f"reconstruction: {path}")
     click.echo(_indent(describe_result(result)))
+    if config.half_sets:
+        from .pipelines.reconstruct import HALF_SET_DIR, half_set_paths
+
+        for number, half in enumerate(half_set_paths(Path(out_dir) / HALF_SET_DIR), start=1):
+            click.echo(f"half set {number}: {half}")
 
 
 @study_main.command("convert")
@@ -316,7 +339,14 @@ def demo_command(config_path, output_dir, verbose):
     import json
 
     from .pipelines.sweep import Cell, run_sweep
-    from .report.writers import format_metrics_table, format_scoring_summary, read_metrics_csv
+    from .report.writers import (
+        GROUND_TRUTH_TABLE_TITLE,
+        HALF_SET_TABLE_TITLE,
+        format_half_set_table,
+        format_metrics_table,
+        format_scoring_summary,
+        read_metrics_csv,
+    )
 
     config = _sweep_config(config_path, {"output_dir": output_dir, "verbose": verbose or None})
     results = run_sweep(config, echo=click.echo)
@@ -329,7 +359,11 @@ def demo_command(config_path, output_dir, verbose):
             compare_dir = Path(config.output_dir) / "cells" / Cell(float(dose), int(seed)).name / "compare"
             rows = [(r["model"], r["metric"], r["amplitude"], r["phase"], r["value"]) for r in read_metrics_csv(compare_dir / "comparison_metrics.csv")]
             click.echo(f"\nmetrics ({compare_dir / 'comparison_metrics.csv'}):")
+            click.echo(GROUND_TRUTH_TABLE_TITLE)
             click.echo(format_metrics_table(rows))
+            if any(row[1].startswith("halfset_") for row in rows):
+                click.echo(HALF_SET_TABLE_TITLE)
+                click.echo(format_half_set_table(rows))
             click.echo(format_scoring_summary(json.loads((compare_dir / "metrics.json").read_text())))
             click.echo("\nreport and figures:")
             for name in ("report.html", "comparison.png", "frc.png"):

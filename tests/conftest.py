@@ -48,8 +48,12 @@ def tiny_study(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("tiny_study")
     written = run_simulate(SimulationConfig(**TINY_SIMULATION), root / "data" / "sim.npz", split="y")
     paths = {"root": root, "train": written["train"], "test": written["test"]}
-    for kind, gridsize in (("pinn", 2), ("baseline", 1)):
-        config = TrainConfig(model=kind, gridsize=gridsize, epochs=2, batch_size=16, width=4, depth=2, seed=0).validate()
+    # The PINN's region margin (6 px; default N/4 = 4) holds the groups that each half of the
+    # scan forms for half-set FRC: a half's neighbours lie about sqrt(2) scan steps apart.
+    for kind, gridsize, pad in (("pinn", 2, 6), ("baseline", 1, None)):
+        config = TrainConfig(
+            model=kind, gridsize=gridsize, epochs=2, batch_size=16, width=4, depth=2, seed=0, region_pad=pad
+        ).validate()
         paths[kind], _ = run_train(config, written["train"], root / "models" / kind, progress=False)
     paths["ptychi"] = _tiny_ptychi(written["test"], root / "ptychi")
     return paths
@@ -63,5 +67,5 @@ def _tiny_ptychi(test_path: Path, out: Path) -> Path | None:
         return None
     if ptychi_missing():
         return None
-    run_reconstruct(test_path, out, ReconstructConfig(epochs=8, seed=0).validate(), progress=False)
+    run_reconstruct(test_path, out, ReconstructConfig(epochs=8, seed=0, half_sets=True).validate(), progress=False)
     return out / "ptychi_reconstruction.npz"

@@ -79,6 +79,13 @@ def test_csv_and_json_agree(full_run):
         entry = document["models"][row["model"]]
         if row["amplitude"] is not None:
             for component in ("amplitude", "phase"):
+                if row["metric"].startswith("halfset_"):  # half-set FRC: its own section
+                    value = entry["half_set_frc"][component][row["metric"]]
+                    assert value == entry["half_set_frc"][component]["cutoffs"][
+                        {"halfset_frc1over7": "1/7", "halfset_frc_halfbit": "halfbit", "halfset_frc_1bit": "1bit"}[row["metric"]]
+                    ]["fraction_nyquist"]
+                    assert row[component] == pytest.approx(value, rel=1e-12)
+                    continue
                 value = entry["metrics"][component][row["metric"]]
                 value = math.inf if value == "inf" else value
                 assert row[component] == pytest.approx(value, rel=1e-12)
@@ -93,14 +100,22 @@ def test_csv_and_json_agree(full_run):
             assert 0 < metrics["frc50"] <= 1
 
 
-def test_csv_carries_scales_gauge_region_and_no_half_set_cutoffs(full_run):
+def test_csv_carries_scales_gauge_region_and_half_set_cutoffs_under_their_own_names(full_run, tiny_study):
     out, _ = full_run
     rows = read_metrics_csv(out / "comparison_metrics.csv")
     metrics = {row["metric"] for row in rows}
     assert {"ms_ssim", "ms_ssim_scales", "frc50", "frc1over7", "data_range", "compile_time_s",
             "gauge_amplitude_scale", "gauge_phase_offset_rad", "gauge_phase_ramp_x_rad_per_px",
             "gauge_phase_ramp_y_rad_per_px", "region_pixels", "hull_lost_fraction"} <= metrics
+    # No 1-bit or 1/2-bit cut-off against ground truth; half-set ones are named halfset_*.
     assert not {"frc_1bit", "frc_halfbit"} & metrics
+    half = {"halfset_frc1over7", "halfset_frc_halfbit", "halfset_frc_1bit", "halfset_coverage", "halfset_region_pixels"}
+    expected = {"PtychoPINN", "Baseline"} | ({"PtyChi"} if tiny_study["ptychi"] else set())
+    for model in expected:
+        assert half <= {row["metric"] for row in rows if row["model"] == model}, model
+    for row in rows:
+        if row["metric"] in ("halfset_frc1over7", "halfset_frc_halfbit", "halfset_frc_1bit"):
+            assert 0 < row["amplitude"] <= 1 and 0 < row["phase"] <= 1
     document = json.loads((out / "metrics.json").read_text())
     for row in rows:
         entry = document["models"][row["model"]]
@@ -128,12 +143,27 @@ def test_metrics_json_and_provenance_state_how_the_numbers_were_made(full_run):
     for entry in document["models"].values():
         for component in ("amplitude", "phase"):
             assert entry["metrics"][component]["frc"]["kind"] == "ground_truth"
+            half = entry["half_set_frc"][component]
+            assert half["kind"] == "half_set" and set(half["cutoffs"]) == {"1/7", "halfbit", "1bit"}
+            assert len(half["thresholds"]["halfbit"]) == len(half["curve"])
+        assert entry["half_set_frc"]["registration"]["direction"].startswith("half 2 registered onto half 1")
+    halves = document["half_sets"]
+    assert halves["computed"] and halves["split"]["method"] == "checkerboard"
+    assert halves["split"]["n_half1"] + halves["split"]["n_half2"] == halves["split"]["n_positions"]
+    assert 0 < halves["region"]["both_halves_fraction_of_hull"] <= 1 and "van Heel" in halves["what"]
+    assert "half-set FRC" in scoring["frc"]["half_set"]
     provenance = json.loads((out / "provenance.json").read_text())
     assert provenance["scored_region"] == region and provenance["scoring"] == scoring
+    assert provenance["half_sets"] == halves
+    assert provenance["arms"]["PtychoPINN"]["half_sets"]["reused_full_run_patches"] is False
     assert "amplitude_scale" in provenance["corrections"]["PtychoPINN"]["gauge"]
     # The printed summary states the region, the gauge, the scales, the thresholds, the ranges.
     for fragment in ("scored region:", "convex hull", "gauge (ramp)", "amplitude scale", "MS-SSIM:",
                      "scales used", "0.5 threshold", "not a resolution", "data range"):
+        assert fragment in result.output, fragment
+    # Both kinds of FRC, each labelled by what it is.
+    for fragment in ("against ground truth (frc50", "half-set FRC (two images of each arm from disjoint halves",
+                     "halfset_frc_halfbit (1/2-bit)", "half-set region:", "both halves cover"):
         assert fragment in result.output, fragment
 
 
@@ -182,10 +212,16 @@ def test_frc_csv_matches_json_curves(full_run):
         records = list(csv.DictReader(handle))
     for name, entry in document["models"].items():
         for component in ("amplitude", "phase"):
-            mine = [r for r in records if r["model"] == name and r["component"] == component]
-            np.testing.assert_allclose([float(r["frc"]) for r in mine], entry["metrics"][component]["frc"]["curve"])
-            assert {r["kind"] for r in mine} == {"ground_truth"}
-            assert [int(r["n_pixels"]) for r in mine] == entry["metrics"][component]["frc"]["n_pixels"]
+            for kind, frc in (("ground_truth", entry["metrics"][component]["frc"]),
+                              ("half_set", entry["half_set_frc"][component])):
+                mine = [r for r in records if r["model"] == name and r["component"] == component and r["kind"] == kind]
+                np.testing.assert_allclose([float(r["frc"]) for r in mine], frc["curve"])
+                assert [int(r["n_pixels"]) for r in mine] == frc["n_pixels"]
+                if kind == "half_set":
+                    np.testing.assert_allclose([float(r["threshold_halfbit"]) for r in mine], frc["thresholds"]["halfbit"])
+                    np.testing.assert_allclose([float(r["threshold_1bit"]) for r in mine], frc["thresholds"]["1bit"])
+                else:
+                    assert {r["threshold_halfbit"] for r in mine} == {""}
 
 
 def test_images_are_on_the_ground_truth_grid(full_run, tiny_study):
@@ -199,8 +235,12 @@ def test_images_are_on_the_ground_truth_grid(full_run, tiny_study):
         for key in ("ptychopinn", "baseline"):
             assert stitched[f"{key}_complex"].shape == truth.shape
             np.testing.assert_allclose(stitched[f"{key}_amplitude"], np.abs(stitched[f"{key}_complex"]), rtol=1e-6)
+            for number in (1, 2):  # the half-set images, on the same grid
+                assert stitched[f"{key}_half{number}_complex"].shape == truth.shape
+                assert stitched[f"{key}_half{number}_valid"].dtype == bool
+        assert not (stitched["halfset_region"] & ~stitched["scan_hull"]).any()
     with np.load(out / "reconstructions_aligned.npz", allow_pickle=False) as aligned:
-        assert {"ptychopinn_phase", "baseline_phase", "ground_truth_complex"} <= set(aligned.files)
+        assert {"ptychopinn_phase", "baseline_phase", "ground_truth_complex", "ptychopinn_half2_complex"} <= set(aligned.files)
 
 
 def test_provenance_records_inputs_and_dose(full_run, tiny_study):
@@ -229,16 +269,100 @@ def test_same_inputs_same_numbers(full_run, tiny_study, tmp_path):
         assert row == first[(row["model"], row["metric"])]
 
 
-def test_no_ground_truth_gives_images_only(tiny_study, tmp_path):
+@pytest.fixture(scope="module")
+def bare_run(tiny_study, tmp_path_factory):
+    """The full run's inputs without objectGuess (a real scan has none)."""
     import dataclasses
 
+    root = tmp_path_factory.mktemp("bare")
     dataset = load_dataset(tiny_study["test"])
-    bare = save_dataset(dataclasses.replace(dataset, object_truth=None, patches_truth=None), tmp_path / "bare.npz")
-    out = tmp_path / "out"
-    result = _invoke(["--pinn_dir", tiny_study["pinn"], "--test_data", bare, "--output_dir", out, "--quiet"])
+    bare = save_dataset(dataclasses.replace(dataset, object_truth=None, patches_truth=None), root / "bare.npz")
+    out = root / "out"
+    result = _invoke([*_arms(tiny_study), "--test_data", bare, "--output_dir", out, "--stitch-crop-size", "8",
+                      "--register-ptychi-only", "--quiet"])
+    return out, result, bare
+
+
+def test_no_ground_truth_gives_half_set_metrics_images_and_figures(bare_run, full_run, tiny_study):
+    """Issue 15: without ground truth the run exits 0 with the half-set resolution of every arm
+    (pty-chi's half sets found beside its reconstruction), the images and the figures; the
+    half-set numbers are the ones the run with ground truth reports."""
+    out, result, _ = bare_run
     assert result.exit_code == 0, result.output
-    assert (out / "reconstructions.npz").exists() and (out / "comparison.png").exists()
-    assert not (out / "comparison_metrics.csv").exists()
+    for name in ("comparison_metrics.csv", "metrics.json", "frc_curves.csv", "reconstructions.npz",
+                 "comparison.png", "frc.png", "provenance.json"):
+        assert (out / name).is_file(), name
+    rows = read_metrics_csv(out / "comparison_metrics.csv")
+    expected = {"PtychoPINN", "Baseline"} | ({"PtyChi"} if tiny_study["ptychi"] else set())
+    assert {r["model"] for r in rows if r["metric"] == "halfset_frc_halfbit"} == expected
+    assert not {r["metric"] for r in rows} & {"mae", "psnr", "ssim", "ms_ssim", "frc50", "frc1over7"}
+    # Without a truth the grid is the scan's bounding box rather than objectGuess's: the same
+    # pixels, so the same numbers up to the rounding of the sub-pixel shifts.
+    with_truth = {(r["model"], r["metric"]): r for r in read_metrics_csv(full_run[0] / "comparison_metrics.csv")}
+    for row in rows:
+        if row["metric"].startswith("halfset_"):
+            other = with_truth[(row["model"], row["metric"])]
+            for key in ("amplitude", "phase", "value"):
+                assert row[key] == (None if other[key] is None else pytest.approx(other[key], abs=1e-4)), row
+    document = json.loads((out / "metrics.json").read_text())
+    assert document["ground_truth"] is False and document["region"] is None
+    assert document["half_sets"]["computed"] and not document["half_sets"]["not_computed"]
+    for name in expected:
+        assert document["models"][name]["half_set_frc"]["phase"]["kind"] == "half_set"
+    with (out / "frc_curves.csv").open() as handle:
+        assert {r["kind"] for r in csv.DictReader(handle)} == {"half_set"}
+    assert "half-set FRC (two images of each arm" in result.output and "against ground truth (frc50" not in result.output
+
+
+def test_pty_chi_half_sets_by_directory_or_paths_give_the_same_numbers(bare_run, tiny_study, tmp_path):
+    if tiny_study["ptychi"] is None:
+        pytest.skip("pty-chi extra not installed")
+    out, _, bare = bare_run
+    halves = tiny_study["ptychi"].parent / "half_sets"
+    reference = {(r["model"], r["metric"]): r for r in read_metrics_csv(out / "comparison_metrics.csv")}
+    for option in (["--ptychi-half-sets", halves],
+                   ["--ptychi-half-set-paths", halves / "ptychi_half1.npz", halves / "ptychi_half2.npz"]):
+        again = tmp_path / option[0].strip("-")
+        result = _invoke(["--ptychi_recon_path", tiny_study["ptychi"], *option, "--test_data", bare,
+                          "--output_dir", again, "--register-ptychi-only", "--quiet"])
+        assert result.exit_code == 0, result.output
+        for row in read_metrics_csv(again / "comparison_metrics.csv"):
+            if row["metric"].startswith("halfset_"):
+                assert row == reference[(row["model"], row["metric"])]
+        provenance = json.loads((again / "provenance.json").read_text())
+        assert provenance["arms"]["PtyChi"]["half_sets"]["found"] == option[0]
+        assert {"ptychi_half1", "ptychi_half2"} <= set(provenance["inputs"])
+
+
+def test_no_half_sets_option(tiny_study, tmp_path):
+    out = tmp_path / "out"
+    result = _invoke(["--baseline_dir", tiny_study["baseline"], "--test_data", tiny_study["test"], "--output_dir", out,
+                      "--no-half-sets", "--skip-registration", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert not any(r["metric"].startswith("halfset_") for r in read_metrics_csv(out / "comparison_metrics.csv"))
+    document = json.loads((out / "metrics.json").read_text())
+    assert document["half_sets"]["computed"] is False and "half_set_frc" not in document["models"]["Baseline"]
+
+
+def test_halves_that_leave_gaps_fail_with_the_crop_that_would_do(tiny_study, tmp_path):
+    """A crop of 4 px covers the tiny scan (step 3) but not its halves (their positions lie up to
+    3.6 px from a pixel of the hull). With --half-sets the error names --stitch-crop-size and a
+    denser scan; by default, with ground truth, the run completes, names the arm and the fix,
+    and writes no half-set rows for it."""
+    out = tmp_path / "out"
+    args = ["--baseline_dir", tiny_study["baseline"], "--test_data", tiny_study["test"],
+            "--stitch-crop-size", "4", "--skip-registration"]
+    result = _invoke([*args, "--output_dir", out, "--half-sets"])
+    _assert_clean_failure(result, out, "half-set FRC: both halves of Baseline cover only")
+    assert "--stitch-crop-size 5 or more; now 4" in result.output and "denser scan" in result.output
+    default = tmp_path / "default"
+    result = _invoke([*args, "--output_dir", default])
+    assert result.exit_code == 0, result.output
+    rows = read_metrics_csv(default / "comparison_metrics.csv")
+    assert not [r for r in rows if r["metric"].startswith("halfset_frc")]
+    assert any(r["metric"] == "frc50" for r in rows)
+    reason = json.loads((default / "metrics.json").read_text())["half_sets"]["not_computed"]["Baseline"]
+    assert "cover only" in reason and "--stitch-crop-size 5 or more" in reason
 
 
 def test_existing_output_needs_overwrite(full_run, tiny_study):
@@ -396,4 +520,10 @@ def test_demo_prints_the_region_scales_gauge_and_thresholds(full_run, tmp_path, 
     assert result.exit_code == 0, result.output
     for fragment in ("ms_ssim_scales", "scored region:", "hull without data", "gauge (ramp)",
                      "scales used", "0.5 threshold", "not a resolution", "data range"):
+        assert fragment in result.output, fragment
+    # Both kinds of FRC, labelled (issue 15).
+    for fragment in ("against ground truth (frc50: FRC against the truth at 0.5",
+                     "half-set FRC (two images of each arm from disjoint halves of the scan, no ground truth",
+                     "halfset_frc1over7 (1/7)", "halfset_frc_halfbit (1/2-bit)", "halfset_frc_1bit (1-bit)",
+                     "half-set resolution (fraction of Nyquist)"):
         assert fragment in result.output, fragment

@@ -18,7 +18,8 @@ from compare_models.pipelines.sweep import Cell, SweepConfig, plan_cell, run_swe
 
 TINY_SECTIONS = dict(
     simulate=dict(patch_size=16, object_size=56, scan="jittered", scan_step=3, jitter=0.3),
-    train_pinn=dict(gridsize=2, epochs=1, batch_size=16, width=4, depth=2),
+    # region_pad 6 (N/4 = 4 by default) holds the groups each half of the scan forms (half-set FRC).
+    train_pinn=dict(gridsize=2, epochs=1, batch_size=16, width=4, depth=2, region_pad=6),
     train_baseline=dict(epochs=1, batch_size=16, width=4, depth=2),
     reconstruct=dict(epochs=3),
     compare=dict(stitch_crop_size=8, register_ptychi_only=True),
@@ -63,7 +64,7 @@ def test_tiny_sweep_reports_every_cell(finished_sweep):
     used = {str(int(float(r["value"]))) for r in scales if r["component"] == "amplitude"}
     assert all(line.rstrip(" |").rsplit("| ", 1)[-1] in used for line in section.splitlines() if line.startswith("| Pty"))
     assert "Rosenthal & Henderson" in report and "not a resolution" in report
-    for metric in ("ms_ssim", "frc50", "psnr"):
+    for metric in ("ms_ssim", "frc50", "halfset_frc_halfbit", "psnr"):
         assert (out / f"sweep_{metric}.png").stat().st_size > 1000
     # sweep_report.html links every cell's compare/report.html by a relative path that exists.
     page = (out / "sweep_report.html").read_text()
@@ -76,6 +77,15 @@ def test_tiny_sweep_reports_every_cell(finished_sweep):
     noise = re.compile(r"I0000|[IWE]\d{4} \d\d:\d\d|oneDNN|cuda|cuInit|absl::InitializeLog", re.IGNORECASE)
     for log in logs:
         assert not [line for line in log.read_text().splitlines() if noise.search(line)], log
+    # Every cell reports half-set resolution for every arm (pty-chi's halves are reconstructed
+    # by the cell's reconstruct step), labelled apart from the numbers against ground truth.
+    for dose in (1e3, 1e5):
+        for metric in ("halfset_frc1over7", "halfset_frc_halfbit", "halfset_frc_1bit"):
+            models = {r["model"] for r in rows if r["metric"] == metric and float(r["dose_nominal"]) == dose}
+            assert models == {"PtychoPINN", "Baseline", "PtyChi"}, (dose, metric)
+    assert "## halfset_frc_halfbit (amplitude)" in report and "van Heel & Schatz" in report
+    for cell in ("dose_1000_seed_0", "dose_100000_seed_0"):
+        assert (out / "cells" / cell / "ptychi" / "half_sets" / "ptychi_half2.npz").exists()
 
 
 def test_running_again_does_nothing(finished_sweep):
@@ -100,6 +110,10 @@ def test_plan_depends_on_dose_and_seed():
     config = _config(Path("x"))
     simulate = plan_cell(Cell(1e3, 0), config)[0]
     assert simulate.settings["dose"] == 1e3 and simulate.settings["seed"] == 0
+    reconstruct = next(s for s in plan_cell(Cell(1e3, 0), config) if s.name == "reconstruct")
+    assert reconstruct.settings["half_sets"] is True  # the sweep runs the halves by default
+    off = _config(Path("x"), reconstruct={"epochs": 3, "half_sets": False})
+    assert next(s for s in plan_cell(Cell(1e3, 0), off) if s.name == "reconstruct").settings["half_sets"] is False
     assert [s.name for s in plan_cell(Cell(1e3, 0), config)] == ["simulate", "train_pinn", "train_baseline", "reconstruct", "compare"]
 
 

@@ -46,11 +46,16 @@ __all__ = [
     "frc_threshold_bits",
     "frc_window",
     "frc_against_truth",
+    "frc_on_region",
+    "frc_half_set",
+    "window_independent_fraction",
     "data_range",
     "compute_metrics",
     "FRC_AGAINST_TRUTH_THRESHOLD",
     "FRC_LEGACY_CUTOFFS",
     "HALF_SET_FRC_CUTOFFS",
+    "HALF_SET_CSV_NAMES",
+    "HALF_SET_DEFINITIONS",
     "DEFINITIONS",
 ]
 
@@ -72,6 +77,28 @@ FRC_LEGACY_CUTOFFS = ("1/7",)
 #: of the scan; van Heel & Schatz 2005). ``frc`` computes them for any pair; a comparison
 #: against ground truth never reports them.
 HALF_SET_FRC_CUTOFFS = ("1/7", "1bit", "halfbit")
+#: Names of the half-set cut-offs in comparison_metrics.csv and metrics.json: every one starts
+#: with ``halfset_`` so that none can be taken for a number against ground truth.
+HALF_SET_CSV_NAMES = MappingProxyType(
+    {"1/7": "halfset_frc1over7", "halfbit": "halfset_frc_halfbit", "1bit": "halfset_frc_1bit"}
+)
+#: What each half-set number is, as metrics.json records it.
+HALF_SET_DEFINITIONS = MappingProxyType(
+    {
+        "halfset_frc1over7": (
+            "half-set FRC (two reconstructions from disjoint halves of the scan, no ground truth) "
+            "falls below 1/7 (van Heel & Schatz 2005): the resolution, fraction of Nyquist"
+        ),
+        "halfset_frc_halfbit": (
+            "half-set FRC falls below the 1/2-bit information curve (van Heel & Schatz 2005), "
+            "fraction of Nyquist"
+        ),
+        "halfset_frc_1bit": (
+            "half-set FRC falls below the 1-bit information curve (van Heel & Schatz 2005), "
+            "fraction of Nyquist"
+        ),
+    }
+)
 
 #: What each number in a comparison is, as metrics.json records it.
 DEFINITIONS = MappingProxyType(
@@ -396,6 +423,10 @@ class FRCResult:
     zero_power_rings : tuple of int
         Rings where one image has no power; their FRC is set to 0.
     pixel_size_m, smoothing_sigma : float or None
+    independent_fraction : float
+        Fraction of each ring's pixels counted as independent by the 1-bit and 1/2-bit curves.
+    cutoff_rule : str
+        How the cut-offs were found (:data:`CUTOFF_RULES`).
     """
 
     curve: np.ndarray
@@ -407,6 +438,8 @@ class FRCResult:
     zero_power_rings: tuple
     pixel_size_m: float | None
     smoothing_sigma: float | None
+    independent_fraction: float = 1.0
+    cutoff_rule: str = "after_reaching"
 
     def to_dict(self) -> dict:
         return {
@@ -419,20 +452,41 @@ class FRCResult:
             "zero_power_rings": list(self.zero_power_rings),
             "pixel_size_m": self.pixel_size_m,
             "smoothing_sigma": self.smoothing_sigma,
+            "independent_fraction": self.independent_fraction,
+            "cutoff_rule": self.cutoff_rule,
         }
 
 
-def _cutoff(curve, threshold, n_rings_nyquist, pixel_size_m):
-    """First fall below ``threshold`` after the curve has first reached it.
+#: How a cut-off is found (:func:`frc` ``cutoff_rule``).
+CUTOFF_RULES = MappingProxyType(
+    {
+        "after_reaching": "first fall below the threshold after the curve first reached it (from ring 1)",
+        "first": "first ring from ring 1 where the curve is below the threshold",
+    }
+)
 
-    The lowest rings hold few pixels and the largest-scale residues of the gauge fit; a curve
-    that starts below the threshold there and rises above it later is cut off where it falls
-    again (``reached`` records whether it reached the threshold at all; if never, the cut-off
-    is ring 1).
+
+def _cutoff(curve, threshold, n_rings_nyquist, pixel_size_m, rule="after_reaching"):
+    """Where the curve falls below ``threshold``.
+
+    ``"after_reaching"`` (against ground truth): the first fall after the curve has first
+    reached the threshold. The lowest rings hold few pixels and the largest-scale residues of
+    the gauge fit; a curve that starts below the threshold there and rises above it later is
+    cut off where it falls again (``reached`` records whether it reached the threshold at all;
+    if never, the cut-off is ring 1).
+
+    ``"first"`` (half-set FRC): the first ring from ring 1 below the threshold. Two
+    half-set reconstructions agree at the lowest frequencies; the resolution is where that
+    agreement is first lost (van Heel & Schatz 2005), and a later rise above the threshold is
+    noise, not information (``reached``: whether ring 1 was at or above it).
     """
+    if rule not in CUTOFF_RULES:
+        raise MetricError(f"cutoff_rule must be one of {', '.join(CUTOFF_RULES)}, got {rule!r}")
     reached_at = np.flatnonzero(curve[1:] >= threshold[1:]) + 1
     reached = reached_at.size > 0
     start = int(reached_at[0]) if reached else 1
+    if rule == "first":
+        reached, start = bool(curve[1] >= threshold[1]) if len(curve) > 1 else False, 1
     below = np.flatnonzero(curve[start:] < threshold[start:]) + start
     if below.size == 0:
         ring, position, crossed = len(curve) - 1, float(n_rings_nyquist), False
@@ -456,7 +510,9 @@ def _cutoff(curve, threshold, n_rings_nyquist, pixel_size_m):
     }
 
 
-def frc(a, b, *, pixel_size_m=None, smoothing_sigma=None) -> FRCResult:
+def frc(
+    a, b, *, pixel_size_m=None, smoothing_sigma=None, independent_fraction: float = 1.0, cutoff_rule: str = "after_reaching"
+) -> FRCResult:
     """Fourier ring correlation between two real images, with resolution cut-offs.
 
     Parameters
@@ -467,6 +523,14 @@ def frc(a, b, *, pixel_size_m=None, smoothing_sigma=None) -> FRCResult:
         Object pixel size in metres, for half-period resolutions.
     smoothing_sigma : float, optional
         Gaussian smoothing of the curve along the ring axis (in rings) before the cut-offs.
+    independent_fraction : float
+        Fraction of a ring's Fourier pixels that are independent samples, in (0, 1]: the 1-bit
+        and 1/2-bit curves use ``independent_fraction * n_pixels`` as the ring's ``n``
+        (:func:`window_independent_fraction` for windowed images; 1 for images used whole).
+    cutoff_rule : {"after_reaching", "first"}
+        How a cut-off is found (:data:`CUTOFF_RULES`): against ground truth the first fall
+        after the curve reached the threshold (default), between half sets the first ring
+        below it.
 
     Returns
     -------
@@ -491,6 +555,8 @@ def frc(a, b, *, pixel_size_m=None, smoothing_sigma=None) -> FRCResult:
         raise MetricError(f"pixel_size_m must be a positive number, got {pixel_size_m!r}")
     if smoothing_sigma is not None and not (smoothing_sigma >= 0):
         raise MetricError(f"smoothing_sigma must be >= 0, got {smoothing_sigma!r}")
+    if not (0 < independent_fraction <= 1):
+        raise MetricError(f"independent_fraction must be in (0, 1], got {independent_fraction!r}")
     length = min(a.shape)
     if length < 4:
         raise MetricError(f"FRC needs both sides >= 4 pixels, got shape {a.shape}")
@@ -515,13 +581,15 @@ def frc(a, b, *, pixel_size_m=None, smoothing_sigma=None) -> FRCResult:
     curve = raw
     if smoothing_sigma:
         curve = ndimage.gaussian_filter1d(raw, float(smoothing_sigma), mode="nearest")
-    thresholds = {k: frc_threshold_bits(v, n_pixels) for k, v in _BIT_THRESHOLDS.items()}
+    thresholds = {
+        k: frc_threshold_bits(v, independent_fraction * n_pixels) for k, v in _BIT_THRESHOLDS.items()
+    }
     nyquist_rings = length / 2
     cutoffs = {}
     for name, level in _FIXED_THRESHOLDS.items():
-        cutoffs[name] = _cutoff(curve, np.full(n_rings, level), nyquist_rings, pixel_size_m)
+        cutoffs[name] = _cutoff(curve, np.full(n_rings, level), nyquist_rings, pixel_size_m, cutoff_rule)
     for name, curve_t in thresholds.items():
-        cutoffs[name] = _cutoff(curve, curve_t, nyquist_rings, pixel_size_m)
+        cutoffs[name] = _cutoff(curve, curve_t, nyquist_rings, pixel_size_m, cutoff_rule)
     return FRCResult(
         curve=curve,
         raw_curve=raw,
@@ -532,6 +600,8 @@ def frc(a, b, *, pixel_size_m=None, smoothing_sigma=None) -> FRCResult:
         zero_power_rings=tuple(int(r) for r in np.flatnonzero(zero)),
         pixel_size_m=None if pixel_size_m is None else float(pixel_size_m),
         smoothing_sigma=None if smoothing_sigma is None else float(smoothing_sigma),
+        independent_fraction=float(independent_fraction),
+        cutoff_rule=cutoff_rule,
     )
 
 
@@ -550,6 +620,100 @@ def frc_window(mask, taper_px: float | None = None) -> np.ndarray:
     if not window.any():
         raise MetricError("region is too thin for an FRC window")
     return window
+
+
+def window_independent_fraction(window) -> float:
+    """Fraction of Fourier pixels that stay independent samples under a window.
+
+    ``(sum w**2)**2 / (P sum w**4)`` for a window ``w`` of ``P`` pixels: 1 for no window, the
+    area fraction for a hard mask. Multiplying white noise by ``w`` correlates its Fourier
+    coefficients over an area of ``P sum w**4 / (sum w**2)**2`` Fourier pixels (Parseval), so a
+    ring of ``n`` pixels holds about ``n`` times this fraction independent samples: what the
+    1-bit and 1/2-bit curves' ``n`` counts.
+    """
+    w2 = np.square(np.asarray(window, dtype=np.float64))
+    total = float(w2.sum())
+    if total <= 0:
+        raise MetricError("the FRC window is zero everywhere")
+    return float(min(1.0, total**2 / (w2.size * float(np.square(w2).sum()))))
+
+
+def frc_on_region(a, b, mask, *, pixel_size_m=None, smoothing_sigma=None, cutoff_rule="after_reaching") -> FRCResult:
+    """FRC of two real images over an irregular region: the one FRC every comparison uses.
+
+    Parameters
+    ----------
+    a, b : ndarray (h, w) real
+        The two images on the region's bounding box (values outside ``mask`` are ignored).
+    mask : ndarray (h, w) bool
+        The region.
+    pixel_size_m, smoothing_sigma, cutoff_rule
+        As :func:`frc`.
+
+    Returns
+    -------
+    FRCResult
+
+    Notes
+    -----
+    Each image minus its own window-weighted mean, times one raised-cosine window that falls
+    to 0 at the region's edge (:func:`frc_window`): a hard mask edge is shared by both images
+    and would correlate them at every frequency. The 1-bit and 1/2-bit curves count each
+    ring's independent samples under that window (:func:`window_independent_fraction`).
+    """
+    a, b = _pair(a, b)
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != a.shape:
+        raise MetricError(f"mask has shape {mask.shape}, expected {a.shape}")
+    window = frc_window(mask)
+    a = np.where(mask, a, 0.0)
+    b = np.where(mask, b, 0.0)
+    return frc(
+        window * (a - np.average(a, weights=window)),
+        window * (b - np.average(b, weights=window)),
+        pixel_size_m=pixel_size_m,
+        smoothing_sigma=smoothing_sigma,
+        independent_fraction=window_independent_fraction(window),
+        cutoff_rule=cutoff_rule,
+    )
+
+
+def frc_half_set(ring: FRCResult) -> dict:
+    """JSON-ready half-set FRC: the curve, the 1/2-bit and 1-bit threshold curves, and the
+    cut-offs at 1/7, 1/2 bit and 1 bit (van Heel & Schatz 2005), each labelled.
+
+    Returns
+    -------
+    dict
+        ``kind`` (``"half_set"``), ``curve``, ``raw_curve``, ``frequency_nyquist``,
+        ``n_pixels``, ``independent_fraction``, ``thresholds`` (``"halfbit"``, ``"1bit"``:
+        one value per ring), ``cutoffs`` (``"1/7"``, ``"halfbit"``, ``"1bit"``: ``ring``,
+        ``fraction_nyquist``, ``resolution_m``, ``crossed``, ``reached``, ``role``), the
+        same three fractions under their CSV names (``halfset_frc1over7``,
+        ``halfset_frc_halfbit``, ``halfset_frc_1bit``), ``zero_power_rings``,
+        ``pixel_size_m``, ``smoothing_sigma``.
+    """
+    roles = {
+        "1/7": "resolution (half-set FRC, fixed 1/7 threshold; van Heel & Schatz 2005)",
+        "halfbit": "resolution (half-set FRC, 1/2-bit information curve; van Heel & Schatz 2005)",
+        "1bit": "resolution (half-set FRC, 1-bit information curve; van Heel & Schatz 2005)",
+    }
+    cutoffs = {name: {**ring.cutoffs[name], "role": roles[name]} for name in HALF_SET_FRC_CUTOFFS}
+    return {
+        "kind": "half_set",
+        "curve": ring.curve.tolist(),
+        "raw_curve": ring.raw_curve.tolist(),
+        "frequency_nyquist": ring.frequency_nyquist.tolist(),
+        "n_pixels": ring.n_pixels.tolist(),
+        "independent_fraction": ring.independent_fraction,
+        "cutoff_rule": CUTOFF_RULES[ring.cutoff_rule],
+        "thresholds": {name: ring.thresholds[name].tolist() for name in ("halfbit", "1bit")},
+        "cutoffs": cutoffs,
+        **{HALF_SET_CSV_NAMES[name]: cutoffs[name]["fraction_nyquist"] for name in HALF_SET_FRC_CUTOFFS},
+        "zero_power_rings": list(ring.zero_power_rings),
+        "pixel_size_m": ring.pixel_size_m,
+        "smoothing_sigma": ring.smoothing_sigma,
+    }
 
 
 def data_range(values) -> tuple[float, str]:
@@ -632,15 +796,8 @@ def _component_metrics(test, truth, mask, data_range_, *, smooth_sigma, frc_sigm
         ms_ssim_sigma=smooth_sigma or None,
     )
     # FRC: each image minus its own (window-weighted) mean, times one smooth window that
-    # falls to 0 at the region's edge. A hard mask edge is shared by both images and would
-    # correlate them at every frequency; the taper removes that artefact.
-    window = frc_window(mask)
-    ring = frc(
-        window * (test - np.average(test, weights=window)),
-        window * (truth - np.average(truth, weights=window)),
-        pixel_size_m=pixel_size_m,
-        smoothing_sigma=frc_sigma,
-    )
+    # falls to 0 at the region's edge (frc_on_region, shared with the half-set FRC).
+    ring = frc_on_region(test, truth, mask, pixel_size_m=pixel_size_m, smoothing_sigma=frc_sigma)
     out["frc50"] = ring.cutoffs[FRC_AGAINST_TRUTH_THRESHOLD]["fraction_nyquist"]
     out["frc1over7"] = ring.cutoffs["1/7"]["fraction_nyquist"]
     out["frc"] = frc_against_truth(ring)

@@ -7,6 +7,9 @@ estimate each arm's shift over the pixels of the scan's hull where every arm has
 that region by the largest shift plus a margin, shift each whole image, fit its gauge and
 compute the metrics on that one region; and write the report. docs/how-the-numbers-are-made.md
 says how each number is made.
+
+Half-set FRC (:mod:`compare_models.pipelines.compare_halfsets`), with or without ground truth:
+every arm also gets two images from two disjoint halves of the scan, and their FRC.
 """
 
 from __future__ import annotations
@@ -23,7 +26,14 @@ import numpy as np
 
 from ..errors import ConfigError, DatasetError, MetricError
 from ..report.staging import StagedOutput
-from ..report.writers import MODEL_NAMES, format_metrics_table, format_scoring_summary
+from ..report.writers import (
+    GROUND_TRUTH_TABLE_TITLE,
+    HALF_SET_TABLE_TITLE,
+    MODEL_NAMES,
+    format_half_set_table,
+    format_metrics_table,
+    format_scoring_summary,
+)
 
 __all__ = ["CompareConfig", "ArmImage", "run_compare", "evaluate", "time_excluding_compile"]
 
@@ -83,6 +93,14 @@ class CompareConfig:
     stitch_chunk_size: int = 512
     overwrite: bool = False
     progress: bool = True
+    # Half-set FRC for every arm (compare_halfsets): None (the default) computes it for every
+    # arm whose halves cover enough of the scan and says why for the others; True requires it
+    # (a half that leaves too little is an error); False turns it off.
+    half_sets: bool | None = None
+    half_set_split: str = "checkerboard"  # imaging.halfsets.SPLIT_METHODS
+    ptychi_half_sets: str | None = None  # a directory with ptychi_half1.npz, ptychi_half2.npz
+    ptychi_half_set_paths: tuple[str, str] | None = None  # the two files
+    min_half_set_coverage: float = 0.9  # compare_halfsets.DEFAULT_MIN_COVERAGE
     command_line: tuple[str, ...] = field(default_factory=tuple)
 
     def validate(self) -> CompareConfig:
@@ -122,7 +140,26 @@ class CompareConfig:
             raise ConfigError(f"--pixel-size must be > 0 metres, got {self.pixel_size_m}")
         if self.max_shift_px <= 0:
             raise ConfigError("max_shift_px must be > 0")
+        from ..imaging.halfsets import SPLIT_METHODS
+
+        if self.half_set_split not in SPLIT_METHODS:
+            raise ConfigError(
+                f"--half-set-split must be one of {', '.join(SPLIT_METHODS)}, got {self.half_set_split!r}"
+            )
+        if not 0 < self.min_half_set_coverage <= 1:
+            raise ConfigError(f"--min-half-set-coverage must be in (0, 1], got {self.min_half_set_coverage}")
+        if self.ptychi_half_set_paths is not None and len(self.ptychi_half_set_paths) != 2:
+            raise ConfigError("--ptychi-half-set-paths takes two files: half 1 and half 2")
+        if self.ptychi_half_sets and self.ptychi_half_set_paths:
+            raise ConfigError("--ptychi-half-sets and --ptychi-half-set-paths exclude each other")
+        if (self.ptychi_half_sets or self.ptychi_half_set_paths) and not self.ptychi_recon_path:
+            raise ConfigError("pty-chi half sets need the full reconstruction too: give --ptychi_recon_path")
         return self
+
+    @property
+    def half_sets_enabled(self) -> bool:
+        """Half-set FRC is on unless ``--no-half-sets`` (``half_sets`` False)."""
+        return self.half_sets is not False
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -137,6 +174,7 @@ class ArmImage:
     valid: np.ndarray  # (H, W) bool, where the arm has data
     timings_s: dict
     details: dict  # provenance: bundle metadata, recon metadata, counts
+    halves: object = None  # compare_halfsets.HalfImages, or None (no half-set FRC)
 
     @property
     def name(self) -> str:
@@ -204,7 +242,7 @@ def _object_shape(dataset) -> tuple[int, int]:
     return scan_canvas_shape(dataset.positions_xy, dataset.patch_size)
 
 
-def _network_arm(key: str, model_path: str, dataset, shape, config: CompareConfig) -> ArmImage:
+def _network_arm(key: str, model_path: str, dataset, shape, config: CompareConfig, split=None) -> ArmImage:
     from ..imaging.stitching import stitch
     from ..models import inference
     from ..models.loading import detect_model_source, load_model
@@ -245,6 +283,23 @@ def _network_arm(key: str, model_path: str, dataset, shape, config: CompareConfi
     timer.record(f"{key}.stitch", seconds)
     timer.record(f"{key}.stitch_compile", compile_s)
     described = model.describe()
+    halves = None
+    if split is not None:  # half-set FRC: the same model and stitching on each half
+        from .compare_halfsets import network_half_images
+
+        def predict_half(half):
+            result = inference.predict(
+                model, half, batch_size=batch, chunk=chunk, progress=config.progress, predictor=predictor
+            )
+            return result.patches, result.positions_xy
+
+        halves = network_half_images(
+            dataset, split, shape, per_position=model.gridsize == 1, patches=patches, positions_xy=positions,
+            key=key, crop=crop, predict=predict_half,
+            stitch=lambda p, xy, grid: stitch(p, xy, grid, **stitch_options),
+        )
+        for stage, value in halves.timings_s.items():
+            timer.record(stage, value)
     details = {
         "bundle": str(model_path),
         "model_path": str(source.path),
@@ -258,10 +313,11 @@ def _network_arm(key: str, model_path: str, dataset, shape, config: CompareConfi
         "predict_batch_size": batch,
         "chunk_size": chunk,
         "model": described,
+        "patch_size": dataset.patch_size,
     }
     if "bundle_metadata" in described:
         details["bundle_metadata"] = described["bundle_metadata"]
-    return ArmImage(key, np.asarray(image, np.complex64), np.asarray(weights) > 0, timer.timings, details)
+    return ArmImage(key, np.asarray(image, np.complex64), np.asarray(weights) > 0, timer.timings, details, halves)
 
 
 def _ptychi_arm(path: str, shape, dataset) -> ArmImage:
@@ -344,9 +400,12 @@ def _compile_time(arm: ArmImage) -> float | None:
     return arm.timings_s[f"{arm.key}.inference_compile"] + arm.timings_s[f"{arm.key}.stitch_compile"]
 
 
-def _shift_policy(arm: ArmImage, config: CompareConfig) -> bool:
-    """Whether this arm's shift is estimated; an arm that has no placement must be."""
+def _shift_policy(arm: ArmImage, config: CompareConfig, *, halves: bool = False) -> bool:
+    """Whether this arm's shift is estimated (against the truth, or ``halves``: half 2 against
+    half 1); an arm that has no placement must be."""
     estimate = not config.skip_registration and (not config.register_ptychi_only or arm.key == "ptychi")
+    if halves:
+        return estimate
     if arm.details.get("placed_by") == "registration" and not estimate:
         raise ConfigError(
             f"{arm.name}: the reconstruction file records no object-frame placement, so it must be "
@@ -367,9 +426,11 @@ def run_compare(config: CompareConfig, *, echo: Callable[[str], None] = print) -
     with ``logs/`` and ``FAILED`` only.
     """
     from ..io.dispatch import load_dataset
+    from .compare_halfsets import evaluate_half_sets, ptychi_half_images, ptychi_half_set_paths
 
     config.validate()
     _check_inputs_exist(config)
+    ptychi_halves = ptychi_half_set_paths(config) if config.half_sets_enabled else None
     with StagedOutput(config.output_dir, overwrite=config.overwrite) as out:
         log.info("compare-models %s", " ".join(config.command_line))
         timer = _Timer()
@@ -386,25 +447,57 @@ def run_compare(config: CompareConfig, *, echo: Callable[[str], None] = print) -
         if not dataset.diffraction_in_counts:
             log.warning("test data: %s", dataset.diffraction_units)
 
+        split = _half_set_split(dataset, config)
         arms: list[ArmImage] = []
         if config.pinn_dir:
-            arms.append(_network_arm("pinn", config.pinn_dir, dataset, shape, config))
+            arms.append(_network_arm("pinn", config.pinn_dir, dataset, shape, config, split))
         if config.baseline_dir:
-            arms.append(_network_arm("baseline", config.baseline_dir, dataset, shape, config))
+            arms.append(_network_arm("baseline", config.baseline_dir, dataset, shape, config, split))
         if config.ptychi_recon_path:
-            arms.append(_ptychi_arm(config.ptychi_recon_path, shape, dataset))
+            arm = _ptychi_arm(config.ptychi_recon_path, shape, dataset)
+            if ptychi_halves is not None:
+                halves = ptychi_half_images(ptychi_halves[0], shape, dataset, found=ptychi_halves[1])
+                arm = dataclasses.replace(arm, halves=halves, timings_s={**arm.timings_s, **halves.timings_s})
+            arms.append(arm)
 
         result = evaluate(arms, truth, dataset.positions_xy, config, pixel_size_m=pixel_size, timer=timer)
+        result["half_sets"] = evaluate_half_sets(
+            arms, dataset.positions_xy, shape, config, pixel_size_m=pixel_size,
+            estimate_shift_for=lambda arm: _shift_policy(arm, config, halves=True), timer=timer,
+            required=config.half_sets is True or truth is None,
+        ) if config.half_sets_enabled else None
+        result["half_set_split"] = split
         document = timer("write_outputs", _write_outputs, out.path, arms, result, dataset, config, timer)
         result["timings_s"] = _all_timings(timer, arms)
+    rows = metric_rows(result)
     if truth is not None:
-        echo(format_metrics_table(metric_rows(result)))
-        echo(format_scoring_summary(document))
+        echo(GROUND_TRUTH_TABLE_TITLE)
+        echo(format_metrics_table(rows))
+    if any(row[1].startswith("halfset_") for row in rows):
+        echo(HALF_SET_TABLE_TITLE)
+        echo(format_half_set_table(rows))
+    summary = format_scoring_summary(document)
+    if summary:
+        echo(summary)
     echo(f"test data: {dataset.dose_summary}")
     for line in _summary_notes(arms):
         echo(line)
     echo(f"results: {config.output_dir}")
     return result
+
+
+def _half_set_split(dataset, config: CompareConfig):
+    """The split of the test scan into two halves (None with --no-half-sets)."""
+    if not config.half_sets_enabled:
+        return None
+    from ..imaging.halfsets import split_half_sets
+
+    split = split_half_sets(dataset.positions_xy, config.half_set_split)
+    log.info(
+        "half sets (%s): %d and %d of %d positions", split.method, split.half1.size, split.half2.size,
+        dataset.n_positions,
+    )
+    return split
 
 
 def _all_timings(timer, arms) -> dict[str, float]:
@@ -472,7 +565,10 @@ def evaluate(arms, truth, positions_xy, config: CompareConfig, *, pixel_size_m=N
     valids = _valid_masks(arms)
     result = {"object_shape": list(shape), "models": {}, "scoring": _scoring_rules(config)}
     if truth is None:
-        log.warning("the test data has no ground truth ('objectGuess'): images only, no metrics")
+        log.warning(
+            "the test data has no ground truth ('objectGuess'): no metrics against ground truth "
+            "(half-set FRC needs none)"
+        )
         region = _display_region(positions_xy, shape, valids)
         result.update(region=region, region_info=None, region_pixels=int(region.sum()))
         for arm in arms:
@@ -602,8 +698,13 @@ def _scoring_rules(config: CompareConfig) -> dict:
             "kind": "ground_truth",
             "resolution": "frc50: FRC against ground truth, 0.5 threshold (Rosenthal & Henderson 2003)",
             "legacy": {"frc1over7": "1/7 crossing against ground truth; NOT a resolution"},
-            "half_set": "not computed: half-set FRC (1/7, 1-bit, 1/2-bit thresholds; van Heel & "
-            "Schatz 2005) needs two independent reconstructions",
+            "half_set": (
+                "half-set FRC (1/7, 1/2-bit and 1-bit thresholds; van Heel & Schatz 2005) between "
+                "two images of each arm from disjoint halves of the scan: metrics.json half_sets and "
+                "models.<model>.half_set_frc, CSV rows halfset_*"
+                if config.half_sets_enabled
+                else "not computed (--no-half-sets)"
+            ),
         },
         "definitions": dict(DEFINITIONS),
     }
@@ -643,29 +744,56 @@ def metric_rows(result: dict) -> list[tuple]:
             rows.append((name, "computation_time_s", None, None, entry["computation_time_s"]))
         if entry.get("compile_time_s") is not None:
             rows.append((name, "compile_time_s", None, None, entry["compile_time_s"]))
-    return rows
+    from .compare_halfsets import half_set_rows
+
+    return rows + half_set_rows(result.get("half_sets"))
 
 
 def _frc_curves(result: dict) -> dict:
+    """``{kind: {model: {component: curve}}}``: FRC against ground truth (``"ground_truth"``)
+    and between half sets (``"half_set"``), whichever were computed."""
+    from .compare_halfsets import half_set_curves
+
     curves = {}
     for name, entry in result["models"].items():
         metrics = entry.get("metrics")
         if metrics is None:
             continue
-        curves[name] = {}
+        by_component = curves.setdefault("ground_truth", {}).setdefault(name, {})
         for component in ("amplitude", "phase"):
             frc = metrics[component]["frc"]
-            curves[name][component] = {
+            by_component[component] = {
                 "kind": frc["kind"],
                 "frc": frc["curve"],
                 "frequency_nyquist": frc["frequency_nyquist"],
                 "n_pixels": frc["n_pixels"],
             }
+    half = half_set_curves(result.get("half_sets"))
+    if half:
+        curves["half_set"] = half
     return curves
 
 
 def _image_key(name: str) -> str:
     return name.lower()
+
+
+def _half_sets_document(result: dict, config: CompareConfig) -> dict:
+    """metrics.json's ``half_sets`` section: the rules, the split, the region and its coverage,
+    and which arms have no half-set FRC and why (the curves are under each model's
+    ``half_set_frc``). docs/how-the-numbers-are-made.md describes every key."""
+    from .compare_halfsets import half_set_scoring
+
+    half_sets = result.get("half_sets")
+    document = half_set_scoring(config, result.get("half_set_split"))
+    if half_sets is None:
+        return {**document, "computed": False, "not_computed": "--no-half-sets"}
+    return {
+        **document,
+        "computed": half_sets["computed"],
+        "region": half_sets["region_info"],
+        "not_computed": half_sets["not_computed"],
+    }
 
 
 def _write_outputs(directory: Path, arms, result, dataset, config, timer):
@@ -684,6 +812,17 @@ def _write_outputs(directory: Path, arms, result, dataset, config, timer):
     if result.get("hull") is not None:
         masks["scan_hull"] = result["hull"]
     masks.update({f"{_image_key(arm.name)}_valid": arm.valid for arm in arms})
+    half_sets = result.get("half_sets") or {}
+    for arm in arms:  # the half-set images: <model>_half1, <model>_half2
+        if arm.halves is not None:
+            for number in (1, 2):
+                stitched[f"{_image_key(arm.name)}_half{number}"] = arm.halves.images[number - 1]
+                masks[f"{_image_key(arm.name)}_half{number}_valid"] = arm.halves.valid[number - 1]
+    for name, (first, second) in (half_sets.get("aligned") or {}).items():
+        aligned[f"{_image_key(name)}_half1"] = first
+        aligned[f"{_image_key(name)}_half2"] = second
+    if half_sets.get("region") is not None:
+        masks["halfset_region"] = half_sets["region"]
     report.write_images_npz(stitched, directory / "reconstructions.npz", masks=masks)
     report.write_images_npz(aligned, directory / "reconstructions_aligned.npz")
     dose = (
@@ -694,11 +833,15 @@ def _write_outputs(directory: Path, arms, result, dataset, config, timer):
     report.plot_comparison(result["aligned"], truth, region, directory / "comparison.png", title=title)
 
     rows = metric_rows(result)
-    if truth is not None:
+    if rows:
         report.write_metrics_csv(rows, directory / "comparison_metrics.csv")
-        curves = _frc_curves(result)
+    curves = _frc_curves(result)
+    if curves:
         report.write_frc_csv(curves, directory / "frc_curves.csv")
         report.plot_frc(curves, directory / "frc.png")
+    models = {name: dict(entry) for name, entry in result["models"].items()}
+    for name, entry in (half_sets.get("models") or {}).items():
+        models[name]["half_set_frc"] = entry
     metrics_doc = {
         "schema": METRICS_SCHEMA,
         "object_shape": result["object_shape"],
@@ -706,7 +849,8 @@ def _write_outputs(directory: Path, arms, result, dataset, config, timer):
         "region": result["region_info"],
         "region_pixels": result["region_pixels"],
         "scoring": result["scoring"],
-        "models": result["models"],
+        "half_sets": _half_sets_document(result, config),
+        "models": models,
     }
     report.write_json(metrics_doc, directory / "metrics.json")
 
@@ -742,6 +886,12 @@ def _write_outputs(directory: Path, arms, result, dataset, config, timer):
                 }
                 for arm in arms
             },
+            **{
+                f"ptychi_half{number}": {"path": entry["path"], "sha256": report.file_sha256(entry["path"])}
+                for arm in arms
+                if arm.key == "ptychi" and arm.halves is not None
+                for number, entry in enumerate(arm.halves.details["files"], start=1)
+            },
         },
         "test_data": {
             "n_positions": dataset.n_positions,
@@ -754,12 +904,21 @@ def _write_outputs(directory: Path, arms, result, dataset, config, timer):
             "seed": dataset.metadata.get("seed"),
             "metadata": dataset.metadata,
         },
-        "arms": {arm.name: arm.details for arm in arms},
+        "arms": {
+            arm.name: {
+                **arm.details,
+                "half_sets": None if arm.halves is None else {
+                    "how": arm.halves.how, "split": arm.halves.split, **arm.halves.details
+                },
+            }
+            for arm in arms
+        },
         "corrections": {
             name: entry.get("registration") for name, entry in result["models"].items()
         },
         "scored_region": result["region_info"],
         "scoring": result["scoring"],
+        "half_sets": metrics_doc["half_sets"],
         "timings_s": _all_timings(timer, arms),
     }
     report.write_json(provenance, directory / "provenance.json")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 from pathlib import Path
 
@@ -14,11 +15,27 @@ from ..io.ptychodus import write_product
 from ..io.reconstruction import save_reconstruction
 from ..study.ptychi_runner import PtychiResult, ReconstructConfig, run_ptychi
 
-__all__ = ["RECONSTRUCTION_NAME", "PRODUCT_NAME", "LOSS_NAME", "run_reconstruct", "describe_result"]
+__all__ = [
+    "RECONSTRUCTION_NAME",
+    "PRODUCT_NAME",
+    "LOSS_NAME",
+    "HALF_SET_DIR",
+    "HALF_SET_NAMES",
+    "SPLIT_NAME",
+    "run_reconstruct",
+    "half_set_paths",
+    "describe_result",
+]
 
 RECONSTRUCTION_NAME = "ptychi_reconstruction.npz"
 PRODUCT_NAME = "ptychi_product.h5"
 LOSS_NAME = "ptychi_loss.csv"
+#: With ``--half-sets``: the two half-set reconstructions, in this subdirectory of the output.
+HALF_SET_DIR = "half_sets"
+#: Their file names (each beside its ``_loss.csv`` and ``_product.h5``).
+HALF_SET_NAMES = ("ptychi_half1.npz", "ptychi_half2.npz")
+#: The split they were made on (method, counts, indices), as JSON.
+SPLIT_NAME = "split.json"
 
 
 def run_reconstruct(
@@ -32,6 +49,14 @@ def run_reconstruct(
     ``ptychi_product.h5``, the same object, probe, positions and losses as a ptychodus product
     on the reconstruction's canvas.
 
+    With ``config.half_sets`` it then reconstructs the two halves of the scan
+    (:func:`compare_models.imaging.halfsets.split_half_sets`, ``config.half_set_split``), each
+    from its own positions only and with the same settings, into ``half_sets/``:
+    ``ptychi_half1.npz`` and ``ptychi_half2.npz`` (the same format and frame as the full
+    reconstruction; their metadata's ``half_set`` holds the half, the split method, the
+    position indices and the full dataset's fingerprint), a loss CSV and a product for each,
+    and ``split.json``. compare-models finds them there (:func:`half_set_paths`).
+
     Returns
     -------
     path : pathlib.Path
@@ -42,10 +67,56 @@ def run_reconstruct(
     dataset = load_dataset(data_path)
     result = run_ptychi(dataset, config, progress=progress)
     out_dir = Path(out_dir)
+    path = _write(out_dir, "ptychi", RECONSTRUCTION_NAME, dataset, result, data_path, {})
+    if config.half_sets:
+        _reconstruct_half_sets(dataset, out_dir / HALF_SET_DIR, config, data_path, progress=progress)
+    return path, result
+
+
+def half_set_paths(directory) -> tuple[Path, Path]:
+    """The two half-set reconstruction files that ``--half-sets`` writes under ``directory``
+    (a reconstruct output directory's ``half_sets/``)."""
+    directory = Path(directory)
+    return directory / HALF_SET_NAMES[0], directory / HALF_SET_NAMES[1]
+
+
+def _reconstruct_half_sets(dataset, directory: Path, config: ReconstructConfig, data_path, *, progress: bool):
+    """Both halves of the scan, each reconstructed from its own positions only."""
+    from ..imaging.halfsets import split_half_sets
+
+    split = split_half_sets(dataset.positions_xy, config.half_set_split)
+    fingerprint = dataset_fingerprint(dataset)
+    record = {
+        **split.to_dict(),
+        "of_dataset_sha256": fingerprint,
+        "position_indices": [split.half1.tolist(), split.half2.tolist()],
+    }
+    directory.mkdir(parents=True, exist_ok=True)
+    for number, (indices, name) in enumerate(zip(split.halves, HALF_SET_NAMES, strict=True), start=1):
+        half = dataset.subset(indices)
+        result = run_ptychi(half, config, progress=progress)
+        meta = {
+            "half_set": {
+                "half": number,
+                "method": split.method,
+                "n_positions": int(indices.size),
+                "n_positions_total": int(dataset.n_positions),
+                "position_indices": indices.tolist(),
+                "of_dataset_sha256": fingerprint,
+            }
+        }
+        _write(directory, Path(name).stem, name, half, result, data_path, meta)
+    tmp = directory / f".{SPLIT_NAME}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(tmp, directory / SPLIT_NAME)
+
+
+def _write(out_dir: Path, stem: str, name: str, dataset, result: PtychiResult, data_path, extra: dict) -> Path:
+    """A reconstruction file, its loss CSV and its ptychodus product in ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     metadata = result.metadata()
-    metadata.update(data=str(data_path), dataset_sha256=dataset_fingerprint(dataset))
-    loss_path = out_dir / LOSS_NAME
+    metadata.update(data=str(data_path), dataset_sha256=dataset_fingerprint(dataset), **extra)
+    loss_path = out_dir / (LOSS_NAME if stem == "ptychi" else f"{stem}_loss.csv")
     tmp = loss_path.with_name(f".{loss_path.name}.{os.getpid()}.tmp")
     with tmp.open("w", newline="") as handle:
         writer = csv.writer(handle)
@@ -55,7 +126,7 @@ def run_reconstruct(
             writer.writerow([epoch, repr(float(loss)), seconds])
     os.replace(tmp, loss_path)
     path = save_reconstruction(
-        out_dir / RECONSTRUCTION_NAME,
+        out_dir / name,
         result.object,
         probe=result.probe,
         algorithm=result.algorithm,
@@ -64,18 +135,18 @@ def run_reconstruct(
     # The same result as a ptychodus product, on the reconstruction's own canvas.
     origin = np.asarray(result.canvas_origin_xy, dtype=np.float64)
     write_product(
-        out_dir / PRODUCT_NAME,
+        out_dir / (PRODUCT_NAME if stem == "ptychi" else f"{stem}_product.h5"),
         result.object,
         probe=result.probe,
         positions_xy=dataset.positions_xy - origin,
         pixel_size_m=dataset.pixel_size_m,
         photon_energy_eV=dataset.metadata.get("photon_energy_eV"),
         detector_object_distance_m=dataset.metadata.get("detector_object_distance_m"),
-        name=f"pty-chi {result.algorithm}",
-        comments=f"compare_models reconstruct of {data_path}",
+        name=f"pty-chi {result.algorithm}" + ("" if stem == "ptychi" else f" ({stem})"),
+        comments=f"compare_models reconstruct of {data_path}" + ("" if stem == "ptychi" else f", {stem}"),
         loss_values=np.asarray(result.loss_history, dtype=np.float64),
     )
-    return path, result
+    return path
 
 
 def describe_result(result: PtychiResult) -> str:

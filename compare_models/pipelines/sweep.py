@@ -142,10 +142,12 @@ def plan_cell(cell: Cell, config: SweepConfig) -> list[Step]:
             )
             trained.append(f"train_{arm}")
     if "ptychi" in config.arms:
+        # The halves too (unless the section turns them off): every cell then reports
+        # half-set resolution for every arm.
         steps.append(
             Step(
                 "reconstruct",
-                {**config.reconstruct, "seed": int(cell.seed)},
+                {"half_sets": True, **config.reconstruct, "seed": int(cell.seed)},
                 ("simulate",),
                 ("ptychi",),
             )

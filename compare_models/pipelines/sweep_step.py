@@ -25,6 +25,7 @@ def cell_paths(cell_dir) -> dict[str, Path]:
         "baseline": cell_dir / "models" / "baseline",
         "ptychi": cell_dir / "ptychi",
         "ptychi_file": cell_dir / "ptychi" / "ptychi_reconstruction.npz",
+        "ptychi_half_sets": cell_dir / "ptychi" / "half_sets",
         "compare": cell_dir / "compare",
     }
 
@@ -63,6 +64,8 @@ def run_step(step: str, settings: dict, cell_dir) -> None:
             "baseline_dir": paths["baseline"] if paths["baseline"].exists() else None,
             "ptychi_recon_path": paths["ptychi_file"] if paths["ptychi_file"].exists() else None,
         }
+        if arms["ptychi_recon_path"] and paths["ptychi_half_sets"].is_dir():
+            arms["ptychi_half_sets"] = paths["ptychi_half_sets"]
         fixed = {
             "test_data": str(paths["test"]),
             "output_dir": str(paths["compare"]),

@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 SWEEP_COLUMNS = ("dose_nominal", "dose_measured", "seed", "model", "metric", "component", "value")
-PLOTTED_METRICS = ("ms_ssim", "frc50", "psnr")
+PLOTTED_METRICS = ("ms_ssim", "frc50", "halfset_frc_halfbit", "psnr")
 CONFIDENCE = 0.95
 CELL_REPORT = "compare/report.html"
 
@@ -188,6 +188,10 @@ REPORT_NOTES = (
     "renormalised weights; ms_ssim_scales rows carry it in sweep_metrics.csv).",
     "frc50 is FRC against ground truth at the 0.5 threshold (Rosenthal & Henderson 2003), a "
     "fraction of Nyquist; frc1over7 is a legacy value kept for old scripts, not a resolution.",
+    "halfset_frc1over7, halfset_frc_halfbit and halfset_frc_1bit are half-set FRC (two images of "
+    "each arm from disjoint halves of the scan, no ground truth) at the 1/7, 1/2-bit and 1-bit "
+    "thresholds (van Heel & Schatz 2005), fractions of Nyquist: a different measurement from frc50; "
+    "halfset_coverage is the fraction of the scan's hull that both halves cover.",
     "PSNR and SSIM use the truth's max - min over the region as data range, for amplitude and "
     "phase alike; computation_time_s excludes one-off compilation (compile_time_s).",
 )

@@ -32,6 +32,9 @@ __all__ = [
     "file_sha256",
     "environment_versions",
     "format_metrics_table",
+    "format_half_set_table",
+    "GROUND_TRUTH_TABLE_TITLE",
+    "HALF_SET_TABLE_TITLE",
     "format_scoring_summary",
     "FRC_CSV_HEADER",
 ]
@@ -116,30 +119,48 @@ def write_json(data, path) -> Path:
     return path
 
 
-FRC_CSV_HEADER = ("model", "component", "kind", "ring", "frequency_nyquist", "n_pixels", "frc")
+FRC_CSV_HEADER = (
+    "model", "component", "kind", "ring", "frequency_nyquist", "n_pixels", "frc", "threshold_halfbit", "threshold_1bit"
+)
+#: What each FRC kind is, for figure labels.
+FRC_KIND_LABELS = MappingProxyType(
+    {
+        "ground_truth": "FRC against ground truth",
+        "half_set": "half-set FRC (two disjoint halves, no ground truth)",
+    }
+)
 
 
-def write_frc_csv(curves: Mapping[str, Mapping[str, Mapping]], path) -> Path:
-    """Write FRC curves in long form: ``model,component,kind,ring,frequency_nyquist,n_pixels,frc``.
+def write_frc_csv(curves: Mapping[str, Mapping[str, Mapping[str, Mapping]]], path) -> Path:
+    """Write FRC curves in long form:
+    ``model,component,kind,ring,frequency_nyquist,n_pixels,frc,threshold_halfbit,threshold_1bit``.
 
-    ``curves[model][component]`` holds arrays ``frc``, ``frequency_nyquist``, ``n_pixels``
-    (Fourier pixels per ring, from which any ring-size dependent threshold can be computed)
-    and ``kind``: ``"ground_truth"`` (FRC of an image against the ground truth, whose
-    resolution is the 0.5 crossing); a later half-set FRC adds rows of its own kind.
+    ``curves[kind][model][component]`` holds arrays ``frc``, ``frequency_nyquist``,
+    ``n_pixels`` (Fourier pixels per ring) and, for half-set curves, ``thresholds``
+    (``"halfbit"``, ``"1bit"``: the information curves the cut-offs used, per ring). ``kind``
+    is ``"ground_truth"`` (FRC of an image against the ground truth, whose resolution is the
+    0.5 crossing; no threshold columns) or ``"half_set"`` (two images of one arm from disjoint
+    halves of the scan; 1/7, 1/2-bit and 1-bit thresholds).
     """
     path = Path(path)
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(FRC_CSV_HEADER)
-        for model, components in curves.items():
-            for component, curve in components.items():
-                frc = np.asarray(curve["frc"], dtype=float)
-                freq = np.asarray(curve["frequency_nyquist"], dtype=float)
-                n_pixels = np.asarray(curve["n_pixels"], dtype=np.int64)
-                for ring in range(len(frc)):
-                    writer.writerow(
-                        [model, component, curve["kind"], ring, _cell(freq[ring]), int(n_pixels[ring]), _cell(frc[ring])]
-                    )
+        for kind, by_model in curves.items():
+            for model, components in by_model.items():
+                for component, curve in components.items():
+                    frc = np.asarray(curve["frc"], dtype=float)
+                    freq = np.asarray(curve["frequency_nyquist"], dtype=float)
+                    n_pixels = np.asarray(curve["n_pixels"], dtype=np.int64)
+                    thresholds = curve.get("thresholds") or {}
+                    half = thresholds.get("halfbit")
+                    one = thresholds.get("1bit")
+                    for ring in range(len(frc)):
+                        writer.writerow(
+                            [model, component, curve.get("kind", kind), ring, _cell(freq[ring]), int(n_pixels[ring]),
+                             _cell(frc[ring]), "" if half is None else _cell(float(half[ring])),
+                             "" if one is None else _cell(float(one[ring]))]
+                        )
     return path
 
 
@@ -226,30 +247,46 @@ def plot_comparison(images: Mapping[str, np.ndarray], truth: np.ndarray | None, 
     return path
 
 
-def plot_frc(curves: Mapping[str, Mapping[str, Mapping]], path) -> Path:
-    """FRC curves against the ground truth per model, amplitude and phase side by side, with the
-    0.5 threshold that defines the resolution against a noise-free reference (Rosenthal &
-    Henderson 2003). The half-set thresholds (1/7, 1-bit, 1/2-bit) do not apply and are not drawn."""
+def plot_frc(curves: Mapping[str, Mapping[str, Mapping[str, Mapping]]], path) -> Path:
+    """FRC curves, a row per kind (``curves[kind][model][component]``), amplitude and phase
+    side by side.
+
+    Against ground truth: the 0.5 threshold that defines the resolution against a noise-free
+    reference (Rosenthal & Henderson 2003). Half-set: the fixed 1/7 threshold and the 1/2-bit
+    and 1-bit information curves (van Heel & Schatz 2005), which depend on the ring's size.
+    """
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
     components = ("amplitude", "phase")
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), squeeze=False)
-    for ax, component in zip(axes[0], components, strict=True):
-        for model, by_component in curves.items():
-            curve = by_component.get(component)
-            if curve is None:
-                continue
-            freq = np.asarray(curve["frequency_nyquist"], dtype=float)
-            ax.plot(freq, curve["frc"], label=model)
-        ax.axhline(0.5, color="gray", ls="--", lw=1, label="0.5 (resolution vs ground truth)")
-        ax.set_xlabel("spatial frequency (fraction of Nyquist)")
-        ax.set_ylabel("FRC against ground truth")
-        ax.set_title(f"FRC, {component}")
-        ax.set_ylim(-0.1, 1.05)
-        ax.legend(fontsize=8)
+    kinds = [kind for kind in ("ground_truth", "half_set") if curves.get(kind)]
+    fig, axes = plt.subplots(len(kinds), 2, figsize=(11, 4 * len(kinds)), squeeze=False)
+    for row, kind in enumerate(kinds):
+        for ax, component in zip(axes[row], components, strict=True):
+            thresholds = None
+            for model, by_component in curves[kind].items():
+                curve = by_component.get(component)
+                if curve is None:
+                    continue
+                freq = np.asarray(curve["frequency_nyquist"], dtype=float)
+                ax.plot(freq, curve["frc"], label=model)
+                if thresholds is None and curve.get("thresholds"):
+                    thresholds = (freq, curve["thresholds"])
+            if kind == "ground_truth":
+                ax.axhline(0.5, color="gray", ls="--", lw=1, label="0.5 (resolution vs ground truth)")
+            else:
+                ax.axhline(1 / 7, color="gray", ls="--", lw=1, label="1/7")
+                if thresholds is not None:
+                    freq, table = thresholds
+                    ax.plot(freq, table["halfbit"], color="k", ls=":", lw=1, label="1/2-bit")
+                    ax.plot(freq, table["1bit"], color="k", ls="-.", lw=1, label="1-bit")
+            ax.set_xlabel("spatial frequency (fraction of Nyquist)")
+            ax.set_ylabel(FRC_KIND_LABELS[kind].split(" (")[0])
+            ax.set_title(f"{FRC_KIND_LABELS[kind]}, {component}", fontsize=10)
+            ax.set_ylim(-0.1, 1.05)
+            ax.legend(fontsize=8)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=110)
@@ -296,6 +333,42 @@ def format_metrics_table(rows: Iterable[MetricRow], metrics=("mae", "mse", "psnr
     return "\n".join(lines)
 
 
+#: Titles of the two printed tables, so that neither kind of number is read as the other.
+GROUND_TRUTH_TABLE_TITLE = (
+    "against ground truth (frc50: FRC against the truth at 0.5, Rosenthal & Henderson 2003):"
+)
+HALF_SET_TABLE_TITLE = (
+    "half-set FRC (two images of each arm from disjoint halves of the scan, no ground truth "
+    "needed; 1/7, 1/2-bit and 1-bit thresholds, van Heel & Schatz 2005), fraction of Nyquist:"
+)
+
+#: Half-set rows of the printed table, with the label each carries.
+HALF_SET_TABLE_ROWS = (
+    ("halfset_frc1over7", "1/7"),
+    ("halfset_frc_halfbit", "1/2-bit"),
+    ("halfset_frc_1bit", "1-bit"),
+)
+
+
+def format_half_set_table(rows: Iterable[MetricRow]) -> str:
+    """A plain-text table of the half-set FRC cut-offs (fraction of Nyquist), one line per
+    model and threshold, and each model's coverage: labelled so that none can be read as a
+    number against ground truth."""
+    rows = list(rows)
+    labels = dict(HALF_SET_TABLE_ROWS)
+    lines = [f"{'model':<12}{'half-set FRC cut-off':<32}{'amplitude':>14}{'phase':>14}"]
+    for model, metric, amplitude, phase, _ in rows:
+        if metric in labels:
+            lines.append(f"{model:<12}{metric + ' (' + labels[metric] + ')':<32}{_fmt(amplitude):>14}{_fmt(phase):>14}")
+    coverage = [(model, value) for model, metric, _, _, value in rows if metric == "halfset_coverage"]
+    if coverage:
+        lines.append(
+            "both halves cover: " + ", ".join(f"{model} {100 * value:.1f} %" for model, value in coverage)
+            + " of the scan's hull"
+        )
+    return "\n".join(lines)
+
+
 def _fmt(value) -> str:
     if value is None:
         return "-"
@@ -312,8 +385,9 @@ def format_scoring_summary(document: Mapping) -> str:
     region = document.get("region")
     scoring = document.get("scoring") or {}
     models = document.get("models") or {}
+    half_lines = _half_set_summary(document)
     if not region or not models:
-        return ""
+        return "\n".join(half_lines)
     rows = region["bbox_rows"]
     cols = region["bbox_cols"]
     lines = [
@@ -353,11 +427,58 @@ def format_scoring_summary(document: Mapping) -> str:
         f"scales used (amplitude/phase): {scales}"
     )
     frc = scoring.get("frc", {})
-    lines.append(f"FRC: {frc.get('resolution', '')}; frc1over7 is legacy, not a resolution; half-set thresholds not applied")
+    lines.append(
+        f"FRC against ground truth: {frc.get('resolution', '')}; frc1over7 is legacy, not a resolution; "
+        "the 1/7, 1/2-bit and 1-bit thresholds are applied to half-set FRC only"
+    )
     first = next((entry["metrics"] for entry in models.values() if entry.get("metrics")), None)
     if first is not None:
         lines.append(
             f"PSNR/SSIM/MS-SSIM data range: {scoring.get('data_range', '')}: amplitude "
             f"{first['amplitude']['data_range']:.5g}, phase {first['phase']['data_range']:.5g} rad"
         )
-    return "\n".join(lines)
+    return "\n".join(lines + half_lines)
+
+
+def _half_set_summary(document: Mapping) -> list[str]:
+    """How the half-set FRC was made, from metrics.json's ``half_sets``."""
+    half = document.get("half_sets") or {}
+    if not half.get("computed"):
+        reason = half.get("not_computed")
+        return [f"half-set FRC: not computed ({reason})"] if isinstance(reason, str) else []
+    lines = []
+    split = half.get("split") or {}
+    if split:
+        lines.append(
+            f"half-set FRC: split {split.get('method')} ({split.get('n_half1')} + {split.get('n_half2')} of "
+            f"{split.get('n_positions')} positions); half 2 registered onto half 1 (shift, phase offset/ramp, "
+            "amplitude scale); thresholds 1/7, 1/2-bit and 1-bit (van Heel & Schatz 2005)"
+        )
+    region = half.get("region") or {}
+    if region:
+        lines.append(
+            f"  half-set region: {region['n_pixels']} px = {100 * region['region_fraction_of_hull']:.1f} % of the "
+            f"scan's hull (both halves of every model cover {100 * region['both_halves_fraction_of_hull']:.1f} % "
+            f"of the hull; eroded by {region['erosion_px']} px)"
+        )
+    for name, reason in (half.get("not_computed") or {}).items():
+        lines.append(f"  {name}: no half-set FRC ({reason})")
+    for name, entry in (document.get("models") or {}).items():
+        frc = entry.get("half_set_frc")
+        if not frc:
+            continue
+        cut = []
+        for component in ("amplitude", "phase"):
+            values = frc[component]
+            parts = []
+            for key, label in (("1/7", "1/7"), ("halfbit", "1/2-bit"), ("1bit", "1-bit")):
+                c = values["cutoffs"][key]
+                text = f"{label} {c['fraction_nyquist']:.3g}"
+                if c.get("resolution_m"):
+                    text += f" ({c['resolution_m']:.3g} m)"
+                if not c.get("crossed"):
+                    text += " (not crossed)"
+                parts.append(text)
+            cut.append(f"{component} " + ", ".join(parts))
+        lines.append(f"  {name}: half-set resolution (fraction of Nyquist) " + "; ".join(cut))
+    return lines

@@ -127,6 +127,12 @@ class ReconstructConfig:
         Pixels added around the scan's bounding box on each side of the object canvas.
     timeout_s : float or None
         Kill the child after this many seconds (None: no limit).
+    half_sets : bool
+        Also reconstruct the two halves of the scan, each on its own, for half-set FRC
+        (``ptycho-study reconstruct --half-sets``; :mod:`compare_models.pipelines.reconstruct`).
+    half_set_split : {"checkerboard", "alternate"}
+        How the scan is split into halves
+        (:func:`compare_models.imaging.halfsets.split_half_sets`).
     """
 
     algorithm: str = "lsqml"
@@ -139,6 +145,8 @@ class ReconstructConfig:
     n_threads: int = 1
     canvas_margin: int = 4
     timeout_s: float | None = None
+    half_sets: bool = False
+    half_set_split: str = "checkerboard"
 
     def validate(self) -> ReconstructConfig:
         """Raise :class:`ConfigError` naming the first invalid setting; return self."""
@@ -160,6 +168,12 @@ class ReconstructConfig:
             raise ConfigError(f"canvas_margin must be >= 0, got {self.canvas_margin}")
         if self.timeout_s is not None and not self.timeout_s > 0:
             raise ConfigError(f"timeout_s must be > 0, got {self.timeout_s}")
+        from ..imaging.halfsets import SPLIT_METHODS
+
+        if self.half_set_split not in SPLIT_METHODS:
+            raise ConfigError(
+                f"half_set_split must be one of {', '.join(SPLIT_METHODS)}, got {self.half_set_split!r}"
+            )
         return self
 
     def batch_size_for(self, device: str) -> int:

@@ -1,0 +1,616 @@
+"""Half-set FRC inside compare-models: each arm's two half images, and their FRC.
+
+Every arm of a comparison gets two images from the two disjoint halves of the scan
+(:func:`compare_models.imaging.halfsets.split_half_sets`):
+
+* a network: :func:`network_half_images`. With gridsize 1 a patch depends on its own pattern
+  only, so the full run's patches are reused (no extra inference); with gridsize 2 each half
+  forms its groups among its own positions and is predicted again. Both halves are stitched on
+  the full image's grid with the full image's settings.
+* pty-chi: two reconstructions that ``ptycho-study reconstruct --half-sets`` made from the two
+  halves (:func:`ptychi_half_set_paths`, :func:`ptychi_half_images`).
+
+:func:`evaluate_half_sets` then registers half 2 of every arm onto its half 1 (shift, phase
+offset and ramp, amplitude scale) over one region for every arm, the half-set region, and
+computes the half-set FRC (kind ``"half_set"``). Neither step needs ground truth.
+
+Nothing here imports TensorFlow: a network arm hands in its own ``predict`` and ``stitch``.
+docs/how-the-numbers-are-made.md ("Half-set FRC") describes every rule and output.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError, DatasetError, MetricError
+
+__all__ = [
+    "HALF_SET_REGION_RULE",
+    "DEFAULT_MIN_COVERAGE",
+    "MIN_REGION_SIDE_PX",
+    "HalfImages",
+    "network_half_images",
+    "ptychi_half_set_paths",
+    "ptychi_half_images",
+    "evaluate_half_sets",
+    "half_set_rows",
+    "half_set_curves",
+    "half_set_scoring",
+]
+
+log = logging.getLogger("compare_models.compare")
+
+#: The half-set region, in words, as metrics.json records it.
+HALF_SET_REGION_RULE = (
+    "pixels whose centre lies in the convex hull of the scan positions (all of them) where both "
+    "half images of every arm have data (valid mask and a non-zero value), eroded (chessboard "
+    "distance, the grid's border counting as outside) by ceil(largest half-to-half shift) + "
+    "margin pixels"
+)
+#: Both halves of every arm must cover at least this fraction of the scan's hull. Below it the
+#: region has holes where a half lacks data: the FRC window must fall to zero around every hole,
+#: a sieve-like window imposes its own pattern on both images (and correlates them at its
+#: frequencies), and the region no longer resembles the one the full images cover.
+DEFAULT_MIN_COVERAGE = 0.9
+#: The half-set region's bounding box must be at least this many pixels a side: the floor of
+#: the scored region against ground truth (the 11-pixel SSIM window), so that one scan is never
+#: big enough for one kind of number and not the other; it leaves 5 FRC rings above the mean.
+MIN_REGION_SIDE_PX = 11
+#: Order of the half-set cut-off rows in comparison_metrics.csv.
+CSV_ORDER = ("1/7", "halfbit", "1bit")
+
+
+@dataclass(frozen=True, eq=False)
+class HalfImages:
+    """An arm's two half-set images on the comparison's grid.
+
+    Attributes
+    ----------
+    images : tuple of two ndarray (H, W) complex64
+    valid : tuple of two ndarray (H, W) bool
+        Where each half image holds data.
+    positions_xy : tuple of two ndarray (n_k, 2) or None
+        The positions each half was made from (object pixels), for coverage hints.
+    split : dict
+        How the halves were chosen (:meth:`HalfSplit.to_dict`, plus where it came from).
+    how : str
+        How the images were made, in words.
+    timings_s : dict
+        Stage -> seconds.
+    details : dict
+        Provenance (paths, algorithms, stitching crop ...).
+    """
+
+    images: tuple
+    valid: tuple
+    positions_xy: tuple | None
+    split: dict
+    how: str
+    timings_s: dict = field(default_factory=dict)
+    details: dict = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------
+# Making the half images
+
+
+def network_half_images(
+    dataset,
+    split,
+    shape,
+    *,
+    per_position: bool,
+    patches,
+    positions_xy,
+    predict: Callable,
+    stitch: Callable,
+    key: str,
+    crop: int,
+) -> HalfImages:
+    """A network arm's two half images.
+
+    Parameters
+    ----------
+    dataset : compare_models.io.dataset.Dataset
+        The test data (the same the full image was predicted from).
+    split : compare_models.imaging.halfsets.HalfSplit
+    shape : tuple (H, W)
+        The comparison's grid.
+    per_position : bool
+        True when a patch depends on its own pattern only (gridsize 1): the full run's
+        ``patches`` are reused. Otherwise (gridsize 2) ``predict`` runs on each half, so the
+        groups are formed among that half's positions only.
+    patches : ndarray (M, N, N) complex
+        The full run's patches, one per position of ``dataset``.
+    positions_xy : ndarray (M, 2)
+        Where the full run's patches sit (the scan positions, or a PtychoPINN model's group
+        centroids), object pixels.
+    predict : callable
+        ``predict(half_dataset) -> (patches (n, N, N), positions_xy (n, 2))``: one patch per
+        position of the half, and where each sits.
+    stitch : callable
+        ``stitch(patches, positions_xy, shape) -> (image, weights)`` with the full image's
+        settings.
+    key : str
+        The arm's key, for timings (``<key>.half_sets.inference``, ``<key>.half_sets.stitch``).
+    crop : int
+        The stitching crop (recorded, and named in coverage errors).
+    """
+    images, valid, positions, timings = [], [], [], {}
+    inference_s = stitch_s = 0.0
+    for number, indices in enumerate(split.halves, start=1):
+        if per_position:
+            half_patches, half_positions = patches[indices], np.asarray(positions_xy)[indices]
+        else:
+            start = time.perf_counter()
+            try:
+                half_patches, half_positions = predict(dataset.subset(indices))
+            except DatasetError as exc:
+                raise DatasetError(
+                    f"half set {number} ({indices.size} positions, groups formed inside the half): "
+                    f"{exc}; or --no-half-sets"
+                ) from exc
+            inference_s += time.perf_counter() - start
+        if half_patches.shape[0] != indices.size:
+            raise MetricError(f"half set {number}: {half_patches.shape[0]} patches for {indices.size} positions")
+        start = time.perf_counter()
+        image, weights = stitch(half_patches, half_positions, shape)
+        stitch_s += time.perf_counter() - start
+        images.append(np.asarray(image, np.complex64))
+        valid.append(np.asarray(weights) > 0)
+        positions.append(np.asarray(half_positions, np.float64))
+    timings[f"{key}.half_sets.inference"] = inference_s
+    timings[f"{key}.half_sets.stitch"] = stitch_s
+    how = (
+        "the full run's patches of each half's positions, stitched on the full image's grid "
+        "(gridsize 1: a patch depends on its own pattern only)"
+        if per_position
+        else "each half predicted on its own (groups formed among the half's positions only) and "
+        "stitched on the full image's grid"
+    )
+    return HalfImages(
+        tuple(images), tuple(valid), tuple(positions),
+        {**split.to_dict(), "made_by": "compare-models"}, how, timings,
+        {"stitch_crop_size": int(crop), "reused_full_run_patches": bool(per_position)},
+    )
+
+
+def ptychi_half_set_paths(config) -> tuple[tuple[Path, Path], str] | None:
+    """Where the pty-chi half-set reconstructions are, and how they were found.
+
+    In order: ``--ptychi-half-set-paths A B``; ``--ptychi-half-sets DIR`` (``DIR`` holding
+    ``ptychi_half1.npz`` and ``ptychi_half2.npz``, or a reconstruct output directory whose
+    ``half_sets/`` does); else ``half_sets/`` beside ``--ptychi_recon_path`` when the full
+    reconstruction's metadata says it was made with ``--half-sets`` and both files are there.
+    None when there are none.
+
+    Raises
+    ------
+    DatasetError
+        A path given explicitly does not exist.
+    """
+    from .reconstruct import HALF_SET_DIR, half_set_paths
+
+    if config.ptychi_half_set_paths:
+        pair = tuple(Path(p) for p in config.ptychi_half_set_paths)
+        for path in pair:
+            if not path.is_file():
+                raise DatasetError(f"--ptychi-half-set-paths {path}: no such file")
+        return pair, "--ptychi-half-set-paths"
+    if config.ptychi_half_sets:
+        directory = Path(config.ptychi_half_sets)
+        if not directory.is_dir():
+            raise DatasetError(f"--ptychi-half-sets {directory}: no such directory")
+        for candidate in (directory, directory / HALF_SET_DIR):
+            pair = half_set_paths(candidate)
+            if all(p.is_file() for p in pair):
+                return pair, "--ptychi-half-sets"
+        names = ", ".join(p.name for p in half_set_paths(directory))
+        raise DatasetError(
+            f"--ptychi-half-sets {directory}: expected {names} there or in its {HALF_SET_DIR}/ "
+            "(ptycho-study reconstruct --half-sets writes them)"
+        )
+    if config.ptychi_recon_path:
+        pair = half_set_paths(Path(config.ptychi_recon_path).parent / HALF_SET_DIR)
+        if all(p.is_file() for p in pair) and _made_with_half_sets(config.ptychi_recon_path, pair):
+            return pair, f"beside --ptychi_recon_path ({pair[0].parent})"
+    return None
+
+
+def _made_with_half_sets(full_path, pair) -> bool:
+    """Whether the full reconstruction was made with ``--half-sets`` on the data the halves
+    were split from (so that stale halves of another run are never picked up)."""
+    from ..io.reconstruction import load_reconstruction
+
+    full = load_reconstruction(full_path).metadata
+    if not (full.get("config") or {}).get("half_sets"):
+        log.warning("%s: half-set files found but the reconstruction was not made with --half-sets; ignored", pair[0].parent)
+        return False
+    for path in pair:
+        record = load_reconstruction(path).metadata.get("half_set") or {}
+        if record.get("of_dataset_sha256") != full.get("dataset_sha256"):
+            log.warning("%s: made from other data than %s; the half sets are ignored", path, full_path)
+            return False
+    return True
+
+
+def ptychi_half_images(pair, shape, dataset, *, found: str = "") -> HalfImages:
+    """The two pty-chi half reconstructions placed on the comparison's grid.
+
+    Parameters
+    ----------
+    pair : (path, path)
+        Half 1 and half 2 reconstruction files (this project's format or another writer's).
+    shape : tuple (H, W)
+    dataset : compare_models.io.dataset.Dataset
+        The test data: when the files record the split and the data they came from
+        (``metadata["half_set"]``), the positions of each half are recovered for coverage hints.
+    found : str
+        How the files were found (:func:`ptychi_half_set_paths`), for provenance.
+    """
+    from ..io.dataset import dataset_fingerprint
+    from ..io.reconstruction import load_reconstruction, place_in_object_frame
+
+    images, valid, records, details, timings = [], [], [], [], {}
+    start = time.perf_counter()
+    for path in pair:
+        recon = load_reconstruction(path)
+        image, mask = place_in_object_frame(recon, shape)
+        images.append(np.asarray(image, np.complex64))
+        valid.append(np.asarray(mask, bool))
+        records.append(recon.metadata.get("half_set") or {})
+        details.append({
+            "path": str(path),
+            "algorithm": recon.algorithm,
+            "placed_by": recon.placed_by,
+            "canvas_origin_xy": recon.canvas_origin_xy,
+            "reconstruction_wall_time_s": recon.wall_time_s,
+        })
+    timings["ptychi.half_sets.load"] = time.perf_counter() - start
+    split = {"made_by": "ptycho-study reconstruct --half-sets" if records[0] else "unknown (not recorded in the files)"}
+    positions = None
+    if records[0] and records[1]:
+        split.update(
+            method=records[0].get("method"),
+            n_positions=records[0].get("n_positions_total"),
+            n_half1=records[0].get("n_positions"),
+            n_half2=records[1].get("n_positions"),
+        )
+        same_data = records[0].get("of_dataset_sha256") == dataset_fingerprint(dataset)
+        split["from_this_test_data"] = bool(same_data)
+        if same_data:
+            positions = tuple(dataset.positions_xy[np.asarray(r["position_indices"], dtype=np.int64)] for r in records)
+    return HalfImages(
+        tuple(images), tuple(valid), positions, split,
+        "two pty-chi reconstructions, one from each half of the scan's positions, placed by their recorded frames",
+        timings, {"files": details, "placed_by": [d["placed_by"] for d in details], "found": found},
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Scoring
+
+
+def evaluate_half_sets(
+    arms, positions_xy, shape, config, *, pixel_size_m=None, estimate_shift_for=None, timer=None, required=True
+) -> dict:
+    """Half-set FRC of every arm that has two half images, on one region for all.
+
+    Parameters
+    ----------
+    arms : sequence of ArmImage
+        Arms with ``halves`` (:class:`HalfImages`) or None.
+    positions_xy : ndarray (M, 2)
+        The test scan's positions (all of them): the hull.
+    shape : tuple (H, W)
+    config : CompareConfig
+        ``max_shift_px``, ``registration_on``, ``region_margin_px``, ``phase_align_method``,
+        ``frc_sigma``, ``min_half_set_coverage``, ``stitch_crop_size``.
+    pixel_size_m : float, optional
+    estimate_shift_for : callable, optional
+        ``estimate_shift_for(arm) -> bool``: whether a shift between the arm's halves is
+        estimated (the comparison's own policy); default always.
+    timer : callable, optional
+        ``timer(stage, func, *args, **kwargs)``.
+    required : bool
+        True (``--half-sets`` given, or no ground truth, so that the half-set FRC is the run's
+        only measure): an arm whose halves leave too little is an error naming the fix. False
+        (the default with ground truth): that arm gets no half-set FRC, with the same message as
+        a warning and in ``not_computed``.
+
+    Returns
+    -------
+    dict
+        ``computed`` (bool), ``region`` (mask) and ``region_info`` (the rule, pixel counts,
+        coverage, erosion), ``models`` (name -> ``kind``, ``amplitude``, ``phase``,
+        ``registration``, ``split``, ``how``, ``coverage``, ``phase_wrap_pixels``), ``aligned``
+        (name -> (half 1, half 2 registered onto it)), ``not_computed`` (name -> reason).
+
+    Raises
+    ------
+    MetricError
+        A half leaves too little: both halves of an arm cover less than
+        ``config.min_half_set_coverage`` of the hull, or the region is under
+        :data:`MIN_REGION_SIDE_PX` a side; the message names the fix.
+    RegistrationError
+        A half-to-half shift beyond ``config.max_shift_px``.
+    """
+    from ..imaging.halfsets import half_set_frc
+    from ..imaging.region import scan_hull, scored_region
+    from ..imaging.registration import estimate_shift, register
+
+    timer = timer or (lambda stage, func, *args, **kwargs: func(*args, **kwargs))
+    estimate_shift_for = estimate_shift_for or (lambda arm: True)
+    with_halves = [arm for arm in arms if arm.halves is not None]
+    result = {
+        "computed": bool(with_halves),
+        "models": {},
+        "aligned": {},
+        "not_computed": {arm.name: _reason_missing(arm, config) for arm in arms if arm.halves is None},
+        "region": None,
+        "region_info": None,
+    }
+    for name, reason in result["not_computed"].items():
+        log.warning("%s: no half-set FRC (%s)", name, reason)
+    if not with_halves:
+        return result
+    hull = scan_hull(positions_xy, shape)
+    hull_pixels = int(hull.sum())
+    masks = {}
+    coverage = {}
+    for arm in with_halves:
+        halves = [np.asarray(v, bool) & (np.asarray(img) != 0) for img, v in zip(arm.halves.images, arm.halves.valid, strict=True)]
+        masks[f"{arm.name} half 1"], masks[f"{arm.name} half 2"] = halves
+        both = hull & halves[0] & halves[1]
+        coverage[arm.name] = {
+            "half1": float((hull & halves[0]).sum() / hull_pixels),
+            "half2": float((hull & halves[1]).sum() / hull_pixels),
+            "both": float(both.sum() / hull_pixels),
+        }
+    short = [arm for arm in with_halves if coverage[arm.name]["both"] < config.min_half_set_coverage]
+    for arm in short:
+        message = _coverage_message(arm, coverage[arm.name], hull, config)
+        if required:
+            raise MetricError(message)
+        log.warning("%s", message)
+        result["not_computed"][arm.name] = message
+        del masks[f"{arm.name} half 1"], masks[f"{arm.name} half 2"]
+    with_halves = [arm for arm in with_halves if arm not in short]
+    result["computed"] = bool(with_halves)
+    if not with_halves:
+        return result
+    common = scored_region(hull, masks, largest_shift_px=0.0, margin_px=0)
+    shifts = {}
+    for arm in with_halves:
+        placed = all(p != "registration" for p in arm.halves.details.get("placed_by", ()))
+        if estimate_shift_for(arm) or not placed:
+            if not estimate_shift_for(arm):
+                raise ConfigError(
+                    f"{arm.name}: the half-set reconstruction files record no object-frame placement, "
+                    "so they must be registered; drop --skip-registration"
+                )
+            first, second = arm.halves.images
+            shifts[arm.name] = timer(
+                f"{arm.key}.half_sets.shift", estimate_shift, second, first, common.mask,
+                valid=masks[f"{arm.name} half 2"], max_shift=config.max_shift_px,
+                correlate_on=config.registration_on,
+            )
+        else:
+            shifts[arm.name] = None
+    largest = max((s.norm_px for s in shifts.values() if s is not None), default=0.0)
+    region = scored_region(hull, masks, largest_shift_px=largest, margin_px=config.region_margin_px)
+    rows = np.flatnonzero(region.mask.any(axis=1))
+    cols = np.flatnonzero(region.mask.any(axis=0))
+    box = (int(rows[-1] - rows[0] + 1), int(cols[-1] - cols[0] + 1))
+    if min(box) < MIN_REGION_SIDE_PX:
+        raise MetricError(
+            f"half-set FRC: the region both halves of every arm cover is only {box[0]} x {box[1]} px "
+            f"(at least {MIN_REGION_SIDE_PX} px a side for an FRC); use a larger scan, a larger "
+            "stitching crop (--stitch-crop-size), or --no-half-sets"
+        )
+    info = region.to_dict()
+    info.update(
+        rule=HALF_SET_REGION_RULE,
+        coverage=coverage,
+        both_halves_fraction_of_hull=float(common.common_pixels / hull_pixels),
+        region_fraction_of_hull=float(region.n_pixels / hull_pixels),
+        min_coverage=float(config.min_half_set_coverage),
+    )
+    log.info(
+        "half-set region: %d px (%.1f %% of the hull; both halves of every arm cover %.1f %% of it)",
+        region.n_pixels, 100 * info["region_fraction_of_hull"], 100 * info["both_halves_fraction_of_hull"],
+    )
+    result.update(region=region.mask, region_info=info)
+    for arm in with_halves:
+        first, second = arm.halves.images
+        shift = shifts[arm.name]
+        registration = timer(
+            f"{arm.key}.half_sets.registration", register, second, first, region.mask,
+            valid=masks[f"{arm.name} half 2"], shift_yx=None if shift is None else shift.shift_yx,
+            estimate_shift=False, phase_align=config.phase_align_method,
+        )
+        if not registration.valid[region.mask].all():  # the erosion guarantees it
+            raise MetricError(f"{arm.name}: the shifted half 2 lacks data inside the half-set region")
+        frc = timer(
+            f"{arm.key}.half_sets.frc", half_set_frc, first, registration.aligned, region.mask,
+            pixel_size_m=pixel_size_m, smoothing_sigma=config.frc_sigma, phase_gauge=config.phase_align_method,
+        )
+        if frc["phase_wrap_pixels"]:
+            log.warning(
+                "%s: the phase of half 1 wraps (2 pi jumps next to %d pixels of the half-set region); "
+                "both halves share the jumps, which inflates the phase FRC at high frequencies",
+                arm.name, frc["phase_wrap_pixels"],
+            )
+        record = registration.to_dict()
+        if shift is not None:
+            record["shift"] = shift.to_dict()
+        record["direction"] = "half 2 registered onto half 1 (shift, then the gauge of half 2 against half 1)"
+        result["models"][arm.name] = {
+            "kind": "half_set",
+            "amplitude": frc["amplitude"],
+            "phase": frc["phase"],
+            "registration": record,
+            "split": arm.halves.split,
+            "how": arm.halves.how,
+            "coverage": coverage[arm.name],
+            "phase_wrap_pixels": frc["phase_wrap_pixels"],
+        }
+        result["aligned"][arm.name] = (np.asarray(first), registration.aligned)
+    return result
+
+
+def _reason_missing(arm, config) -> str:
+    if not config.half_sets_enabled:
+        return "--no-half-sets"
+    if arm.key == "ptychi":
+        return (
+            "no half-set reconstructions: run ptycho-study reconstruct --half-sets, or give "
+            "--ptychi-half-sets DIR / --ptychi-half-set-paths A B"
+        )
+    return "no half images"
+
+
+def _coverage_message(arm, coverage, hull, config) -> str:
+    """The error for halves that leave too much of the hull uncovered, with the fix."""
+    from ..imaging.halfsets import largest_gap_px
+
+    head = (
+        f"half-set FRC: both halves of {arm.name} cover only {100 * coverage['both']:.1f} % of the "
+        f"scan's hull (half 1 {100 * coverage['half1']:.1f} %, half 2 {100 * coverage['half2']:.1f} %; "
+        f"at least {100 * config.min_half_set_coverage:.0f} % needed, --min-half-set-coverage)"
+    )
+    if arm.key == "ptychi":
+        return (
+            f"{head}: the pty-chi half reconstructions do not cover the scan; reconstruct both halves "
+            "from this test data (ptycho-study reconstruct --half-sets), or --no-half-sets"
+        )
+    crop = arm.halves.details.get("stitch_crop_size")
+    positions = arm.halves.positions_xy
+    patch_size = arm.details.get("patch_size")
+    if not positions:
+        return f"{head}: use a larger stitching crop (--stitch-crop-size) or a denser scan, or --no-half-sets"
+    gap = max(largest_gap_px(p, hull) for p in positions)
+    need = _crop_that_covers(positions, patch_size, hull, crop, config.min_half_set_coverage)
+    if need is not None:
+        fix = f"use a larger stitching crop (--stitch-crop-size {need} or more; now {crop}) or a denser scan"
+    else:
+        fix = f"use a denser scan (no crop up to N = {patch_size} covers enough)"
+    return (
+        f"{head}: each half holds every other position, and its patches cut to the stitching crop "
+        f"({crop} px) leave gaps up to {gap:.1f} px from its nearest position; {fix}, or --no-half-sets"
+    )
+
+
+def _crop_that_covers(positions, patch_size, hull, crop, fraction):
+    """The smallest stitching crop, above ``crop`` and up to N, whose windows at both halves'
+    positions cover ``fraction`` of the hull (:func:`compare_models.imaging.region.scanned_region`,
+    the stitcher's footprint); None if there is none."""
+    from ..imaging.region import scanned_region
+
+    if not patch_size or crop is None:
+        return None
+    hull_pixels = hull.sum()
+    for size in range(int(crop) + 1, int(patch_size) + 1):
+        both = hull.copy()
+        for half in positions:
+            both &= scanned_region(half, patch_size, hull.shape, crop=size)
+        if both.sum() >= fraction * hull_pixels:
+            return size
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# Reporting
+
+
+def half_set_rows(half_sets: dict | None) -> list[tuple]:
+    """Rows of ``comparison_metrics.csv`` for the half-set FRC (``model,metric,amplitude,phase,value``).
+
+    ``halfset_frc1over7``, ``halfset_frc_halfbit``, ``halfset_frc_1bit`` (fractions of Nyquist,
+    amplitude and phase), then ``halfset_region_pixels``, ``halfset_coverage`` (fraction of the
+    hull both of the arm's halves cover), ``halfset_positions_half1``/``_half2``,
+    ``halfset_registration_offset_dy``/``_dx`` and ``halfset_gauge_amplitude_scale``.
+    """
+    from ..imaging.metrics import HALF_SET_CSV_NAMES
+
+    rows = []
+    if not half_sets or not half_sets.get("computed"):
+        return rows
+    info = half_sets["region_info"]
+    for name, entry in half_sets["models"].items():
+        for cutoff in CSV_ORDER:
+            metric = HALF_SET_CSV_NAMES[cutoff]
+            rows.append((name, metric, entry["amplitude"][metric], entry["phase"][metric], None))
+        rows.append((name, "halfset_region_pixels", None, None, info["n_pixels"]))
+        rows.append((name, "halfset_coverage", None, None, entry["coverage"]["both"]))
+        split = entry.get("split") or {}
+        for number in (1, 2):
+            count = split.get(f"n_half{number}")
+            if count is not None:
+                rows.append((name, f"halfset_positions_half{number}", None, None, int(count)))
+        dy, dx = entry["registration"]["shift_yx_px"]
+        rows.append((name, "halfset_registration_offset_dy", None, None, dy))
+        rows.append((name, "halfset_registration_offset_dx", None, None, dx))
+        rows.append((name, "halfset_gauge_amplitude_scale", None, None, entry["registration"]["gauge"]["amplitude_scale"]))
+    return rows
+
+
+def half_set_curves(half_sets: dict | None) -> dict:
+    """``{model: {component: {kind, frc, frequency_nyquist, n_pixels, thresholds}}}`` of the
+    half-set FRC, for ``frc_curves.csv`` and ``frc.png``."""
+    curves = {}
+    if not half_sets or not half_sets.get("computed"):
+        return curves
+    for name, entry in half_sets["models"].items():
+        curves[name] = {
+            component: {
+                "kind": "half_set",
+                "frc": entry[component]["curve"],
+                "frequency_nyquist": entry[component]["frequency_nyquist"],
+                "n_pixels": entry[component]["n_pixels"],
+                "thresholds": entry[component]["thresholds"],
+            }
+            for component in ("amplitude", "phase")
+        }
+    return curves
+
+
+def half_set_scoring(config, split) -> dict:
+    """The rules the half-set FRC follows, for metrics.json's ``half_sets`` section."""
+    from ..imaging.metrics import HALF_SET_DEFINITIONS
+
+    return {
+        "kind": "half_set",
+        "what": (
+            "FRC between two images of the same arm made from two disjoint, interleaved halves of "
+            "the scan positions; needs no ground truth (van Heel & Schatz 2005)"
+        ),
+        "split": None if split is None else split.to_dict(),
+        "registration": (
+            "half 2 registered onto half 1: shift by upsampled cross-correlation over the pixels "
+            "both halves cover (same policy as the arm's registration), then the gauge (phase "
+            f"{'offset and linear ramp' if config.phase_align_method == 'ramp' else 'offset'} fitted to "
+            "the amplitude-weighted phase difference, amplitude scale to the amplitudes alone)"
+        ),
+        "region_rule": HALF_SET_REGION_RULE,
+        "frc": (
+            "the FRC of the against-truth comparison (each image minus its window-weighted mean, "
+            "times one raised-cosine window falling to 0 at the region's edge); phase images relative "
+            "to the plane fitted to the consensus half 1 + half 2"
+        ),
+        "thresholds": {
+            "1/7": "fixed 1/7 (van Heel & Schatz 2005)",
+            "halfbit": "1/2-bit information curve, eq. (17) of van Heel & Schatz 2005, n = independent Fourier pixels per ring",
+            "1bit": "1-bit information curve, same equation",
+        },
+        "definitions": dict(HALF_SET_DEFINITIONS),
+        "references": [
+            "M. van Heel and M. Schatz, J. Struct. Biol. 151, 250-262 (2005)",
+        ],
+    }
