@@ -134,9 +134,13 @@ def study_main():
 @click.option("--phase-image", "phase_image", help="skimage.data image for the phase.")
 @click.option("--pixel-size", "pixel_size_m", type=float, help="Object pixel size in metres (recorded).")
 @click.option("--noise/--no-noise", "poisson_noise", default=None, help="Poisson noise (default on).")
-@click.option("--split", type=click.Choice(["y"]), default=None, help="Write <out>_train.npz and <out>_test.npz from the top and bottom halves.")
+@click.option("--split", type=click.Choice(["objects", "y"]), default=None, help="Write <out>_train.npz and <out>_test.npz: 'objects' trains on another object (--train-*-image), 'y' on the top half of this one (test: bottom half, N rows of positions apart).")
+@click.option("--train-amplitude-image", "train_amplitude_image", help="--split objects: skimage.data image for the training object's amplitude (default astronaut).")
+@click.option("--train-phase-image", "train_phase_image", help="--split objects: image for the training object's phase (default coins).")
+@click.option("--train-object-size", "train_object_size", type=int, help="--split objects: training object side in pixels (default --object-size).")
+@click.option("--train-seed", "train_seed", type=int, help="--split objects: seed of the training scan and noise (default: a stream derived from --seed).")
 @user_errors
-def simulate_command(out, config_path, split, **overrides):
+def simulate_command(out, config_path, **overrides):
     """Simulate a dataset at a chosen photon dose."""
     from .config import config_from_file_and_flags
     from .io.dispatch import load_dataset
@@ -144,7 +148,7 @@ def simulate_command(out, config_path, split, **overrides):
     from .study.simulator import SimulationConfig
 
     config = config_from_file_and_flags(SimulationConfig, config_path, "simulate", overrides)
-    written = run_simulate(config, out, split=split)
+    written = run_simulate(config, out)
     for role, path in written.items():
         click.echo(f"{role}: {path}")
         click.echo(_indent(describe_dataset(load_dataset(path))))
