@@ -17,7 +17,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from compare_models.imaging.geometry import extract_patches, fourier_shift, integer_crops, split_nearest
+from compare_models.imaging.geometry import (
+    extract_patches,
+    fourier_shift,
+    integer_crops,
+    split_nearest,
+)
 from compare_models.study import ptychi_runner
 from compare_models.study.ptychi_runner import ReconstructConfig, ptychi_inputs
 from compare_models.study.simulator import SimulationConfig, far_field_amplitude, simulate_dataset

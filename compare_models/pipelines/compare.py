@@ -458,6 +458,22 @@ def _write_outputs(directory: Path, arms, result, dataset, config, timer):
         "corrections": {
             name: entry.get("registration") for name, entry in result["models"].items()
         },
+        "seen_in_training": _seen_in_training(arms, truth, region),
         "timings_s": _all_timings(timer, arms),
     }
     report.write_json(provenance, directory / "provenance.json")
+
+
+def _seen_in_training(arms, truth, region) -> dict:
+    """Per network arm, the fraction of the scored region under its training patches of this
+    object (0 for another object, "unknown" when its bundle does not say); DESIGN.md, "No leakage"."""
+    from ..models.bundle import fraction_seen_in_training
+
+    seen = {
+        arm.name: fraction_seen_in_training(arm.details.get("bundle_metadata"), truth, region)
+        for arm in arms
+        if arm.key != "ptychi"
+    }
+    for name, value in seen.items():
+        log.info("%s: fraction of scored pixels seen in training: %s", name, value)
+    return seen

@@ -343,6 +343,7 @@ def training_config(config: SimulationConfig) -> SimulationConfig:
     size; everything else (probe, scan, dose) as in ``config``."""
     return dataclasses.replace(
         config,
+        split=None,
         amplitude_image=config.train_amplitude_image,
         phase_image=config.train_phase_image,
         object_size=config.resolved_train_object_size,
