@@ -301,7 +301,8 @@ def test_property_xla_equals_numpy(n, n_side, data):
     chunk = data.draw(st.sampled_from([16, 32]))
     interpolation = data.draw(st.sampled_from(["fourier", "bilinear"]))
     rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
-    pos = np.stack([rng.uniform(0, width, n), rng.uniform(0, height, n)], axis=1)
+    # Every kept window reaches the grid: round(x) <= W - 1 (Fourier) and floor(x) <= W - 1 (bilinear).
+    pos = np.stack([rng.uniform(0, width - 1, n), rng.uniform(0, height - 1, n)], axis=1)
     patches = random_object(rng, n * n_side, n_side).reshape(n, n_side, n_side)
     ref, w_ref = stitch(patches, pos, (height, width), crop=m_keep, backend="numpy", interpolation=interpolation)
     image, weights = stitch(
