@@ -149,7 +149,10 @@ def test_ptychi_version_is_within_the_pin():
     setup.read(Path(__file__).resolve().parents[1] / "setup.cfg")
     lines = setup["options.extras_require"]["ptychi"].split("\n")
     requirement = next(Requirement(line) for line in lines if line.strip().startswith("ptychi"))
-    assert requirement.specifier, "ptychi must be pinned to the versions tests/test_forward_model.py covers"
+    # An upper bound: a later pty-chi may change its rounding or its shifts.
+    assert any(spec.operator in ("<", "<=", "==", "~=") for spec in requirement.specifier), (
+        f"setup.cfg: {requirement} must be pinned to the versions tests/test_forward_model.py covers"
+    )
     assert version("ptychi") in requirement.specifier
 
 

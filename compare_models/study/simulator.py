@@ -365,8 +365,9 @@ def simulate_split(config: SimulationConfig) -> tuple[Dataset, Dataset]:
         raise ConfigError(f"simulate_split needs split 'y' or 'objects', got {config.split!r}")
     test = simulate_dataset(config)
     train_settings = training_config(config)
-    stream = np.random.default_rng([config.seed, 1] if config.train_seed is None else config.train_seed)
-    train = simulate_dataset(train_settings, rng=stream)
+    seed = [config.seed, 1] if config.train_seed is None else config.train_seed
+    train = simulate_dataset(train_settings, rng=np.random.default_rng(seed))
+    train.metadata["random_seed"] = seed  # what numpy.random.default_rng was given
     for role, part, settings in (("train", train, train_settings), ("test", test, config)):
         part.metadata.update(split=role, split_mode="objects")
         part.metadata["object"]["role"] = role
