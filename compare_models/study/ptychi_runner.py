@@ -26,8 +26,8 @@ Conventions: from this project's dataset to pty-chi's
   :func:`scan_canvas` makes ``ox + W/2`` and ``oy + H/2`` even: then the two frames cut the
   same crop even at exact half-integer positions (a grid whose step is a half-integer).
   pty-chi's BH engine shifts the object instead (``apply_subpixel_shifts_on_probe=False``,
-  floor split), a model that differs from the simulator's by about 1e-4 at sub-pixel
-  positions.
+  floor split), a model that differs from the simulator's at sub-pixel positions (1e-4 to
+  1e-2 relative in intensity, depending on the object's fine detail).
 
 Process isolation
 -----------------
