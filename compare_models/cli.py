@@ -85,6 +85,7 @@ def _install_sigterm_handler():
 @click.option("--pinn-chunk-size", "--pinn_chunk_size", "pinn_chunk_size", type=int, default=1024, show_default=True, help="Positions per inference chunk (memory bound).")
 @click.option("--baseline-chunk-size", "--baseline_chunk_size", "baseline_chunk_size", type=int, default=1024, show_default=True)
 @click.option("--stitch-chunk-size", "stitch_chunk_size", type=int, default=512, show_default=True, help="Patches per compiled stitching call.")
+@click.option("--stitch-interpolation", "stitch_interpolation", type=click.Choice(["fourier", "bilinear"]), default="fourier", show_default=True, help="How each patch is moved by its sub-pixel residual before its central crop is added: fourier (the simulator's and pty-chi's model: stitching the recorded ground-truth patches gives the object back) or bilinear (as PtychoPINN's stitching does, to reproduce its images).")
 @click.option("--half-sets/--no-half-sets", "half_sets", default=None, help="Half-set FRC for every arm: two images from two disjoint halves of the scan (networks: from the same model; pty-chi: from --ptychi-half-sets), registered to each other and correlated; needs no ground truth. Default: computed for every arm whose halves cover enough of the scan, the others named with the reason and the fix; --half-sets requires it for every arm (an error otherwise); --no-half-sets turns it off.")
 @click.option("--half-set-split", "half_set_split", type=click.Choice(["checkerboard", "alternate"]), default="checkerboard", show_default=True, help="How the scan is split into halves: a checkerboard of the scan grid, or alternating positions along the scan path.")
 @click.option("--ptychi-half-sets", "ptychi_half_sets", type=click.Path(), default=None, help="Directory with the pty-chi half-set reconstructions ptychi_half1.npz and ptychi_half2.npz (or a reconstruct output directory with them in half_sets/). Default: half_sets/ beside --ptychi_recon_path when ptycho-study reconstruct --half-sets wrote it.")
@@ -154,9 +155,13 @@ def study_main():
 @click.option("--phase-image", "phase_image", help="skimage.data image for the phase.")
 @click.option("--pixel-size", "pixel_size_m", type=float, help="Object pixel size in metres (recorded).")
 @click.option("--noise/--no-noise", "poisson_noise", default=None, help="Poisson noise (default on).")
-@click.option("--split", type=click.Choice(["y"]), default=None, help="Write <out>_train.npz and <out>_test.npz from the top and bottom halves.")
+@click.option("--split", type=click.Choice(["objects", "y"]), default=None, help="Write <out>_train.npz and <out>_test.npz: 'objects' trains on another object (--train-*-image), 'y' on the top half of this one (test: bottom half, N rows of positions apart).")
+@click.option("--train-amplitude-image", "train_amplitude_image", help="--split objects: skimage.data image for the training object's amplitude (default astronaut).")
+@click.option("--train-phase-image", "train_phase_image", help="--split objects: image for the training object's phase (default coins).")
+@click.option("--train-object-size", "train_object_size", type=int, help="--split objects: training object side in pixels (default --object-size).")
+@click.option("--train-seed", "train_seed", type=int, help="--split objects: seed of the training scan and noise (default: a stream derived from --seed).")
 @user_errors
-def simulate_command(out, config_path, split, **overrides):
+def simulate_command(out, config_path, **overrides):
     """Simulate a dataset at a chosen photon dose."""
     from .config import config_from_file_and_flags
     from .io.dispatch import load_dataset
@@ -164,7 +169,7 @@ def simulate_command(out, config_path, split, **overrides):
     from .study.simulator import SimulationConfig
 
     config = config_from_file_and_flags(SimulationConfig, config_path, "simulate", overrides)
-    written = run_simulate(config, out, split=split)
+    written = run_simulate(config, out)
     for role, path in written.items():
         click.echo(f"{role}: {path}")
         click.echo(_indent(describe_dataset(load_dataset(path))))

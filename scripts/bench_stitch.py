@@ -3,8 +3,9 @@
 Not a test. Prints, per crop size M, a Markdown table: median wall time, patches per second,
 peak extra resident memory, and ratios, for
 
-- ``xla``: ``compare_models.imaging.stitching.stitch(..., backend="xla")``;
-- ``numpy``: the NumPy reference backend;
+- ``xla``: ``compare_models.imaging.stitching.stitch(..., backend="xla")`` with
+  ``--interpolation`` (default: the stitcher's default, ``fourier``);
+- ``numpy``: the NumPy reference backend, same interpolation;
 - ``pad-translate``: the replaced tool's method, every patch zero-padded to the full canvas and
   bilinearly translated there (O(n * canvas^2)); timed on a subset and scaled to n;
 - ``floor``: the bytes of every patch's (M+1)^2 complex64 window read once and written once,
@@ -14,6 +15,7 @@ Usage::
 
     .venv/bin/python scripts/bench_stitch.py            # n = 5088, N = 64, M in {20, 64}
     .venv/bin/python scripts/bench_stitch.py --n 1000 --reps 3 --crops 64
+    .venv/bin/python scripts/bench_stitch.py --interpolation bilinear
 """
 
 from __future__ import annotations
@@ -106,6 +108,8 @@ def main(argv=None):
     parser.add_argument("--crops", type=int, nargs="+", default=[20, 64])
     parser.add_argument("--reps", type=int, default=7)
     parser.add_argument("--chunk", type=int, default=DEFAULT_CHUNK)
+    parser.add_argument("--interpolation", choices=["fourier", "bilinear"], default="fourier",
+                        help="stitcher interpolation timed for xla and numpy (default: the stitcher's)")
     parser.add_argument("--naive-subset", type=int, default=256,
                         help="patches timed for pad-and-translate (scaled to n)")
     args = parser.parse_args(argv)
@@ -116,7 +120,9 @@ def main(argv=None):
     shape = (int(np.ceil(pos[:, 1].max() + n_side / 2 + 2)), int(np.ceil(pos[:, 0].max() + n_side / 2 + 2)))
     patches = (rng.standard_normal((n, n_side, n_side)) + 1j * rng.standard_normal((n, n_side, n_side))).astype(np.complex64)
     bandwidth = copy_bandwidth()
-    print(f"n = {n}, N = {n_side}, canvas (H, W) = {shape}, chunk = {args.chunk}, cores = {os.cpu_count()}")
+    interp = args.interpolation
+    print(f"n = {n}, N = {n_side}, canvas (H, W) = {shape}, chunk = {args.chunk}, "
+          f"interpolation = {interp}, cores = {os.cpu_count()}")
     print(f"copy bandwidth (np.copyto, read + write): {bandwidth / 1e9:.1f} GB/s")
 
     for crop in args.crops:
@@ -124,14 +130,16 @@ def main(argv=None):
         floor_bytes = n * k_win**2 * 8 * 2
         floor_s = floor_bytes / bandwidth
         sub = min(args.naive_subset, n)
-        t_xla, m_xla = timed(lambda c=crop: stitch(patches, pos, shape, crop=c, backend="xla", chunk=args.chunk), args.reps)
-        t_np, m_np = timed(lambda c=crop: stitch(patches, pos, shape, crop=c, backend="numpy", chunk=args.chunk), args.reps)
+        t_xla, m_xla = timed(lambda c=crop: stitch(patches, pos, shape, crop=c, backend="xla", chunk=args.chunk,
+                                                   interpolation=interp), args.reps)
+        t_np, m_np = timed(lambda c=crop: stitch(patches, pos, shape, crop=c, backend="numpy", chunk=args.chunk,
+                                                 interpolation=interp), args.reps)
         t_sub, m_naive = timed(lambda c=crop, s=sub: pad_and_translate(patches[:s], pos[:s], shape, c), max(1, args.reps // 3))
         t_naive = t_sub * n / sub
-        # Agreement check: the backends stitch the same image.
-        a, _ = stitch(patches, pos, shape, crop=crop, backend="xla", chunk=args.chunk)
-        b, _ = stitch(patches, pos, shape, crop=crop, backend="numpy")
-        ref, _ = stitch(patches[:sub], pos[:sub], shape, crop=crop, backend="numpy")
+        # Agreement check: the backends stitch the same image; pad-and-translate is bilinear.
+        a, _ = stitch(patches, pos, shape, crop=crop, backend="xla", chunk=args.chunk, interpolation=interp)
+        b, _ = stitch(patches, pos, shape, crop=crop, backend="numpy", interpolation=interp)
+        ref, _ = stitch(patches[:sub], pos[:sub], shape, crop=crop, backend="numpy", interpolation="bilinear")
         naive, _ = pad_and_translate(patches[:sub], pos[:sub], shape, crop)
         print(f"\nM = {crop}: floor {floor_bytes / 1e6:.0f} MB of windows -> {floor_s * 1e3:.1f} ms; "
               f"max |xla - numpy| = {np.abs(a - b).max():.1e}, max |pad-translate - numpy| "

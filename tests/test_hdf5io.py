@@ -201,6 +201,38 @@ def test_written_product_loads_in_ptychodus_identically(tmp_path):
     assert product.metadata.name == "arm"
 
 
+def _ptychodus_patch_starts(io, path):
+    """ptychodus 1.7's own mapping of a product's positions onto its object grid: the object
+    coordinate (x, y) of each patch's pixel (0, 0), ``slice start + residual`` as
+    ``ProbeGeometry.resolve_patch_bounds`` returns them (the split its simulator shifts by)."""
+    product = io.load_product(path)
+    geometry = product.object_.get_geometry()
+    probe_geometry = product.probes.get_geometry()
+    starts = []
+    for position in product.probe_positions:
+        point = geometry.map_coordinates_probe_to_object(position)
+        bounds = probe_geometry.resolve_patch_bounds(point.x_px, point.y_px)
+        starts.append((bounds.x_slice.start + bounds.dx, bounds.y_slice.start + bounds.dy))
+    return np.array(starts)
+
+
+def test_subpixel_patch_origins_agree_with_ptychodus(tmp_path):
+    """The writer's half-pixel convention against ptychodus's own mapping, at sub-pixel
+    positions: ptychodus puts each patch's first pixel where this project does, at
+    (x - N/2, y - N/2). A writer half a pixel off fails (checked below), so the test has power."""
+    io = _ptychodus()
+    n = 16
+    rng = np.random.default_rng(4)
+    obj = np.ones((48, 52), np.complex64)
+    positions = rng.uniform(9, 39, size=(12, 2))
+    positions[:3] = np.floor(positions[:3]) + 0.5  # exact half-integers
+    probe = np.ones((n, n), np.complex64)
+    path = write_product(tmp_path / "p.h5", obj, probe=probe, positions_xy=positions)
+    np.testing.assert_allclose(_ptychodus_patch_starts(io, path), positions - n / 2, rtol=0, atol=1e-9)
+    off = write_product(tmp_path / "off.h5", obj, probe=probe, positions_xy=positions + [0.5, 0.0])
+    assert np.abs(_ptychodus_patch_starts(io, off)[:, 0] - (positions[:, 0] - n / 2)).min() > 0.49
+
+
 def test_patch_frames_agree_with_ptychodus_patch_bounds(tmp_path):
     """For integer patch starts, ptychodus's own patch slice equals this project's patch."""
     io = _ptychodus()

@@ -78,6 +78,9 @@ def test_canvas_covers_the_scan_and_positions_map_to_the_same_patch(n_half, marg
         positions = np.round(positions)
     (ox, oy), (height, width) = scan_canvas(positions, n_side, margin)
     assert height % 2 == 0 and width % 2 == 0
+    # pty-chi rounds p = x - ox - W/2 half to even; it agrees with round(x) at every position,
+    # half-integers included, only when ox + W/2 is even (tests/test_forward_model.py).
+    assert (ox + width // 2) % 2 == 0 and (oy + height // 2) % 2 == 0
     # Every patch, with its interpolation neighbour, lies at least `margin` inside the canvas.
     starts = positions - n_side / 2 - np.array([ox, oy])
     assert (starts >= margin).all()

@@ -115,7 +115,10 @@ def test_report_without_ground_truth_has_images_and_timings(compare_dirs):
     assert "No ground truth in the test data" in text
     assert f">{fmt(metrics['models']['PtychoPINN']['computation_time_s'])}<" in text
     assert "Not computed (no ground truth)" in text
-    assert len(_embedded_pngs(text)) == 1  # comparison.png only
+    # comparison.png, and frc.png with the half-set curves (the only FRC without a truth).
+    embedded = _embedded_pngs(text)
+    assert len(embedded) == 2 and (directory / "frc.png").read_bytes() in embedded
+    assert ">halfset_frc1over7<" in text or "1/7" in text
 
 
 def _frc_entry(curve, thresholds):
@@ -133,11 +136,17 @@ def test_optional_sections_render_when_present(compare_dirs):
     metrics = json.loads((directory / "metrics.json").read_text())
     provenance = json.loads((directory / "provenance.json").read_text())
     figures = {p.name: p.read_bytes() for p in directory.glob("*.png")}
-    plain = render_compare_report(metrics, provenance, figures)
+    plain_metrics = copy.deepcopy(metrics)  # as a run with --no-half-sets writes it
+    for entry in plain_metrics["models"].values():
+        entry.pop("half_set_frc", None)
+    plain_metrics["half_sets"] = {"computed": False, "not_computed": {"PtychoPINN": "--no-half-sets"}}
+    plain = render_compare_report(plain_metrics, provenance, figures)
     assert "initialisation unknown" not in plain
     assert plain.count("Not computed in this run.") == 1  # the half-set FRC
+    assert "No half-set FRC for" in plain and "--no-half-sets" in plain
 
-    richer_metrics = copy.deepcopy(metrics)
+    richer_metrics = copy.deepcopy(plain_metrics)
+    richer_metrics["half_sets"] = {"computed": True, "not_computed": {}}
     richer_provenance = copy.deepcopy(provenance)
     name = next(iter(richer_metrics["models"]))
     curve = np.linspace(1, 0, 16)
@@ -151,7 +160,12 @@ def test_optional_sections_render_when_present(compare_dirs):
     text = render_compare_report(richer_metrics, richer_provenance, figures)
     assert "PtyChi: initialisation unknown." in text and "written by PtychoPINN&#x27;s pty-chi script" in text
     assert "Not computed in this run." not in text
-    assert len(_embedded_pngs(text)) == len(_embedded_pngs(plain)) + 1  # the half-set figure
+    assert "No half-set FRC for" not in text
+    # frc.png holds every FRC the run computed, so no second half-set figure is drawn ...
+    assert len(_embedded_pngs(text)) == len(_embedded_pngs(plain))
+    # ... except when the directory has no frc.png.
+    without = {k: v for k, v in figures.items() if k != "frc.png"}
+    assert len(_embedded_pngs(render_compare_report(richer_metrics, richer_provenance, without))) == len(without) + 1
     assert ">3.2e-08<" in text and ">0.3125<" in text
     assert "hull of the scan where every arm has data, eroded by 3 px" in text
     assert ">fraction_lost_to_holes<" in text and ">0.0125<" in text

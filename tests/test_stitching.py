@@ -14,7 +14,7 @@ from scipy.ndimage import binary_erosion
 
 from compare_models.errors import StitchError
 from compare_models.imaging import stitching as reassembly
-from compare_models.imaging.geometry import extract_patches
+from compare_models.imaging.geometry import extract_patches, object_patches, split_nearest
 from compare_models.imaging.stitching import crop_start, stitch
 
 BACKENDS = ("numpy", "xla")
@@ -128,7 +128,7 @@ def test_subpixel_smooth_object_within_interpolation_error(backend):
     n_side = 16
     pos = regular_scan(4, 12, 76) + rng.uniform(-0.5, 0.5, (len(regular_scan(4, 12, 76)), 2))
     patches = extract_patches(obj, pos, n_side).astype(np.complex64)
-    image, weights = stitch(patches, pos, obj.shape, backend=backend, chunk=50)
+    image, weights = stitch(patches, pos, obj.shape, backend=backend, chunk=50, interpolation="bilinear")
     covered = weights > 0
     err = np.abs(image - obj)[covered]
     # Bounds from the object's derivatives: a pixel on the coverage edge can be reached only by
@@ -143,7 +143,7 @@ def test_subpixel_smooth_object_within_interpolation_error(backend):
     assert np.abs(image - obj)[interior].max() < 0.25 * grad + curv
     assert np.median(err) < 0.25 * curv + 1e-3
     # Sub-pixel handling must beat ignoring the fraction (rounding the positions).
-    rounded, _ = stitch(patches, np.round(pos), obj.shape, backend=backend, chunk=50)
+    rounded, _ = stitch(patches, np.round(pos), obj.shape, backend=backend, chunk=50, interpolation="bilinear")
     err_rounded = np.abs(rounded - obj)[covered]
     assert np.sqrt(np.mean(err**2)) < 0.2 * np.sqrt(np.mean(err_rounded**2))
 
@@ -156,7 +156,7 @@ def test_subpixel_linear_object_exact_inside_single_window():
     pos = np.array([[20.3, 19.65]])
     patches = extract_patches(obj, pos, 12)
     for backend in BACKENDS:
-        image, weights = stitch(patches, pos, obj.shape, backend=backend)
+        image, weights = stitch(patches, pos, obj.shape, backend=backend, interpolation="bilinear")
         inner = weights > 0.999
         assert inner.sum() == 11 * 11
         np.testing.assert_allclose(image[inner], obj[inner], atol=2e-6, rtol=0)
@@ -167,17 +167,18 @@ def test_subpixel_linear_object_exact_inside_single_window():
 CASES = [(1, 1), (2, 2), (63, 21), (64, 32), (65, 13), (159, 53), (1023, 31), (5088, 32), (5216, 32)]
 
 
+@pytest.mark.parametrize("interpolation", ["fourier", "bilinear"])
 @pytest.mark.parametrize("n, dividing_chunk", CASES)
-def test_xla_matches_numpy(n, dividing_chunk):
+def test_xla_matches_numpy(n, dividing_chunk, interpolation):
     rng = np.random.default_rng(n)
     shape, n_side = (40, 44), 8
     pos = np.stack([rng.uniform(2, 42, n), rng.uniform(2, 38, n)], axis=1)  # some leave the grid
     patches = random_object(rng, n * n_side, n_side).reshape(n, n_side, n_side)
-    ref, w_ref = stitch(patches, pos, shape, backend="numpy", crop=6)
+    ref, w_ref = stitch(patches, pos, shape, backend="numpy", crop=6, interpolation=interpolation)
     other_chunk = 100 if n % 100 == 0 or n == 64 else 64
     assert n % dividing_chunk == 0 and n % other_chunk != 0
     for chunk in (dividing_chunk, other_chunk):
-        image, weights = stitch(patches, pos, shape, backend="xla", crop=6, chunk=chunk)
+        image, weights = stitch(patches, pos, shape, backend="xla", crop=6, chunk=chunk, interpolation=interpolation)
         assert image.dtype == np.complex64 and weights.dtype == np.float32
         assert image.shape == weights.shape == shape
         np.testing.assert_allclose(weights, w_ref, atol=1e-6, rtol=1e-6)
@@ -208,15 +209,43 @@ def test_fourier_matches_numpy_subpixel_and_interpolates_band_limited_signal():
     obj = np.exp(2j * np.pi * (2 * xx + 3 * yy) / n_side)
     pos = np.array([[24.25, 23.6]])
     patches = extract_patches(obj, np.round(pos), n_side)  # the signal sampled at integer pos
-    # Stitch the integer-position patch at the sub-pixel position: the image is the signal
-    # shifted by the fraction, exactly, where the weight is 1.
+    # Stitch the integer-position patch at the sub-pixel position: the whole patch is shifted
+    # by r = pos - round(pos) and placed at round(pos) - N/2, so the image is the signal
+    # shifted by r, exactly, on all N x N pixels.
     frac = pos - np.round(pos)
     shifted = np.exp(2j * np.pi * (2 * (xx - frac[0, 0]) + 3 * (yy - frac[0, 1])) / n_side)
     for backend in BACKENDS:
-        image, weights = stitch(patches, pos, obj.shape, backend=backend, interpolation="fourier")
+        image, weights = stitch(patches, pos, obj.shape, backend=backend)  # Fourier by default
         inside = weights > 0
-        assert inside.sum() == (n_side - 1) ** 2  # row/column 0 of the window is extrapolated
+        assert inside.sum() == n_side**2 and np.all(weights[inside] == 1)
+        rows, cols = np.flatnonzero(inside.any(axis=1)), np.flatnonzero(inside.any(axis=0))
+        assert (rows[0], cols[0]) == (24 - 8, 24 - 8)  # round(23.6) = 24, round(24.25) = 24
         np.testing.assert_allclose(image[inside], shifted[inside], atol=2e-5, rtol=0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("n_side, crop", [(16, None), (16, 12), (16, 9), (15, 7)])
+def test_fourier_stitching_inverts_object_patches(backend, n_side, crop):
+    """Ground-truth patches at sub-pixel positions (pty-chi's convention, geometry.object_patches)
+    stitch back to the object to float32 rounding, with or without a crop: the stitcher shifts
+    each whole patch back by its residual before it cuts the window."""
+    rng = np.random.default_rng(11)
+    obj = random_object(rng, 70, 76)
+    pos = rng.uniform(n_side / 2 + 1, 60 - n_side / 2, (120, 2)) + [6, 0]
+    pos[:10] = np.floor(pos[:10]) + 0.5  # exact half-integers: round half to even
+    patches = object_patches(obj, pos, n_side)
+    image, weights = stitch(patches, pos, obj.shape, crop=crop, backend=backend, chunk=32)
+    m_keep = crop or n_side
+    origin, _ = split_nearest(pos, n_side)
+    covered = np.zeros(obj.shape, bool)
+    for c0, r0 in origin + crop_start(n_side, m_keep):
+        covered[r0 : r0 + m_keep, c0 : c0 + m_keep] = True
+    np.testing.assert_array_equal(weights > 0, covered)
+    np.testing.assert_allclose(image[covered], obj[covered], atol=2e-5, rtol=0)
+    # Bilinear splatting of the same patches is only approximate.
+    blurred, w_bilinear = stitch(patches, pos, obj.shape, crop=crop, backend=backend, interpolation="bilinear")
+    inner = (w_bilinear > 0) & covered
+    assert np.abs(blurred - obj)[inner].max() > 0.1
 
 
 # --------------------------------------------------------------------------- properties
@@ -248,12 +277,15 @@ def test_property_numpy_integer_roundtrip_and_weights(n, n_side, data):
     # The analytic weight map used by the XLA backend equals the windowed ones.
     frac_pos = pos + rng.uniform(0, 1, pos.shape) * (rng.uniform(size=pos.shape) < 0.7)
     frac_pos = np.minimum(frac_pos, [width - n_side / 2 - 1, height - n_side / 2 - 1])
-    _, w_direct = stitch(patches, frac_pos, (height, width), crop=m_keep, backend="numpy")
     from compare_models.imaging.geometry import split_positions
 
-    oi, fr = split_positions(frac_pos, n_side)
-    w_exact = reassembly._weights_exact(oi + crop_start(n_side, m_keep), fr, m_keep, height, width, "bilinear")
-    np.testing.assert_allclose(w_exact, w_direct, atol=1e-9)
+    for interpolation, split in (("bilinear", split_positions), ("fourier", split_nearest)):
+        _, w_direct = stitch(
+            patches, frac_pos, (height, width), crop=m_keep, backend="numpy", interpolation=interpolation
+        )
+        oi, fr = split(frac_pos, n_side)
+        w_exact = reassembly._weights_exact(oi + crop_start(n_side, m_keep), fr, m_keep, height, width, interpolation)
+        np.testing.assert_allclose(w_exact, w_direct, atol=1e-9)
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -267,11 +299,15 @@ def test_property_xla_equals_numpy(n, n_side, data):
     height = data.draw(st.sampled_from([12, 20]))
     width = data.draw(st.sampled_from([12, 23]))
     chunk = data.draw(st.sampled_from([16, 32]))
+    interpolation = data.draw(st.sampled_from(["fourier", "bilinear"]))
     rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
-    pos = np.stack([rng.uniform(0, width, n), rng.uniform(0, height, n)], axis=1)
+    # Every kept window reaches the grid: round(x) <= W - 1 (Fourier) and floor(x) <= W - 1 (bilinear).
+    pos = np.stack([rng.uniform(0, width - 1, n), rng.uniform(0, height - 1, n)], axis=1)
     patches = random_object(rng, n * n_side, n_side).reshape(n, n_side, n_side)
-    ref, w_ref = stitch(patches, pos, (height, width), crop=m_keep, backend="numpy")
-    image, weights = stitch(patches, pos, (height, width), crop=m_keep, backend="xla", chunk=chunk)
+    ref, w_ref = stitch(patches, pos, (height, width), crop=m_keep, backend="numpy", interpolation=interpolation)
+    image, weights = stitch(
+        patches, pos, (height, width), crop=m_keep, backend="xla", chunk=chunk, interpolation=interpolation
+    )
     np.testing.assert_allclose(weights, w_ref, atol=1e-6, rtol=1e-6)
     np.testing.assert_allclose(image, ref, atol=1e-5, rtol=0)
 
@@ -340,7 +376,13 @@ def test_read_only_and_real_inputs_are_accepted():
     real_ref, _ = stitch(patches.real, pos, (20, 20), backend="numpy")
     real_xla, _ = stitch(patches.real.astype(np.float64), pos, (20, 20), backend="xla")
     np.testing.assert_allclose(real_xla, real_ref, atol=1e-5, rtol=0)
-    np.testing.assert_allclose(real_ref, ref.real, atol=1e-6, rtol=0)
+    as_complex, _ = stitch(patches.real.astype(np.complex64), pos, (20, 20), backend="numpy")
+    np.testing.assert_array_equal(real_ref, as_complex)
+    # Bilinear splatting is real-linear; a Fourier shift of an even-sided patch is not (its
+    # Nyquist bin takes a complex phase), so the real part only commutes with the former.
+    bilinear, _ = stitch(patches, pos, (20, 20), backend="numpy", interpolation="bilinear")
+    real_bilinear, _ = stitch(patches.real, pos, (20, 20), backend="numpy", interpolation="bilinear")
+    np.testing.assert_allclose(real_bilinear, bilinear.real, atol=1e-6, rtol=0)
 
 
 # --------------------------------------------------------------------------- module hygiene

@@ -1,16 +1,25 @@
 """Stitching: predicted patches -> one object image in the ground-truth frame.
 
 ``stitch`` places every (optionally cropped) patch at its absolute scan position on the object
-grid (DESIGN.md, "Frames and units"), accumulates values and weights, and normalises. Two
-backends compute the same thing:
+grid (DESIGN.md, "Frames and units"), accumulates values and weights, and normalises.
+
+Sub-pixel positions are handled the way the simulator and pty-chi handle them by default
+(``interpolation="fourier"``; docs/simulation.md): each whole N x N patch is Fourier-shifted by
+its residual ``r = x - round(x)``, then its central M x M window is added at integer pixels
+from ``round(x) - N/2 + crop_start``. This is the exact inverse of the ground-truth patches
+``Y`` (:func:`compare_models.imaging.geometry.object_patches`), so stitching ``Y`` gives the
+object back to rounding error, with or without a crop. ``interpolation="bilinear"`` splats
+each window's pixels onto their four neighbours instead.
+
+Two backends compute the same thing:
 
 - ``"xla"``: a ``tf.function(jit_compile=True)`` kernel, called once per fixed-size chunk of
   patches with the canvas carried between calls (compiled once per chunk size, patch size,
   crop, canvas shape and interpolation; the last chunk is padded with all-zero patches).
-  Each patch is shifted by its fractional position only on its own small window, and the
-  window is added into the canvas with ``dynamic_slice`` + add + ``dynamic_update_slice``.
-  The weight map depends on the positions only; it is built exactly in float64 from a 2-D
-  difference array (each window's weight is a sum of at most four boxes).
+  Each patch is shifted on its own small window, and the window is added into the canvas with
+  ``dynamic_slice`` + add + ``dynamic_update_slice``. The weight map depends on the positions
+  only; it is built exactly in float64 from a 2-D difference array (each window's weight is a
+  sum of at most four boxes).
 - ``"numpy"``: the reference; shifts windows of values *and* of ones in float64 and slice-adds
   them one by one. Tests compare the two.
 
@@ -24,7 +33,7 @@ import functools
 import numpy as np
 
 from ..errors import StitchError
-from .geometry import split_positions
+from .geometry import fourier_shift, split_nearest, split_positions
 
 __all__ = ["stitch", "crop_start", "DEFAULT_CHUNK", "WEIGHT_FLOOR"]
 
@@ -59,7 +68,7 @@ def stitch(
     crop: int | None = None,
     backend: str = "xla",
     chunk: int = DEFAULT_CHUNK,
-    interpolation: str = "bilinear",
+    interpolation: str = "fourier",
 ):
     """Stitch patches into one complex image on the object grid.
 
@@ -81,13 +90,15 @@ def stitch(
     chunk : int
         Patches per compiled XLA call (ignored by the result; the NumPy backend uses it as its
         batch size for building windows).
-    interpolation : {"bilinear", "fourier"}
-        How a patch is shifted by its sub-pixel fraction. ``"bilinear"``: each patch pixel is
-        splatted onto its four neighbours with bilinear weights, on an (M+1) x (M+1) window;
-        a window of ones is shifted the same way, so weights are exact at window edges.
-        ``"fourier"``: the window is shifted by a Fourier phase ramp (periodic over the M x M
-        window); the row/column whose value would be extrapolated (row/column 0 when the
-        fraction is non-zero) gets weight 0, every other window pixel weight 1.
+    interpolation : {"fourier", "bilinear"}
+        How a patch is moved by its sub-pixel position. ``"fourier"`` (default): the whole
+        N x N patch is shifted by ``r = c - round(c)`` (``c`` the object coordinate of patch pixel
+        N//2; ``geometry.split_nearest``) with a Fourier phase ramp, periodic over the patch,
+        then its central M x M window is added at integer pixels, each with weight 1: the
+        inverse of ``geometry.object_patches`` and of pty-chi's sub-pixel model.
+        ``"bilinear"``: the M x M window is cut first, and each of its pixels is splatted onto
+        its four neighbours with bilinear weights of ``floor`` fractions, on an (M+1) x (M+1)
+        window; a window of ones is shifted the same way, so weights are exact at window edges.
 
     Returns
     -------
@@ -108,11 +119,13 @@ def stitch(
     -----
     With integer positions both interpolations reduce to plain placement, so stitching patches
     cut from an object at integer positions returns the object exactly on the covered region.
-    Bilinear splatting followed by normalisation reproduces any function that is linear over a
-    window; errors are confined to curvature and to coverage edges.
+    At sub-pixel positions, Fourier stitching of ``geometry.object_patches`` returns the object
+    to float32 rounding. Bilinear splatting followed by normalisation reproduces any function
+    that is linear over a window; errors are confined to curvature and to coverage edges.
 
     The fractional part of each position is taken in float64 before any canvas offset is
-    added (``geometry.split_positions``), so large coordinates do not lose precision.
+    added (``geometry.split_nearest``, ``geometry.split_positions``), so large coordinates do
+    not lose precision.
 
     References
     ----------
@@ -132,9 +145,10 @@ def stitch(
         patches, positions_xy, shape, crop, backend, chunk, interpolation
     )
     n_side = patches.shape[1]
-    origin_int, fraction = split_positions(positions, n_side)
+    split = split_nearest if interpolation == "fourier" else split_positions
+    origin_int, fraction = split(positions, n_side)
     origin_int = origin_int + crop_start(n_side, m_keep)
-    _check_inside(origin_int, fraction, m_keep, height, width, positions)
+    _check_inside(origin_int, fraction, m_keep, height, width, positions, interpolation)
     if backend == "numpy":
         total, weights = _stitch_numpy(
             patches, origin_int, fraction, m_keep, height, width, chunk, interpolation
@@ -211,10 +225,12 @@ def _raise_if_not_finite(patches):
         raise StitchError(f"patches have non-finite values (first in patch {int(np.flatnonzero(~finite)[0])})")
 
 
-def _check_inside(origin_int, fraction, m_keep, height, width, positions):
+def _check_inside(origin_int, fraction, m_keep, height, width, positions, interpolation):
     """Refuse a patch whose kept window has no pixel on the object grid."""
     first = origin_int
-    last = origin_int + m_keep - 1 + (fraction > 0)
+    last = origin_int + m_keep - 1
+    if interpolation == "bilinear":
+        last = last + (fraction > 0)
     outside = (last[:, 0] < 0) | (last[:, 1] < 0) | (first[:, 0] >= width) | (first[:, 1] >= height)
     if outside.any():
         bad = int(np.flatnonzero(outside)[0])
@@ -229,7 +245,7 @@ def _check_inside(origin_int, fraction, m_keep, height, width, positions):
 
 
 def _tents(fraction, m_keep, interpolation):
-    """1-D weights (n, M+1) of a window per axis: bilinear tent or Fourier mask."""
+    """1-D weights (n, M+1) of a window per axis: bilinear tent, or M ones then a 0 (Fourier)."""
     n = fraction.shape[0]
     t = np.zeros((n, m_keep + 1))
     if interpolation == "bilinear":
@@ -237,21 +253,16 @@ def _tents(fraction, m_keep, interpolation):
         t[:, 1:] += fraction[:, None]
     else:
         t[:, :m_keep] = 1.0
-        t[fraction > 0, 0] = 0.0
     return t
 
 
-def _fourier_shift_numpy(win, fx, fy):
-    """Value of each window at window coordinate ``(a - fy, b - fx)`` (periodic), (c, M, M)."""
-    m_keep = win.shape[-1]
-    k = np.fft.fftfreq(m_keep)
-    ramp = np.exp(-2j * np.pi * (fy[:, None, None] * k[None, :, None] + fx[:, None, None] * k[None, None, :]))
-    return np.fft.ifft2(np.fft.fft2(win) * ramp)
-
-
-def _windows_numpy(win, frac, interpolation):
+def _windows_numpy(patches, frac, s0, m_keep, interpolation):
     """(c, M+1, M+1) numerator windows and weight windows for one batch (float64)."""
-    c, m_keep, _ = win.shape
+    c = patches.shape[0]
+    if interpolation == "fourier":  # shift the whole patch, then cut the window
+        win = fourier_shift(patches, frac)[:, s0 : s0 + m_keep, s0 : s0 + m_keep]
+    else:
+        win = patches[:, s0 : s0 + m_keep, s0 : s0 + m_keep].astype(np.complex128)
     ty = _tents(frac[:, 1], m_keep, interpolation)
     tx = _tents(frac[:, 0], m_keep, interpolation)
     weight = ty[:, :, None] * tx[:, None, :]
@@ -266,8 +277,7 @@ def _windows_numpy(win, frac, interpolation):
         value[:, :, 1:] += fx * rows
     else:
         value = np.zeros((c, m_keep + 1, m_keep + 1), dtype=np.complex128)
-        value[:, :m_keep, :m_keep] = _fourier_shift_numpy(win, frac[:, 0], frac[:, 1])
-        value *= weight
+        value[:, :m_keep, :m_keep] = win
     return value, weight
 
 
@@ -279,8 +289,7 @@ def _stitch_numpy(patches, origin_int, fraction, m_keep, height, width, chunk, i
     padded = origin_int + k_win
     for start in range(0, patches.shape[0], chunk):
         stop = min(start + chunk, patches.shape[0])
-        win = patches[start:stop, s0 : s0 + m_keep, s0 : s0 + m_keep].astype(np.complex128)
-        value, weight = _windows_numpy(win, fraction[start:stop], interpolation)
+        value, weight = _windows_numpy(patches[start:stop], fraction[start:stop], s0, m_keep, interpolation)
         for j, (c0, r0) in enumerate(padded[start:stop]):
             total[r0 : r0 + k_win, c0 : c0 + k_win] += value[j]
             weights[r0 : r0 + k_win, c0 : c0 + k_win] += weight[j]
@@ -295,8 +304,8 @@ def _weights_exact(origin_int, fraction, m_keep, height, width, interpolation):
     """Weight map (H, W) float64 from a 2-D difference array: O(n + H W).
 
     Per axis a window's weight is a sum of boxes: bilinear ``(1-f) box_M(o) + f box_M(o+1)``;
-    Fourier ``box_{M - [f>0]}(o + [f>0])``. The 2-D weight is the product of the two axes, so
-    each window adds at most 4 boxes, i.e. 16 corner updates.
+    Fourier ``box_M(o)``. The 2-D weight is the product of the two axes, so each window adds at
+    most 4 boxes, i.e. 16 corner updates.
     """
     k_win = m_keep + 1
     diff = np.zeros((height + 2 * k_win + 1, width + 2 * k_win + 1))
@@ -306,8 +315,7 @@ def _weights_exact(origin_int, fraction, m_keep, height, width, interpolation):
         f = fraction[:, axis]
         if interpolation == "bilinear":
             return [(o[:, axis], m_keep, 1 - f), (o[:, axis] + 1, m_keep, f)]
-        moved = (f > 0).astype(np.int64)
-        return [(o[:, axis] + moved, m_keep - moved, np.ones_like(f))]
+        return [(o[:, axis], m_keep, np.ones_like(f))]
 
     for r0, rlen, wy in boxes(1):
         for c0, clen, wx in boxes(0):
@@ -339,18 +347,21 @@ def _compiled_step(chunk, n_side, m_keep, canvas_h, canvas_w, interpolation):
     s0 = crop_start(n_side, m_keep)
     # Four windows per loop iteration cut loop overhead by ~20 % (measured, M = 64).
     unroll = 4 if chunk % 4 == 0 else 1
-    freq = np.fft.fftfreq(m_keep).astype(np.float32)
+    freq = np.fft.fftfreq(n_side).astype(np.float32)
 
     def windows(p, f):
         # Layout (chunk, row, re/im, column): the minor axis is a long spatial one, which XLA-CPU
         # vectorises far better than an interleaved re/im pair (measured 2x on the window build).
-        win = p[:, s0 : s0 + m_keep, s0 : s0 + m_keep]
         fx = f[:, 0][:, None, None]
         fy = f[:, 1][:, None, None]
         if interpolation == "fourier":
+            # Shift the whole N x N patch, then cut the window (the inverse of object_patches);
+            # an unshifted patch is kept as it is, so integer scans stay exact.
             phase = -2.0 * np.pi * (fy * freq[None, :, None] + fx * freq[None, None, :])
             ramp = tf.complex(tf.cos(phase), tf.sin(phase))
-            win = tf.signal.ifft2d(tf.signal.fft2d(win) * ramp)
+            moved = tf.reduce_any(tf.not_equal(f, 0.0), axis=1)[:, None, None]
+            p = tf.where(moved, tf.signal.ifft2d(tf.signal.fft2d(p) * ramp), p)
+        win = p[:, s0 : s0 + m_keep, s0 : s0 + m_keep]
         x = tf.stack([tf.math.real(win), tf.math.imag(win)], axis=2)  # (c, M, 2, M)
         fy, fx = fy[..., None], fx[..., None]
         if interpolation == "bilinear":
@@ -361,10 +372,6 @@ def _compiled_step(chunk, n_side, m_keep, canvas_h, canvas_w, interpolation):
             a, b = (1 - fx) * x, fx * x
             x = tf.concat([a[..., :1], a[..., 1:] + b[..., :-1], b[..., -1:]], axis=3)
         else:
-            ry = tf.cast(tf.range(m_keep)[None, :] > 0, tf.float32)
-            my = tf.maximum(ry, tf.cast(f[:, 1:2] <= 0, tf.float32))  # (c, M)
-            mx = tf.maximum(ry, tf.cast(f[:, 0:1] <= 0, tf.float32))
-            x = x * (my[:, :, None, None] * mx[:, None, None, :])
             x = tf.pad(x, [[0, 0], [0, 1], [0, 0], [0, 1]])
         return x  # (chunk, K, 2, K)
 

@@ -24,7 +24,14 @@ import numpy as np
 
 from ..errors import DatasetError
 
-__all__ = ["Dataset", "validate_dataset", "patch_bounds_ok", "dataset_fingerprint", "diffraction_counts_check"]
+__all__ = [
+    "Dataset",
+    "validate_dataset",
+    "patch_bounds_ok",
+    "dataset_fingerprint",
+    "diffraction_counts_check",
+    "object_fingerprint",
+]
 
 # Tolerance for positions on the boundary of the object (float rounding of stored coordinates).
 _POSITION_TOLERANCE_PX = 1e-6
@@ -329,4 +336,16 @@ def dataset_fingerprint(dataset: Dataset) -> str:
     for array in (dataset.diffraction_amplitude, dataset.positions_xy, dataset.probe):
         digest.update(np.ascontiguousarray(array).tobytes())
     digest.update(json.dumps(dataset.metadata, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+def object_fingerprint(obj) -> str:
+    """SHA-256 of a ground-truth object: its shape and its complex64 values.
+
+    Two datasets made on the same object (the halves of a split, a file and its conversion)
+    share it; another object, or the same one at another size, does not.
+    """
+    values = np.ascontiguousarray(np.asarray(obj), dtype=np.complex64)
+    digest = hashlib.sha256(json.dumps(list(values.shape)).encode())
+    digest.update(values.tobytes())
     return digest.hexdigest()

@@ -11,8 +11,9 @@ Layout
     ``gridsize``, ``intensity_scale`` (the input normalisation: network input = measured
     amplitude / intensity_scale), ``learned_intensity_scale`` (PINN only, for information),
     ``probe_file``, ``train_data`` (source, SHA-256 fingerprint, positions, nominal and measured
-    dose), ``config`` (the resolved training settings), ``history`` (loss per epoch),
-    ``versions`` and ``created``.
+    dose, and :func:`training_record`: the training object's fingerprint and the pixels the
+    training patches read), ``config`` (the resolved training settings), ``history`` (loss per
+    epoch), ``versions`` and ``created``.
 ``probe.npy``
     The probe (N, N) complex64 in the training data's photon-count units.
 ``loss.png``
@@ -37,7 +38,17 @@ import numpy as np
 from .. import __version__
 from ..errors import BundleError
 
-__all__ = ["Bundle", "save_bundle", "load_bundle", "plot_history", "KINDS", "MODEL_FORMAT", "JSON_FILE"]
+__all__ = [
+    "Bundle",
+    "save_bundle",
+    "load_bundle",
+    "plot_history",
+    "training_record",
+    "fraction_seen_in_training",
+    "KINDS",
+    "MODEL_FORMAT",
+    "JSON_FILE",
+]
 
 FORMAT = "compare_models.bundle"
 MODEL_FORMAT = "compare_models bundle"  # as named in logs and provenance
@@ -281,6 +292,7 @@ def save_bundle(
                 "n_positions": train_dataset.n_positions,
                 "dose_nominal": train_dataset.nominal_dose,
                 "dose_measured": train_dataset.measured_dose,
+                **training_record(train_dataset),
             },
             "config": config,
             "history": {k: [float(v) for v in vals] for k, vals in history.items()},
@@ -300,6 +312,68 @@ def save_bundle(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
+
+
+def training_record(train_dataset) -> dict:
+    """What a network saw in training, small enough for ``bundle.json``.
+
+    Returns
+    -------
+    dict
+        ``object_sha256`` (:func:`compare_models.io.dataset.object_fingerprint` of the training
+        ``objectGuess``; None without one), ``object_shape`` (H, W) of the grid the positions
+        refer to, and ``footprint_runs``: the pixels any training patch read
+        (:func:`compare_models.imaging.coverage.patch_footprint`) as row runs
+        ``[row, start, stop]``.
+    """
+    from ..imaging.coverage import mask_to_runs, patch_footprint
+    from ..imaging.geometry import scan_canvas_shape
+    from ..io.dataset import object_fingerprint
+
+    obj = train_dataset.object_truth
+    if obj is not None:
+        shape, fingerprint = tuple(obj.shape), object_fingerprint(obj)
+    else:
+        shape, fingerprint = scan_canvas_shape(train_dataset.positions_xy, train_dataset.patch_size), None
+    footprint = patch_footprint(train_dataset.positions_xy, train_dataset.patch_size, shape)
+    return {
+        "object_sha256": fingerprint,
+        "object_shape": [int(s) for s in shape],
+        "footprint_runs": mask_to_runs(footprint),
+    }
+
+
+def fraction_seen_in_training(bundle_metadata: dict, test_object, region) -> float | str:
+    """Fraction of the scored ``region`` that lies under any training patch of the same object.
+
+    Parameters
+    ----------
+    bundle_metadata : dict
+        The model's ``bundle.json`` (:attr:`Bundle.metadata`).
+    test_object : ndarray (H, W) or None
+        The test data's ground truth, on the grid of ``region``.
+    region : ndarray (H, W) bool
+        The scored pixels.
+
+    Returns
+    -------
+    float or "unknown"
+        0.0 when the network was trained on another object; the covered fraction of ``region``
+        when on this one; ``"unknown"`` when the bundle does not record its training object
+        and footprint (older or foreign bundles, or training data without ``objectGuess``) or
+        there is no ground truth.
+    """
+    from ..imaging.coverage import fraction_covered, runs_to_mask
+    from ..io.dataset import object_fingerprint
+
+    record = (bundle_metadata or {}).get("train_data") or {}
+    trained_on = record.get("object_sha256")
+    if test_object is None or trained_on is None or "footprint_runs" not in record:
+        return "unknown"
+    if trained_on != object_fingerprint(test_object):
+        return 0.0
+    seen = runs_to_mask(record["footprint_runs"], np.shape(test_object))
+    return fraction_covered(region, seen)
 
 
 def _require(document: dict, key: str, kinds, path):

@@ -193,13 +193,14 @@ def _model_inputs(inputs):
 
 
 def _truth_patches(dataset) -> np.ndarray:
-    """Ground-truth patches for the baseline: ``Y`` or cut from ``objectGuess``."""
+    """Ground-truth patches for the baseline: ``Y``, or cut from ``objectGuess`` the way the
+    simulator makes ``Y`` (:func:`compare_models.imaging.geometry.object_patches`)."""
     if dataset.patches_truth is not None:
         return dataset.patches_truth.astype(np.complex64)
     if dataset.object_truth is not None:
-        from ..imaging.geometry import extract_patches
+        from ..imaging.geometry import object_patches
 
-        return extract_patches(dataset.object_truth, dataset.positions_xy, dataset.patch_size).astype(
+        return object_patches(dataset.object_truth, dataset.positions_xy, dataset.patch_size).astype(
             np.complex64
         )
     raise DatasetError(

@@ -91,6 +91,10 @@ class CompareConfig:
     pinn_chunk_size: int = 1024
     baseline_chunk_size: int = 1024
     stitch_chunk_size: int = 512
+    # How a patch is moved by its sub-pixel residual before its crop is added: "fourier" (the
+    # simulator's and pty-chi's model, exact for the recorded patches) or "bilinear" (what
+    # PtychoPINN's stitching does, to reproduce its images).
+    stitch_interpolation: str = "fourier"
     overwrite: bool = False
     progress: bool = True
     # Half-set FRC for every arm (compare_halfsets): None (the default) computes it for every
@@ -107,6 +111,10 @@ class CompareConfig:
         if not (self.pinn_dir or self.baseline_dir or self.ptychi_recon_path):
             raise ConfigError(
                 "nothing to compare: give at least one of --pinn_dir, --baseline_dir, --ptychi_recon_path"
+            )
+        if self.stitch_interpolation not in ("fourier", "bilinear"):
+            raise ConfigError(
+                f"--stitch-interpolation must be 'fourier' or 'bilinear', got {self.stitch_interpolation!r}"
             )
         if self.stitch_crop_size is not None and self.stitch_crop_size < 1:
             raise ConfigError(f"--stitch-crop-size must be > 0, got {self.stitch_crop_size}")
@@ -275,7 +283,9 @@ def _network_arm(key: str, model_path: str, dataset, shape, config: CompareConfi
             f"{MODEL_NAMES[key]}: {patches.shape[0]} patches for {dataset.n_positions} positions"
         )
     blank = np.zeros((1, *patches.shape[1:]), np.complex64)
-    stitch_options = dict(crop=crop, backend="xla", chunk=config.stitch_chunk_size)
+    stitch_options = dict(
+        crop=crop, backend="xla", chunk=config.stitch_chunk_size, interpolation=config.stitch_interpolation
+    )
     (image, weights), seconds, compile_s = time_excluding_compile(
         lambda: stitch(blank, positions[:1], shape, **stitch_options),
         lambda: stitch(patches, positions, shape, **stitch_options),
@@ -310,6 +320,7 @@ def _network_arm(key: str, model_path: str, dataset, shape, config: CompareConfi
         "patch_positions": prediction.input_details.get("patch_position", "scan position"),
         "inputs": dict(prediction.input_details),
         "stitch_crop_size": crop,
+        "stitch_interpolation": config.stitch_interpolation,
         "predict_batch_size": batch,
         "chunk_size": chunk,
         "model": described,
@@ -919,8 +930,24 @@ def _write_outputs(directory: Path, arms, result, dataset, config, timer):
         "scored_region": result["region_info"],
         "scoring": result["scoring"],
         "half_sets": metrics_doc["half_sets"],
+        "seen_in_training": _seen_in_training(arms, truth, region),
         "timings_s": _all_timings(timer, arms),
     }
     report.write_json(provenance, directory / "provenance.json")
     write_compare_report(directory)  # report.html, from the files written above
     return report.to_jsonable(metrics_doc)
+
+
+def _seen_in_training(arms, truth, region) -> dict:
+    """Per network arm, the fraction of the scored region under its training patches of this
+    object (0 for another object, "unknown" when its bundle does not say); DESIGN.md, "No leakage"."""
+    from ..models.bundle import fraction_seen_in_training
+
+    seen = {
+        arm.name: fraction_seen_in_training(arm.details.get("bundle_metadata"), truth, region)
+        for arm in arms
+        if arm.key != "ptychi"
+    }
+    for name, value in seen.items():
+        log.info("%s: fraction of scored pixels seen in training: %s", name, value)
+    return seen

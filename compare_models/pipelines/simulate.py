@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from ..io.dataset import Dataset
 from ..io.npz import save_dataset
-from ..study.simulator import SimulationConfig, simulate_dataset, split_dataset_by_row
+from ..study.simulator import SimulationConfig, simulate_dataset, simulate_split
 
 __all__ = ["run_simulate", "split_paths", "describe_dataset"]
 
@@ -18,14 +19,18 @@ def split_paths(out) -> tuple[Path, Path]:
 
 
 def run_simulate(config: SimulationConfig, out, *, split: str | None = None) -> dict[str, Path]:
-    """Simulate per ``config``; write one file at ``out`` or, with ``split="y"``, a train and a
-    test file beside it. Returns the written paths by role."""
-    dataset = simulate_dataset(config)
-    if split is None:
-        return {"data": save_dataset(dataset, out)}
-    if split != "y":
-        raise ValueError(f"split must be 'y' or None, got {split!r}")
-    train, test = split_dataset_by_row(dataset)
+    """Simulate per ``config``; write one file at ``out`` or, with a split, a train and a test
+    file beside it (:func:`split_paths`). Returns the written paths by role.
+
+    ``split`` ("y" or "objects"; see :mod:`compare_models.study.simulator`) replaces
+    ``config.split`` when given.
+    """
+    if split is not None:
+        config = dataclasses.replace(config, split=split)
+    config = config.validate()
+    if config.split is None:
+        return {"data": save_dataset(simulate_dataset(config), out)}
+    train, test = simulate_split(config)
     train_path, test_path = split_paths(out)
     return {"train": save_dataset(train, train_path), "test": save_dataset(test, test_path)}
 

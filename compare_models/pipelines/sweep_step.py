@@ -12,7 +12,10 @@ import json
 import sys
 from pathlib import Path
 
-__all__ = ["run_step", "cell_paths"]
+__all__ = ["run_step", "cell_paths", "DEFAULT_SWEEP_SPLIT"]
+
+#: The split a cell's simulate step uses when its settings name none (no shared pixels).
+DEFAULT_SWEEP_SPLIT = "objects"
 
 
 def cell_paths(cell_dir) -> dict[str, Path]:
@@ -39,7 +42,10 @@ def run_step(step: str, settings: dict, cell_dir) -> None:
         from ..study.simulator import SimulationConfig
         from .simulate import describe_dataset, run_simulate
 
-        written = run_simulate(build_config(SimulationConfig, settings, where="sweep simulate"), paths["data"], split="y")
+        config = build_config(SimulationConfig, settings, where="sweep simulate")
+        # A cell always writes a train and a test set; unless the config says otherwise the
+        # networks train on another object than the one they are tested on.
+        written = run_simulate(config, paths["data"], split=config.split or DEFAULT_SWEEP_SPLIT)
         for role, path in written.items():
             print(f"{role}: {path}\n{describe_dataset(load_dataset(path))}")
     elif step in ("train_pinn", "train_baseline"):

@@ -451,29 +451,38 @@ CUTOFF_HEADERS = ("arm", "component", "threshold", "ring", "fraction of Nyquist"
 
 def _frc_section(metrics: Mapping, figures: Mapping[str, bytes]) -> list[str]:
     models = _models(metrics)
-    out = ["<h2>Fourier ring correlation</h2>", "<h3>Against the ground truth</h3>"]
+    out = ["<h2>Fourier ring correlation</h2>"]
+    if "frc.png" in figures:  # compare writes one row of curves per kind it computed
+        out.append(figure(figures["frc.png"], "FRC curves",
+                          "FRC of each arm, one row per kind computed in this run: against the "
+                          "ground truth (0.5 threshold) and between two half sets of the scan "
+                          "(1/7 line, ½-bit and 1-bit curves)."))
+    out.append("<h3>Against the ground truth</h3>")
     truth_rows = _cutoff_rows(models, _truth_frc)
-    if "frc.png" in figures:
-        out.append(figure(figures["frc.png"], "FRC against the ground truth",
-                          "FRC of each arm against the ground truth, with thresholds."))
     if truth_rows:
         out.append(table(CUTOFF_HEADERS, truth_rows, text_columns=(0, 1, 2)))
         out.append('<p class="subtitle">Against a noise-free ground truth the 0.5 crossing is the '
                    "resolution; 1/7, 1-bit and ½-bit are defined for two independent half-set "
                    "reconstructions. "
                    "\"crossed: no\" means the curve stays above the threshold up to the last ring.</p>")
-    elif "frc.png" not in figures:
+    else:
         out.append(note("Not computed (no ground truth)."))
     out.append("<h3>Half-set FRC</h3>")
     half = {name: {c: _half_set_frc(e, c) for c in COMPONENTS if _half_set_frc(e, c)} for name, e in models.items()}
     half = {name: curves for name, curves in half.items() if curves}
     if half:
-        out.append(figure(frc_figure_png(half, "half-set FRC"), "half-set FRC",
-                          "FRC between images from two disjoint halves of the scan (no ground truth "
-                          "needed), with the thresholds it was evaluated against."))
+        if "frc.png" not in figures:
+            out.append(figure(frc_figure_png(half, "half-set FRC"), "half-set FRC",
+                              "FRC between images from two disjoint halves of the scan (no ground "
+                              "truth needed), with the thresholds it was evaluated against."))
         out.append(table(CUTOFF_HEADERS, _cutoff_rows(models, _half_set_frc), text_columns=(0, 1, 2)))
     else:
         out.append(note("Not computed in this run."))
+    half_sets = metrics.get("half_sets")
+    missing = half_sets.get("not_computed") if isinstance(half_sets, Mapping) else None
+    if isinstance(missing, Mapping) and missing:
+        items = "".join(f"<li><b>{esc(name)}</b>: {esc(reason)}</li>" for name, reason in missing.items())
+        out.append(note(f"No half-set FRC for:<ul>{items}</ul>", markup=True))
     return out
 
 

@@ -19,6 +19,15 @@ Conventions: from this project's dataset to pty-chi's
   default ``SUPPORT`` origin). This project's patch centred at ``x`` starts at object column
   ``x - N/2``, i.e. canvas column ``x - N/2 - ox``. Equating the two for an even canvas side
   gives ``p_x = x - ox - W/2`` and ``p_y = y - oy - H/2`` (:func:`to_ptychi_positions`).
+* Sub-pixel positions. pty-chi 2.2 (LSQML, ePIE, DM) cuts the object at the integer
+  ``round(p)`` and Fourier-shifts the probe by ``p - round(p)``; the simulator does the same
+  with ``round(x)`` (docs/simulation.md). ``torch.round`` rounds half to even, which commutes
+  with subtracting the integer ``ox + W/2`` only when that integer is even, so
+  :func:`scan_canvas` makes ``ox + W/2`` and ``oy + H/2`` even: then the two frames cut the
+  same crop even at exact half-integer positions (a grid whose step is a half-integer).
+  pty-chi's BH engine shifts the object instead (``apply_subpixel_shifts_on_probe=False``,
+  floor split), a model that differs from the simulator's at sub-pixel positions (1e-4 to
+  1e-2 relative in intensity, depending on the object's fine detail).
 
 Process isolation
 -----------------
@@ -68,6 +77,7 @@ __all__ = [
     "scan_canvas",
     "to_ptychi_positions",
     "from_ptychi_positions",
+    "ptychi_inputs",
     "run_ptychi",
 ]
 
@@ -275,7 +285,8 @@ def scan_canvas(positions_xy, patch_size: int, margin: int = 4) -> tuple[tuple[i
     origin_xy : tuple of int
         Object-frame (x, y) of canvas pixel (0, 0).
     shape : tuple of int
-        (H, W), both even.
+        (H, W), both even, with ``ox + W/2`` and ``oy + H/2`` even (module docstring: pty-chi
+        then rounds exact half-integer positions to the same crop as the simulator).
     """
     positions_xy = np.asarray(positions_xy, dtype=np.float64)
     half = patch_size / 2
@@ -283,6 +294,8 @@ def scan_canvas(positions_xy, patch_size: int, margin: int = 4) -> tuple[tuple[i
     high = np.ceil(positions_xy.max(axis=0) + half) + margin  # exclusive
     size = high - low
     size += size % 2  # even sides: round(S/2) is then exactly S/2
+    # pty-chi's centre pixel (origin + S/2) even: two more pixels on the far side flip it.
+    size += 2 * ((low + size / 2) % 2)
     ox, oy = (int(v) for v in low)
     width, height = (int(v) for v in size)
     return (ox, oy), (height, width)
@@ -330,6 +343,31 @@ def ptychi_missing() -> str | None:
     return None
 
 
+def ptychi_inputs(dataset, config: ReconstructConfig, *, progress: bool = True) -> dict:
+    """What the pty-chi child receives, in pty-chi's conventions (module docstring).
+
+    Returns
+    -------
+    dict
+        ``intensities`` (M, N, N) float32 (amplitudes squared, zero frequency at the centre),
+        ``probe`` (N, N) complex64 (``probeGuess / N``), ``pos_x``, ``pos_y`` (M,) float64
+        (:func:`to_ptychi_positions` on the :func:`scan_canvas`), and ``settings`` (the resolved
+        config plus ``patch_size``, ``canvas_shape`` (H, W) and ``canvas_origin_xy``).
+    """
+    n_side = dataset.patch_size
+    origin, shape = scan_canvas(dataset.positions_xy, n_side, config.canvas_margin)
+    pos_x, pos_y = to_ptychi_positions(dataset.positions_xy, origin, shape)
+    settings = config.to_dict()
+    settings.update(patch_size=n_side, canvas_shape=list(shape), canvas_origin_xy=list(origin), progress=progress)
+    return {
+        "intensities": np.square(dataset.diffraction_amplitude, dtype=np.float32),
+        "probe": (dataset.probe / n_side).astype(np.complex64),
+        "pos_x": pos_x,
+        "pos_y": pos_y,
+        "settings": settings,
+    }
+
+
 def run_ptychi(dataset, config: ReconstructConfig, *, progress: bool = True) -> PtychiResult:
     """Reconstruct ``dataset`` with pty-chi in a child process.
 
@@ -357,22 +395,15 @@ def run_ptychi(dataset, config: ReconstructConfig, *, progress: bool = True) -> 
     if missing is not None:
         raise PtychiNotInstalled(f"pty-chi is not installed ({missing} missing); install it with: {INSTALL_HINT}")
     n_side = dataset.patch_size
-    origin, shape = scan_canvas(dataset.positions_xy, n_side, config.canvas_margin)
-    pos_x, pos_y = to_ptychi_positions(dataset.positions_xy, origin, shape)
-    intensities = np.square(dataset.diffraction_amplitude, dtype=np.float32)
-    probe = (dataset.probe / n_side).astype(np.complex64)
-    settings = config.to_dict()
-    settings.update(patch_size=n_side, canvas_shape=list(shape), canvas_origin_xy=list(origin), progress=progress)
+    inputs = ptychi_inputs(dataset, config, progress=progress)
+    origin = tuple(inputs["settings"]["canvas_origin_xy"])
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="ptychi_arm_") as tmp:
         in_path, out_path = Path(tmp) / "in.npz", Path(tmp) / "out.npz"
         np.savez(
             in_path,
-            intensities=intensities,
-            probe=probe,
-            pos_x=pos_x,
-            pos_y=pos_y,
-            settings=np.array(json.dumps(settings)),
+            **{k: v for k, v in inputs.items() if k != "settings"},
+            settings=np.array(json.dumps(inputs["settings"])),
         )
         cmd = [sys.executable, "-m", "compare_models.study.ptychi_runner", str(in_path), str(out_path)]
         env = dict(os.environ)

@@ -1,21 +1,44 @@
-"""Synthetic ptychography datasets at a chosen photon dose.
+"""Synthetic ptychography datasets at a chosen photon dose, under pty-chi's forward model.
 
-Forward model and normalisation
--------------------------------
-For a scan position with object patch ``O_k`` (N x N, cut as in :mod:`compare_models.imaging.geometry`)
-and probe ``P``, the far-field wave is
+Forward model (docs/simulation.md has the derivation and the pty-chi source lines)
+---------------------------------------------------------------------------------
+For a scan position ``x`` (per axis; the same for ``y``), patch side N (even) and probe ``P``
+(centred at its pixel N/2):
 
-    Psi_k = fftshift(fft2(P * O_k, norm="ortho"))
+* integer centre ``k = round(x)`` (half to even) and residual ``r = x - k`` in [-1/2, 1/2];
+* the object is cut without interpolation: ``O_c = O[k - N/2 : k + N/2]``;
+* the probe is Fourier-shifted by ``+r``: ``P_r(n) = P(n - r)``, periodic over the N x N window;
+* the far-field wave is ``Psi = fftshift(fft2(P_r * O_c, norm="ortho"))``, zero frequency at
+  pixel (N/2, N/2).
 
-so that Parseval holds exactly: ``sum |Psi_k|^2 == sum |P * O_k|^2``; zero frequency sits at
-pixel (N/2, N/2). The probe is scaled so that the expected counts ``|Psi_k|^2`` average
-``dose`` photons per pattern, then counts are drawn from a Poisson law and the stored
-diffraction is their square root (amplitudes, float32). Because the scale is folded into the
-probe, ``|Psi_k|`` computed from the stored ``probeGuess`` and the true object is the noiseless
-amplitude: the physics in :mod:`compare_models.models.physics` uses the same expression.
+This is pty-chi 2.2's ``PlanarPtychographyForwardModel`` (LSQML, ePIE, DM) written in this
+project's frame: given the true object and probe, pty-chi's model reproduces the noise-free data
+to rounding (tests/test_forward_model.py). The probe's centre lands on object coordinate
+``k - N/2 + N/2 + r = x``: the same place as in the project's frame.
 
+The ``ortho`` FFT makes Parseval exact: ``sum |Psi|^2 == sum |P_r * O_c|^2``. The probe is
+scaled so that the expected counts ``|Psi|^2`` average ``dose`` photons per pattern, then counts
+are drawn from a Poisson law and the stored diffraction is their square root (amplitudes,
+float32). The scale is folded into the stored ``probeGuess``.
+
+The recorded ground-truth patches ``Y`` are :func:`compare_models.imaging.geometry.object_patches`:
+the integer crop shifted back by ``-r``, i.e. the object seen from the probe's centre. A
+network with a fixed, centred probe can see nothing else (a translation of the exit wave does not
+change the diffraction modulus), so ``Y`` is what a perfect network predicts, and stitching it
+(a Fourier shift by ``+r``) gives the object back exactly.
+
+Objects and the train/test split
+--------------------------------
 The object's amplitude and phase come from images that scikit-image ships (``skimage.data``),
-so nothing is downloaded.
+so nothing is downloaded. A study must not score pixels a network saw in training
+(DESIGN.md, "A fair comparison"); :func:`simulate_split` writes a training set that cannot
+overlap the test set:
+
+* ``split="objects"`` (the demo and the sweeps): the training set is simulated on another
+  object, made from other images (``train_amplitude_image``, ``train_phase_image``), with its
+  own size and random stream;
+* ``split="y"``: one object, training positions above the middle row and test positions below
+  it, at least N apart in y, so that no test patch pixel lies under a training patch.
 """
 
 from __future__ import annotations
@@ -27,18 +50,35 @@ import numpy as np
 
 from .. import __version__
 from ..errors import ConfigError
-from ..imaging.geometry import extract_patches
+from ..imaging.geometry import fourier_shift, integer_crops, object_patches, split_nearest
 from ..io.dataset import Dataset
 
 __all__ = [
     "SimulationConfig",
+    "SPLITS",
+    "FORWARD_MODEL",
     "make_object",
     "make_probe",
     "make_scan",
+    "exit_waves",
     "far_field_amplitude",
     "simulate_dataset",
+    "training_config",
+    "simulate_split",
     "split_dataset_by_row",
 ]
+
+SPLITS = ("y", "objects")
+
+#: Recorded in every simulated file's metadata.
+FORWARD_MODEL = (
+    "pty-chi 2.2 (LSQML/ePIE/DM): amplitude = |fftshift(fft2(fourier_shift(probe, x - round(x)) "
+    "* object[round(y) - N/2 :, round(x) - N/2 :][:N, :N], norm='ortho'))|; "
+    "Y = fourier_shift(that crop, -(x - round(x))); docs/simulation.md"
+)
+
+# Exit waves are made this many positions at a time (bounds the complex128 temporaries).
+_CHUNK = 512
 
 # Images that ship inside scikit-image (no download), grey-scaled on load.
 _SHIPPED_IMAGES = ("camera", "astronaut", "coins", "moon", "text", "brick", "grass", "gravel", "page", "clock", "cell")
@@ -71,6 +111,11 @@ class SimulationConfig:
     poisson_noise: bool = True
     seed: int = 0
     pixel_size_m: float | None = None
+    split: str | None = None  # None, "y" or "objects" (module docstring)
+    train_amplitude_image: str = "astronaut"  # split="objects": the training object's images
+    train_phase_image: str = "coins"
+    train_object_size: int | None = None  # split="objects"; default object_size
+    train_seed: int | None = None  # split="objects"; default: a stream of its own derived from seed
 
     def validate(self) -> SimulationConfig:
         """Raise :class:`ConfigError` naming the first invalid setting; return self."""
@@ -80,9 +125,23 @@ class SimulationConfig:
             raise ConfigError(
                 f"object_size ({self.object_size}) must exceed patch_size ({self.patch_size}) by 2"
             )
-        for name in ("amplitude_image", "phase_image"):
+        for name in ("amplitude_image", "phase_image", "train_amplitude_image", "train_phase_image"):
             if getattr(self, name) not in _SHIPPED_IMAGES:
                 raise ConfigError(f"{name} must be one of {', '.join(_SHIPPED_IMAGES)}")
+        if self.split is not None and self.split not in SPLITS:
+            raise ConfigError(f"split must be one of {', '.join(SPLITS)} (or unset), got {self.split!r}")
+        if self.train_object_size is not None and self.train_object_size < self.patch_size + 2:
+            raise ConfigError(
+                f"train_object_size ({self.train_object_size}) must exceed patch_size ({self.patch_size}) by 2"
+            )
+        if self.split == "objects":
+            shared = {self.train_amplitude_image, self.train_phase_image} & {self.amplitude_image, self.phase_image}
+            if shared:
+                raise ConfigError(
+                    f"split 'objects' trains on another object: train_amplitude_image and "
+                    f"train_phase_image must differ from amplitude_image and phase_image "
+                    f"(both use {', '.join(sorted(shared))})"
+                )
         if not 0 <= self.amplitude_min < self.amplitude_max:
             raise ConfigError("need 0 <= amplitude_min < amplitude_max")
         if not self.phase_min < self.phase_max:
@@ -117,6 +176,10 @@ class SimulationConfig:
             return float(self.scan_step)
         diameter = 2 * self.resolved_probe_radius
         return max(1.0, diameter * (1 - self.overlap))
+
+    @property
+    def resolved_train_object_size(self) -> int:
+        return self.train_object_size if self.train_object_size is not None else self.object_size
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -163,8 +226,8 @@ def make_probe(config: SimulationConfig) -> np.ndarray:
 
 
 def make_scan(config: SimulationConfig, rng: np.random.Generator) -> np.ndarray:
-    """Scan positions (M, 2) float64 (x, y) keeping every patch, with its interpolation
-    neighbour, inside the object."""
+    """Scan positions (M, 2) float64 (x, y) in ``[N/2, S - N/2 - 1]`` per axis, so that every
+    patch's integer crop (at ``round(x) - N/2``, N wide) lies inside the object."""
     n_side, size = config.patch_size, config.object_size
     low, high = n_side / 2, size - n_side / 2 - 1
     step = config.resolved_scan_step
@@ -181,29 +244,65 @@ def make_scan(config: SimulationConfig, rng: np.random.Generator) -> np.ndarray:
     return positions.astype(np.float64)
 
 
+def exit_waves(obj, probe, positions_xy) -> np.ndarray:
+    """Exit waves ``P_r * O_c`` (M, N, N) complex128 in each position's crop frame.
+
+    ``O_c`` is the object's integer crop at ``round(x) - N/2`` and ``P_r`` the probe
+    Fourier-shifted by the residual ``r = x - round(x)`` (module docstring): pty-chi's exit
+    wave ``psi``.
+
+    Parameters
+    ----------
+    obj : ndarray (H, W) complex
+    probe : ndarray (N, N) complex, centred at pixel (N/2, N/2)
+    positions_xy : ndarray (M, 2)
+        Patch centres, object pixels (x column, y row).
+    """
+    probe = np.asarray(probe)
+    n_side = probe.shape[-1]
+    origin, residual = split_nearest(positions_xy, n_side)
+    shifted = fourier_shift(np.broadcast_to(probe, (residual.shape[0], n_side, n_side)), residual)
+    return shifted * integer_crops(obj, origin, n_side)
+
+
 def far_field_amplitude(exit_waves) -> np.ndarray:
     """``|fftshift(fft2(exit_waves, norm="ortho"))|`` over the last two axes (float64)."""
     spectrum = np.fft.fftshift(np.fft.fft2(exit_waves, norm="ortho"), axes=(-2, -1))
     return np.abs(spectrum)
 
 
-def simulate_dataset(config: SimulationConfig) -> Dataset:
+def _unit_intensities(obj, probe, positions) -> np.ndarray:
+    """Noise-free counts (M, N, N) float64 for the unscaled probe, in chunks of positions."""
+    parts = [
+        far_field_amplitude(exit_waves(obj, probe, positions[start : start + _CHUNK])) ** 2
+        for start in range(0, positions.shape[0], _CHUNK)
+    ]
+    return np.concatenate(parts)
+
+
+def simulate_dataset(config: SimulationConfig, *, rng: np.random.Generator | None = None) -> Dataset:
     """Simulate a contract-conformant dataset (see module docstring for the model).
+
+    Parameters
+    ----------
+    config : SimulationConfig
+    rng : numpy.random.Generator, optional
+        Random stream for the scan and the noise; default ``default_rng(config.seed)``.
 
     Returns
     -------
     Dataset
-        Amplitudes, positions, the dose-scaled probe, the ground-truth object and patches, and
-        metadata recording the nominal and the measured dose, the seed and the settings.
+        Amplitudes, positions, the dose-scaled probe, the ground-truth object and patches
+        ``Y``, and metadata recording the nominal and the measured dose, the seed, the forward
+        model and the settings.
     """
     config.validate()
-    rng = np.random.default_rng(config.seed)
+    rng = np.random.default_rng(config.seed) if rng is None else rng
     obj = make_object(config)
     probe = make_probe(config)
     positions = make_scan(config, rng)
-    patches = extract_patches(obj, positions, config.patch_size)
+    intensity_unit = _unit_intensities(obj, probe, positions)
     # Scale the probe so the expected counts average `dose` per pattern.
-    intensity_unit = far_field_amplitude(probe * patches) ** 2
     scale = config.dose / intensity_unit.sum(axis=(1, 2)).mean()
     probe = probe * np.sqrt(scale)
     expected_counts = intensity_unit * scale
@@ -219,7 +318,12 @@ def simulate_dataset(config: SimulationConfig) -> Dataset:
         "dose_nominal": float(config.dose),
         "dose_measured": float(counts.sum(axis=(1, 2)).mean()),
         "config": config.to_dict(),
-        "forward_model": "amplitude = |fftshift(fft2(probe * patch, norm='ortho'))|",
+        "object": {
+            "amplitude_image": config.amplitude_image,
+            "phase_image": config.phase_image,
+            "size": config.object_size,
+        },
+        "forward_model": FORWARD_MODEL,
     }
     if config.pixel_size_m is not None:
         metadata["pixel_size_m"] = config.pixel_size_m
@@ -228,30 +332,84 @@ def simulate_dataset(config: SimulationConfig) -> Dataset:
         positions_xy=positions,
         probe=probe.astype(np.complex64),
         object_truth=obj,
-        patches_truth=patches.astype(np.complex64),
+        patches_truth=object_patches(obj, positions, config.patch_size).astype(np.complex64),
         scan_index=np.zeros(positions.shape[0], dtype=np.int64),
         metadata=metadata,
     )
 
 
-def split_dataset_by_row(dataset: Dataset) -> tuple[Dataset, Dataset]:
-    """Split into (train, test): scan positions in the top and bottom halves of the object.
+def training_config(config: SimulationConfig) -> SimulationConfig:
+    """The settings of the training set of ``split="objects"``: the other object's images and
+    size; everything else (probe, scan, dose) as in ``config``."""
+    return dataclasses.replace(
+        config,
+        split=None,
+        amplitude_image=config.train_amplitude_image,
+        phase_image=config.train_phase_image,
+        object_size=config.resolved_train_object_size,
+        seed=config.seed if config.train_seed is None else config.train_seed,
+    )
 
-    Both halves keep the whole ground-truth object, so each is a complete dataset; no scan
-    position appears in both. The measured dose is recomputed for each half.
+
+def simulate_split(config: SimulationConfig) -> tuple[Dataset, Dataset]:
+    """(train, test) datasets per ``config.split`` ("objects" or "y"; module docstring).
+
+    With ``"objects"`` the test set is :func:`simulate_dataset` of ``config`` and the training
+    set that of :func:`training_config`, drawn from a random stream of its own (seeded by
+    ``train_seed``, or by ``(seed, 1)`` when that is unset, so it never repeats a test stream).
+    """
+    config.validate()
+    if config.split == "y":
+        return split_dataset_by_row(simulate_dataset(config))
+    if config.split != "objects":
+        raise ConfigError(f"simulate_split needs split 'y' or 'objects', got {config.split!r}")
+    test = simulate_dataset(config)
+    train_settings = training_config(config)
+    seed = [config.seed, 1] if config.train_seed is None else config.train_seed
+    train = simulate_dataset(train_settings, rng=np.random.default_rng(seed))
+    train.metadata["random_seed"] = seed  # what numpy.random.default_rng was given
+    for role, part, settings in (("train", train, train_settings), ("test", test, config)):
+        part.metadata.update(split=role, split_mode="objects")
+        part.metadata["object"]["role"] = role
+        part.metadata["config"] = settings.to_dict()
+    return train, test
+
+
+def split_dataset_by_row(dataset: Dataset) -> tuple[Dataset, Dataset]:
+    """Split into (train, test) at the middle row, with a guard band of N between the halves.
+
+    With the middle row ``c = H // 2``, training positions have ``y <= c - N/2`` and test
+    positions ``y >= c + N/2``; those in between are dropped. A patch reads object rows
+    ``floor(y - N/2) .. ceil(y + N/2) - 1`` at most (its integer crop, or a bilinear cut), so
+    every training patch lies above row c and every test patch from row c down: no test patch
+    pixel is under a training patch.
+
+    Both halves keep the whole ground-truth object, so each is a complete dataset. The measured
+    dose is recomputed for each half.
+
+    Raises
+    ------
+    ValueError
+        Without a ground-truth object, or when a half holds no position.
     """
     if dataset.object_truth is None:
         raise ValueError("splitting by row needs the ground-truth object")
-    middle = dataset.object_truth.shape[0] / 2
-    in_top = dataset.positions_xy[:, 1] < middle
+    middle = dataset.object_truth.shape[0] // 2
+    half = dataset.patch_size / 2
+    y = dataset.positions_xy[:, 1]
     halves = []
-    for name, mask in (("train", in_top), ("test", ~in_top)):
+    for name, mask in (("train", y <= middle - half), ("test", y >= middle + half)):
         if not mask.any():
-            raise ValueError(f"the {name} half of the scan holds no positions")
+            raise ValueError(
+                f"the {name} half of the scan holds no positions (a guard band of N = "
+                f"{dataset.patch_size} rows of positions around row {middle} is left out)"
+            )
         part = dataset.subset(np.flatnonzero(mask))
         part.metadata.update(
             split=name,
+            split_mode="y",
             split_axis="y",
+            split_guard_px=float(dataset.patch_size),
             dose_measured=part.measured_dose,
         )
         halves.append(part)
