@@ -59,7 +59,7 @@ def _config(**changes):
 
 def _arm(key, image, valid, seconds=1.0):
     timings = {"ptychi.reconstruction": seconds} if key == "ptychi" else {
-        f"{key}.inference": seconds, f"{key}.stitch": 0.0, f"{key}.inference_compile": 0.5, f"{key}.stitch_compile": 0.25,
+        f"{key}.predict_stitch": seconds, f"{key}.stitch_finish": 0.0, f"{key}.predict_stitch_compile": 0.75,
     }
     return ArmImage(key, np.asarray(image, np.complex64), np.asarray(valid, bool), timings, {})
 

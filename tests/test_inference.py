@@ -1,14 +1,23 @@
 """Streaming prediction: one patch per position for every gridsize, batch size and count."""
 
+import tracemalloc
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from compare_models.errors import BundleError, DatasetError
+from compare_models.errors import BundleError, DatasetError, StitchError
+from compare_models.imaging.stitching import Stitcher, stitch
 from compare_models.models.baseline import build_baseline
 from compare_models.models.bundle import Bundle
-from compare_models.models.inference import PredictionCountError, _predict_function, predict
+from compare_models.models.inference import (
+    PredictionCountError,
+    PredictStitchStep,
+    _predict_function,
+    predict,
+    predict_and_stitch,
+)
 from compare_models.models.inputs import intensity_scale
 from compare_models.models.pinn import build_pinn
 from compare_models.study.simulator import SimulationConfig, simulate_dataset
@@ -151,3 +160,135 @@ def test_bad_arguments(bundles, dataset):
         predict(bundles[("pinn", 1)], dataset, batch_size=0)
     with pytest.raises(ValueError, match="chunk"):
         predict(bundles[("pinn", 1)], dataset, chunk=0)
+
+
+# --------------------------------------------------------------------------------------------
+# Streaming: predict_and_stitch
+
+
+def _stitched_reference(bundle, data, **options):
+    """predict (every patch held) then stitch: the non-streaming reference."""
+    prediction = predict(bundle, data, batch_size=16, progress=False)
+    return stitch(prediction.patches, prediction.positions_xy, data.object_truth.shape, **options)
+
+
+@pytest.mark.parametrize("key", [("pinn", 1), ("pinn", 2), ("baseline", 1)])
+@pytest.mark.parametrize("batch_size,chunk", [(1, 7), (7, 20), (32, 1024)])
+def test_stream_equals_predict_then_stitch(bundles, dataset, key, batch_size, chunk):
+    bundle = bundles[key]
+    expected, expected_weights = _stitched_reference(bundle, dataset, crop=12)
+    stitcher = Stitcher(dataset.object_truth.shape, N, crop=12)
+    result = predict_and_stitch(bundle, dataset, stitcher, batch_size=batch_size, chunk=chunk, progress=False)
+    image, weights = stitcher.result()
+    assert result.n_patches == dataset.n_positions
+    assert result.stream["batches"] == sum(-(-min(c, 101 - s) // batch_size) for s, c in
+                                           ((s, -(-chunk // batch_size) * batch_size) for s in
+                                            range(0, 101, -(-chunk // batch_size) * batch_size)))
+    np.testing.assert_array_equal(weights, expected_weights)
+    assert np.abs(expected).max() > 0
+    np.testing.assert_allclose(image, expected, atol=2e-5 * np.abs(expected).max())
+
+
+def test_stream_fills_half_set_canvases_in_the_same_pass(bundles, dataset):
+    bundle = bundles[("pinn", 1)]
+    prediction = predict(bundle, dataset, batch_size=16, progress=False)
+    half = np.arange(dataset.n_positions) % 2
+    half[:3] = -1  # in no half
+    stitcher = Stitcher(dataset.object_truth.shape, N, n_canvases=3)
+    canvases = np.stack([np.zeros(dataset.n_positions, int), np.where(half < 0, -1, 1 + half)], axis=1)
+    predict_and_stitch(bundle, dataset, stitcher, canvases=canvases, batch_size=8, chunk=24, progress=False)
+    for index, members in ((0, slice(None)), (1, half == 0), (2, half == 1)):
+        expected, expected_weights = stitch(prediction.patches[members], prediction.positions_xy[members],
+                                            dataset.object_truth.shape)
+        image, weights = stitcher.result(index)
+        np.testing.assert_array_equal(weights, expected_weights)
+        np.testing.assert_allclose(image, expected, atol=2e-5 * np.abs(expected).max(), err_msg=str(index))
+
+
+def test_stream_with_and_without_xla_agree(bundles, dataset):
+    images = {}
+    for jit in ("on", "off"):
+        stitcher = Stitcher(dataset.object_truth.shape, N)
+        result = predict_and_stitch(bundles[("pinn", 2)], dataset, stitcher, batch_size=16, progress=False, jit=jit)
+        assert result.stream["network_xla"] is (jit == "on")
+        images[jit] = stitcher.result()[0]
+    np.testing.assert_allclose(images["on"], images["off"], atol=1e-5 * np.abs(images["off"]).max())
+
+
+@keras.saving.register_keras_serializable(package="compare_models_tests")
+class HostOnly(keras.layers.Layer):
+    """An identity XLA cannot compile (a Python function inside the graph)."""
+
+    def call(self, inputs):
+        out = tf.py_function(lambda x: x, [inputs], tf.float32)
+        out.set_shape(inputs.shape)
+        return out
+
+
+@keras.saving.register_keras_serializable(package="compare_models_tests")
+class PoisonFirst(keras.layers.Layer):
+    """Makes sample 0 of every batch NaN."""
+
+    def call(self, inputs):
+        mask = tf.one_hot(0, tf.shape(inputs)[0], on_value=np.nan, off_value=0.0)
+        return inputs + tf.reshape(mask, (-1, 1, 1, 1, 1))
+
+
+def _baseline_with(layer, data):
+    x = keras.Input((N, N, 1))
+    obj = keras.layers.Reshape((N, N, 1, 2))(keras.layers.Conv2D(2, 1)(x))
+    model = keras.Model(x, [layer(obj), x])
+    return Bundle(model=model, kind="baseline", patch_size=N, gridsize=1, intensity_scale=1.0, probe=data.probe)
+
+
+def test_a_network_xla_cannot_compile_falls_back_or_fails_as_asked(dataset, caplog):
+    bundle = _baseline_with(HostOnly(), dataset)
+    stitcher = Stitcher(dataset.object_truth.shape, N)
+    with caplog.at_level("WARNING", logger="compare_models.inference"):
+        result = predict_and_stitch(bundle, dataset, stitcher, batch_size=16, progress=False, jit="auto")
+    assert result.stream["network_xla"] is False and result.stream["xla_fallback_reason"]
+    assert "running it without XLA" in caplog.text
+    expected, _ = _stitched_reference(bundle, dataset)
+    np.testing.assert_allclose(stitcher.result()[0], expected, atol=1e-5 * np.abs(expected).max())
+    with pytest.raises(Exception):  # noqa: B017 (TensorFlow's own error type for an op XLA refuses)
+        predict_and_stitch(bundle, dataset, Stitcher(dataset.object_truth.shape, N), batch_size=16,
+                           progress=False, jit="on")
+
+
+def test_non_finite_patches_are_reported_not_stitched(dataset):
+    bundle = _baseline_with(PoisonFirst(), dataset)
+    stitcher = Stitcher(dataset.object_truth.shape, N)
+    predict_and_stitch(bundle, dataset, stitcher, batch_size=16, progress=False)
+    n_batches = -(-dataset.n_positions // 16)
+    with pytest.raises(StitchError, match=f"{n_batches} patches have non-finite values"):
+        stitcher.result()
+
+
+def test_a_patch_off_the_grid_is_refused_before_inference(bundles, dataset):
+    with pytest.raises(StitchError, match="entirely outside"):
+        predict_and_stitch(bundles[("baseline", 1)], dataset, Stitcher((8, 8), N), progress=False)
+
+
+def test_stream_holds_no_array_proportional_to_the_scan(bundles):
+    """NumPy's allocations during the pass (tracemalloc sees them) do not grow like n x N²:
+    four times the positions add a few bytes per position (positions, placements), against
+    the 2 KiB per position that holding the patches would cost."""
+    many = simulate_dataset(SimulationConfig(patch_size=N, object_size=128, scan_step=2, seed=3))
+    assert many.n_positions > 3000
+    bundle = bundles[("pinn", 2)]
+    peaks = {}
+    for n in (many.n_positions // 4, many.n_positions):
+        stitcher = Stitcher(many.object_truth.shape, N)
+        step = PredictStitchStep(bundle, 32, stitcher)
+        step.warm_up()  # tracing and compiling happen once, outside the measurement
+        data = many.subset(range(n))
+        tracemalloc.start()
+        try:
+            predict_and_stitch(bundle, data, stitcher, batch_size=32, chunk=128, progress=False, step=step)
+            peaks[n] = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert stitcher.n_added[0] == n
+    (n_small, small), (n_large, large) = sorted(peaks.items())
+    patch_bytes = N * N * 8  # one complex64 patch
+    assert large - small < 0.15 * (n_large - n_small) * patch_bytes, peaks

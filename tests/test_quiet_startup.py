@@ -60,7 +60,7 @@ def test_compare_prints_only_its_own_lines(tiny_study, tmp_path):
                        "--output_dir", out, "--skip-registration"])
     assert result.returncode == 0, result.stderr
     assert _bad_lines(result.stderr) == [] and _bad_lines(result.stdout) == []
-    assert "baseline.inference" in result.stderr  # the tool's own progress lines are still there
+    assert "baseline.predict_stitch" in result.stderr  # the tool's own progress lines are still there
     assert f"results: {out}" in result.stdout
     assert _bad_lines((out / "logs" / "run.log").read_text()) == []
 

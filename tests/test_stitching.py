@@ -15,7 +15,7 @@ from scipy.ndimage import binary_erosion
 from compare_models.errors import StitchError
 from compare_models.imaging import stitching as reassembly
 from compare_models.imaging.geometry import extract_patches, object_patches, split_nearest
-from compare_models.imaging.stitching import crop_start, stitch
+from compare_models.imaging.stitching import Stitcher, crop_start, stitch
 
 BACKENDS = ("numpy", "xla")
 
@@ -310,6 +310,48 @@ def test_property_xla_equals_numpy(n, n_side, data):
     )
     np.testing.assert_allclose(weights, w_ref, atol=1e-6, rtol=1e-6)
     np.testing.assert_allclose(image, ref, atol=1e-5, rtol=0)
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(n=st.integers(2, 60), data=st.data())
+def test_property_stitcher_streams_chunks_into_several_canvases(n, data):
+    """Adding patches a few at a time, each to the full canvas and to one of two others, gives
+    on every canvas what one-shot stitch gives on that canvas's patches (both backends)."""
+    n_side, height, width = 6, 14, 17
+    m_keep = data.draw(st.integers(1, n_side))
+    interpolation = data.draw(st.sampled_from(["fourier", "bilinear"]))
+    backend = data.draw(st.sampled_from(BACKENDS))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
+    pos = np.stack([rng.uniform(0, width - 1, n), rng.uniform(0, height - 1, n)], axis=1)
+    patches = random_object(rng, n * n_side, n_side).reshape(n, n_side, n_side)
+    group = rng.integers(-1, 2, n)  # -1: in neither of canvases 1 and 2
+    group[:2] = [0, 1]  # both non-empty
+    stitcher = Stitcher((height, width), n_side, crop=m_keep, backend=backend, chunk=8,
+                        interpolation=interpolation, n_canvases=3)
+    cuts = np.sort(rng.choice(np.arange(1, n), size=min(3, n - 1), replace=False))
+    for part in np.split(np.arange(n), cuts):
+        targets = np.stack([np.zeros(part.size, int), np.where(group[part] < 0, -1, group[part] + 1)], axis=1)
+        stitcher.add(patches[part], pos[part], canvases=targets)
+    for index, members in ((0, np.ones(n, bool)), (1, group == 0), (2, group == 1)):
+        ref, w_ref = stitch(patches[members], pos[members], (height, width), crop=m_keep, backend="numpy",
+                            interpolation=interpolation)
+        image, weights = stitcher.result(index)
+        assert stitcher.n_added[index] == members.sum()
+        np.testing.assert_allclose(weights, w_ref, atol=1e-6, rtol=1e-6)
+        np.testing.assert_allclose(image, ref, atol=1e-5, rtol=0)
+
+
+def test_stitcher_refuses_an_empty_canvas_and_bad_targets():
+    stitcher = Stitcher((10, 10), 4, n_canvases=2)
+    stitcher.add(np.ones((1, 4, 4)), [[5, 5]], canvases=0)
+    with pytest.raises(StitchError, match="no patches to stitch"):
+        stitcher.result(1)
+    with pytest.raises(StitchError, match="canvas indices"):
+        stitcher.add(np.ones((1, 4, 4)), [[5, 5]], canvases=2)
+    with pytest.raises(StitchError, match="patches must have shape"):
+        stitcher.add(np.ones((1, 5, 5)), [[5, 5]])
+    with pytest.raises(StitchError, match="2 patches for positions_xy of shape"):
+        stitcher.add(np.ones((2, 4, 4)), [[5, 5]])
 
 
 # --------------------------------------------------------------------------- refusals

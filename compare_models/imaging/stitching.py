@@ -35,7 +35,7 @@ import numpy as np
 from ..errors import StitchError
 from .geometry import fourier_shift, split_nearest, split_positions
 
-__all__ = ["stitch", "crop_start", "DEFAULT_CHUNK", "WEIGHT_FLOOR"]
+__all__ = ["stitch", "Stitcher", "crop_start", "DEFAULT_CHUNK", "WEIGHT_FLOOR"]
 
 #: Patches per compiled XLA call. 256 measured fastest here, with 128 (n = 5088, N = 64; 512
 #: and 1024 were 7 % and 19 % slower); see docs/performance.md.
@@ -144,26 +144,254 @@ def stitch(
     patches, positions, (height, width), m_keep = _validate(
         patches, positions_xy, shape, crop, backend, chunk, interpolation
     )
-    n_side = patches.shape[1]
-    split = split_nearest if interpolation == "fourier" else split_positions
-    origin_int, fraction = split(positions, n_side)
-    origin_int = origin_int + crop_start(n_side, m_keep)
-    _check_inside(origin_int, fraction, m_keep, height, width, positions, interpolation)
-    if backend == "numpy":
-        total, weights = _stitch_numpy(
-            patches, origin_int, fraction, m_keep, height, width, chunk, interpolation
+    stitcher = Stitcher(
+        (height, width), patches.shape[1], crop=m_keep, backend=backend, chunk=chunk, interpolation=interpolation
+    )
+    stitcher._accumulate(patches, positions, 0)  # already validated
+    return stitcher.result()
+
+
+class Stitcher:
+    """Stitch patches a chunk at a time into one or more canvases: memory O(canvas), not O(n).
+
+    :func:`stitch` is ``Stitcher(...).add(all patches).result()``. Streaming callers add each
+    chunk of predicted patches as it comes and drop it; the state is the canvases (float32
+    planes for ``"xla"``, complex128 for ``"numpy"``) and the weight maps, whatever the number
+    of patches. Several canvases share one pass: each patch is added to the canvases its
+    ``canvases`` row names (e.g. the full image and the patch's half-set image).
+
+    Parameters
+    ----------
+    shape : tuple (H, W)
+        The object grid.
+    patch_size : int
+        N.
+    crop, backend, chunk, interpolation
+        As in :func:`stitch`.
+    n_canvases : int
+        Number of images accumulated side by side (default 1).
+
+    Notes
+    -----
+    For the ``"xla"`` backend the canvas is a TensorFlow tensor that stays where TensorFlow
+    keeps it (the GPU when there is one): a caller that produces patches as tensors can fold
+    :meth:`kernel` into its own compiled function, update :attr:`canvas`, record the positions
+    with :meth:`record_weights`, and never bring patches back to the host
+    (:func:`compare_models.models.inference.predict_and_stitch`). The weights depend on the
+    positions only and are accumulated exactly in float64 on the host, O(patches) per add.
+    """
+
+    def __init__(self, shape, patch_size: int, *, crop=None, backend: str = "xla", chunk: int = DEFAULT_CHUNK,
+                 interpolation: str = "fourier", n_canvases: int = 1):
+        _, _, (height, width), m_keep = _validate(
+            np.zeros((1, patch_size, patch_size), np.complex64), np.zeros((1, 2)), shape, crop, backend, chunk,
+            interpolation,
         )
-    else:
-        total = _stitch_xla(patches, origin_int, fraction, m_keep, height, width, chunk, interpolation)
-        # The kernel shifts by float32 fractions; weigh with exactly those, so that sum / weight
-        # stays exact where a pixel is reached only by a thin bilinear sliver.
-        frac32 = fraction.astype(np.float32).astype(np.float64)
-        weights = _weights_exact(origin_int, frac32, m_keep, height, width, interpolation)
-    covered = weights > WEIGHT_FLOOR
-    image = np.zeros((height, width), dtype=np.complex64)
-    image[covered] = total[covered] / weights[covered]
-    weights = np.where(covered, weights, 0.0).astype(np.float32)
-    return image, weights
+        if isinstance(n_canvases, bool) or not isinstance(n_canvases, (int, np.integer)) or n_canvases < 1:
+            raise StitchError(f"n_canvases must be a positive integer, got {n_canvases!r}")
+        self.shape = (height, width)
+        self.patch_size = int(patch_size)
+        self.crop = m_keep
+        self.backend = backend
+        self.chunk = int(chunk)
+        self.interpolation = interpolation
+        self.n_canvases = int(n_canvases)
+        self.n_added = np.zeros(self.n_canvases, np.int64)
+        k_win = m_keep + 1
+        self._k_win = k_win
+        padded = (self.n_canvases, height + 2 * k_win, width + 2 * k_win)
+        if backend == "numpy":
+            self._total = np.zeros(padded, np.complex128)
+            self._weights = np.zeros(padded)
+        else:
+            # Exact float64 weights from 2-D difference arrays (see _weights_exact).
+            self._diff = np.zeros((self.n_canvases, height + 2 * k_win + 1, width + 2 * k_win + 1))
+            self._canvas = None
+            self._nonfinite = None
+
+    # -- placement --------------------------------------------------------------------------
+
+    def place(self, positions_xy):
+        """Validated placement of patches centred at ``positions_xy`` (object pixels, x, y).
+
+        Returns
+        -------
+        origins : ndarray (n, 2) int32
+            (x, y) of each kept window's pixel (0, 0) on the padded canvas.
+        fractions : ndarray (n, 2) float64
+            Sub-pixel part: the Fourier residual in [-1/2, 1/2] or the bilinear fraction in
+            [0, 1), rounded to float32 for the XLA backend (whose kernel shifts by float32).
+        """
+        positions = np.asarray(positions_xy, dtype=np.float64)
+        if positions.ndim != 2 or positions.shape[1] != 2:
+            raise StitchError(f"positions_xy must have shape (n, 2) (x column, y row), got {positions.shape}")
+        if not np.isfinite(positions).all():
+            bad = int(np.flatnonzero(~np.isfinite(positions).all(axis=1))[0])
+            raise StitchError(f"positions_xy has non-finite values (first at index {bad})")
+        split = split_nearest if self.interpolation == "fourier" else split_positions
+        origin_int, fraction = split(positions, self.patch_size)
+        origin_int = origin_int + crop_start(self.patch_size, self.crop)
+        _check_inside(origin_int, fraction, self.crop, *self.shape, positions, self.interpolation)
+        if self.backend == "xla":
+            fraction = fraction.astype(np.float32).astype(np.float64)
+        return (origin_int + self._k_win).astype(np.int32), fraction
+
+    def targets(self, canvases, n: int):
+        """``canvases`` (an int, (n,) or (n, T) ints; -1 = none) -> (n, T) int32 canvas indices
+        (-1 replaced by 0) and (n, T) float32 gains (0 where -1)."""
+        rows = np.asarray(canvases)
+        if rows.ndim == 0:
+            rows = np.full((n, 1), int(rows))
+        elif rows.ndim == 1:
+            rows = rows[:, None]
+        if rows.ndim != 2 or rows.shape[0] != n or not np.issubdtype(rows.dtype, np.integer):
+            raise StitchError(f"canvases must be an int or integer array of {n} rows, got shape {rows.shape}")
+        if rows.size and (rows.min() < -1 or rows.max() >= self.n_canvases):
+            raise StitchError(f"canvas indices must be in [-1, {self.n_canvases}), got {rows.min()}..{rows.max()}")
+        gains = (rows >= 0).astype(np.float32)
+        return np.maximum(rows, 0).astype(np.int32), gains
+
+    def record_weights(self, origins, fractions, targets, gains) -> None:
+        """Add the weights of windows at ``origins``/``fractions`` (from :meth:`place`) to the
+        canvases ``targets`` with ``gains`` (from :meth:`targets`); XLA backend only."""
+        m_keep, interpolation = self.crop, self.interpolation
+        for t in range(targets.shape[1]):
+            canvas, gain = targets[:, t], gains[:, t].astype(np.float64)
+            _add_weight_boxes(self._diff, canvas, origins, fractions, m_keep, interpolation, gain)
+            np.add.at(self.n_added, canvas[gain > 0], 1)
+
+    # -- accumulation -----------------------------------------------------------------------
+
+    def add(self, patches, positions_xy, canvases=0) -> None:
+        """Add patches (n, N, N) centred at ``positions_xy`` (n, 2) to ``canvases``.
+
+        ``canvases``: the canvas index of every patch (an int for all), or an (n, T) array of
+        indices, -1 for none, to add each patch to T canvases at the cost of shifting it once.
+        """
+        patches = np.asarray(patches)
+        if patches.ndim != 3 or patches.shape[1:] != (self.patch_size, self.patch_size):
+            raise StitchError(
+                f"patches must have shape (n, {self.patch_size}, {self.patch_size}), got {patches.shape}"
+            )
+        if not (np.issubdtype(patches.dtype, np.number) and not np.issubdtype(patches.dtype, np.bool_)):
+            raise StitchError(f"patches must be numeric (complex or real), got dtype {patches.dtype}")
+        positions = np.asarray(positions_xy, dtype=np.float64)
+        if positions.shape != (patches.shape[0], 2):
+            raise StitchError(
+                f"{patches.shape[0]} patches for positions_xy of shape {positions.shape}: stitching "
+                "needs exactly one position (x, y) per patch"
+            )
+        if patches.shape[0] == 0:
+            return
+        # A sum propagates NaN and +-inf without a temporary array; only if it is not finite
+        # (or overflowed) is every element checked, to confirm and name the culprit. (Taking
+        # the sum inside the XLA kernel instead was measured ~10 ms slower: no fusion on CPU.)
+        if not np.isfinite(patches.sum()):
+            _raise_if_not_finite(patches)
+        self._accumulate(patches, positions, canvases)
+
+    def _accumulate(self, patches, positions, canvases):
+        origins, fractions = self.place(positions)
+        targets, gains = self.targets(canvases, patches.shape[0])
+        if self.backend == "numpy":
+            self._add_numpy(patches, origins, fractions, targets, gains)
+            return
+        self.record_weights(origins, fractions, targets, gains)
+        self._add_xla(patches, origins, fractions.astype(np.float32), targets, gains)
+
+    def _add_numpy(self, patches, origins, fractions, targets, gains):
+        s0 = crop_start(self.patch_size, self.crop)
+        k_win = self._k_win
+        for start in range(0, patches.shape[0], self.chunk):
+            stop = min(start + self.chunk, patches.shape[0])
+            value, weight = _windows_numpy(patches[start:stop], fractions[start:stop], s0, self.crop, self.interpolation)
+            for j, (c0, r0) in enumerate(origins[start:stop]):
+                for canvas, gain in zip(targets[start + j], gains[start + j], strict=True):
+                    if gain:
+                        self._total[canvas, r0 : r0 + k_win, c0 : c0 + k_win] += value[j]
+                        self._weights[canvas, r0 : r0 + k_win, c0 : c0 + k_win] += weight[j]
+                        self.n_added[canvas] += 1
+
+    @property
+    def canvas(self):
+        """XLA backend: the accumulated canvases, a float32 tensor (C, H + 2K, 2, W + 2K) with
+        real and imaginary planes (K = crop + 1 of padding on every side)."""
+        if self._canvas is None:
+            import tensorflow as tf
+
+            height, width = self.shape
+            k_win = self._k_win
+            self._canvas = tf.zeros((self.n_canvases, height + 2 * k_win, 2, width + 2 * k_win), tf.float32)
+        return self._canvas
+
+    @canvas.setter
+    def canvas(self, value):
+        self._canvas = value
+
+    def count_nonfinite(self, count) -> None:
+        """Record ``count`` (a scalar tensor) patches with non-finite values, found by a caller
+        that stitches through :meth:`kernel`; :meth:`result` raises if any were."""
+        self._nonfinite = count if self._nonfinite is None else self._nonfinite + count
+
+    def kernel(self, batch: int, n_targets: int = 1):
+        """A traceable function ``(canvas, patches, origins, fractions, targets, gains) -> canvas``
+        adding ``batch`` patches, for a caller's own ``tf.function`` (see :meth:`canvas`)."""
+        return _stitch_ops(int(batch), self.patch_size, self.crop, self.interpolation, int(n_targets))
+
+    def _add_xla(self, patches, origins, fractions, targets, gains):
+        import tensorflow as tf
+
+        n, n_side, chunk = patches.shape[0], self.patch_size, self.chunk
+        step = _compiled_step(chunk, n_side, self.crop, self.n_canvases, *self.canvas.shape[1::2].as_list(),
+                              self.interpolation, targets.shape[1])
+        canvas = self.canvas
+        for start in range(0, n, chunk):
+            stop = min(start + chunk, n)
+            p = np.ascontiguousarray(patches[start:stop], dtype=np.complex64)
+            if not p.flags.writeable:  # DLPack cannot export read-only arrays (e.g. memory maps)
+                p = p.copy()
+            o, f = origins[start:stop], fractions[start:stop]
+            t, g = targets[start:stop], gains[start:stop]
+            if stop - start < chunk:  # pad the last chunk with all-zero patches at (0, 0)
+                extra = chunk - (stop - start)
+                p = np.concatenate([p, np.zeros((extra, n_side, n_side), np.complex64)])
+                o = np.concatenate([o, np.zeros((extra, 2), np.int32)])
+                f = np.concatenate([f, np.zeros((extra, 2), np.float32)])
+                t = np.concatenate([t, np.zeros((extra, t.shape[1]), np.int32)])
+                g = np.concatenate([g, np.zeros((extra, g.shape[1]), np.float32)])
+            # Hand the chunk to TensorFlow without a copy (DLPack); a copy here cost ~40 ms/5088.
+            p = tf.experimental.dlpack.from_dlpack(p.__dlpack__())
+            canvas = step(canvas, p, tf.constant(o), tf.constant(f), tf.constant(t), tf.constant(g))
+        self._canvas = canvas
+
+    # -- result -----------------------------------------------------------------------------
+
+    def result(self, index: int = 0):
+        """``(image, weights)`` of canvas ``index``, as :func:`stitch` returns them.
+
+        Raises
+        ------
+        StitchError
+            If nothing was added to that canvas, or patches with non-finite values were.
+        """
+        height, width = self.shape
+        k_win = self._k_win
+        inner = (slice(k_win, k_win + height), slice(k_win, k_win + width))
+        if self.n_added[index] == 0:
+            raise StitchError(f"no patches to stitch (n = 0) in canvas {index}")
+        if self.backend == "numpy":
+            total, weights = self._total[index][inner], self._weights[index][inner]
+        else:
+            if self._nonfinite is not None and int(self._nonfinite) > 0:
+                raise StitchError(f"{int(self._nonfinite)} patches have non-finite values")
+            planes = self.canvas[index].numpy()[k_win : k_win + height, :, k_win : k_win + width]
+            total = planes[:, 0].astype(np.float64) + 1j * planes[:, 1]
+            weights = self._diff[index].cumsum(axis=0).cumsum(axis=1)[inner]
+        covered = weights > WEIGHT_FLOOR
+        image = np.zeros((height, width), dtype=np.complex64)
+        image[covered] = total[covered] / weights[covered]
+        weights = np.where(covered, weights, 0.0).astype(np.float32)
+        return image, weights
 
 
 # --------------------------------------------------------------------------- validation
@@ -281,64 +509,52 @@ def _windows_numpy(patches, frac, s0, m_keep, interpolation):
     return value, weight
 
 
-def _stitch_numpy(patches, origin_int, fraction, m_keep, height, width, chunk, interpolation):
-    k_win = m_keep + 1
-    s0 = crop_start(patches.shape[1], m_keep)
-    total = np.zeros((height + 2 * k_win, width + 2 * k_win), dtype=np.complex128)
-    weights = np.zeros(total.shape)
-    padded = origin_int + k_win
-    for start in range(0, patches.shape[0], chunk):
-        stop = min(start + chunk, patches.shape[0])
-        value, weight = _windows_numpy(patches[start:stop], fraction[start:stop], s0, m_keep, interpolation)
-        for j, (c0, r0) in enumerate(padded[start:stop]):
-            total[r0 : r0 + k_win, c0 : c0 + k_win] += value[j]
-            weights[r0 : r0 + k_win, c0 : c0 + k_win] += weight[j]
-    inner = (slice(k_win, k_win + height), slice(k_win, k_win + width))
-    return total[inner], weights[inner]
-
-
 # --------------------------------------------------------------------------- XLA backend
 
 
-def _weights_exact(origin_int, fraction, m_keep, height, width, interpolation):
-    """Weight map (H, W) float64 from a 2-D difference array: O(n + H W).
+def _add_weight_boxes(diff, canvas, origins, fraction, m_keep, interpolation, gain):
+    """Add windows' weights to the 2-D difference arrays ``diff`` (C, H', W') in place.
 
     Per axis a window's weight is a sum of boxes: bilinear ``(1-f) box_M(o) + f box_M(o+1)``;
     Fourier ``box_M(o)``. The 2-D weight is the product of the two axes, so each window adds at
-    most 4 boxes, i.e. 16 corner updates.
+    most 4 boxes, i.e. 16 corner updates. ``origins`` are on the padded canvas.
     """
-    k_win = m_keep + 1
-    diff = np.zeros((height + 2 * k_win + 1, width + 2 * k_win + 1))
-    o = origin_int + k_win
 
     def boxes(axis):
         f = fraction[:, axis]
+        o = origins[:, axis].astype(np.int64)
         if interpolation == "bilinear":
-            return [(o[:, axis], m_keep, 1 - f), (o[:, axis] + 1, m_keep, f)]
-        return [(o[:, axis], m_keep, np.ones_like(f))]
+            return [(o, 1 - f), (o + 1, f)]
+        return [(o, np.ones_like(f))]
 
-    for r0, rlen, wy in boxes(1):
-        for c0, clen, wx in boxes(0):
-            w = wy * wx
-            r1, c1 = r0 + rlen, c0 + clen
-            np.add.at(diff, (r0, c0), w)
-            np.add.at(diff, (r0, c1), -w)
-            np.add.at(diff, (r1, c0), -w)
-            np.add.at(diff, (r1, c1), w)
-    weights = diff.cumsum(axis=0).cumsum(axis=1)
+    for r0, wy in boxes(1):
+        for c0, wx in boxes(0):
+            w = wy * wx * gain
+            r1, c1 = r0 + m_keep, c0 + m_keep
+            np.add.at(diff, (canvas, r0, c0), w)
+            np.add.at(diff, (canvas, r0, c1), -w)
+            np.add.at(diff, (canvas, r1, c0), -w)
+            np.add.at(diff, (canvas, r1, c1), w)
+
+
+def _weights_exact(origin_int, fraction, m_keep, height, width, interpolation):
+    """Weight map (H, W) float64 of windows at ``origin_int`` (unpadded) from a 2-D difference
+    array: O(n + H W)."""
+    k_win = m_keep + 1
+    diff = np.zeros((1, height + 2 * k_win + 1, width + 2 * k_win + 1))
+    n = origin_int.shape[0]
+    _add_weight_boxes(diff, np.zeros(n, np.int64), origin_int + k_win, fraction, m_keep, interpolation, np.ones(n))
+    weights = diff[0].cumsum(axis=0).cumsum(axis=1)
     return weights[k_win : k_win + height, k_win : k_win + width]
 
 
-@functools.lru_cache(maxsize=16)
-def _compiled_step(chunk, n_side, m_keep, canvas_h, canvas_w, interpolation):
-    """The jit-compiled chunk step for one (chunk, N, M, canvas shape, interpolation).
+def _stitch_ops(chunk, n_side, m_keep, interpolation, n_targets):
+    """A traceable ``(canvas, patches, origins, fractions, targets, gains) -> canvas``.
 
-    ``step(canvas, patches, origins, fractions) -> canvas`` where ``canvas`` is
-    (canvas_h, 2, canvas_w) float32 (real and imaginary rows), ``patches`` (chunk, N, N)
-    complex64 (padding patches are zeros, so they add nothing), ``origins`` (chunk, 2) int32
-    (x, y) of each window in the padded canvas and ``fractions`` (chunk, 2) float32. Returned
-    as a concrete function: calling it with tensors skips ``tf.function``'s argument
-    conversion and trace lookup (≈ 0.3 ms per call, measured).
+    ``canvas`` is (C, H', 2, W') float32 (real and imaginary rows), ``patches`` (chunk, N, N)
+    complex64 (padding patches must be zeros, or have gain 0), ``origins`` (chunk, 2) int32
+    (x, y) of each window in the padded canvas, ``fractions`` (chunk, 2) float32, ``targets``
+    (chunk, T) int32 canvas indices and ``gains`` (chunk, T) float32 (0 or 1).
     """
     import tensorflow as tf
     from tensorflow.compiler.tf2xla.python import xla
@@ -375,53 +591,42 @@ def _compiled_step(chunk, n_side, m_keep, canvas_h, canvas_w, interpolation):
             x = tf.pad(x, [[0, 0], [0, 1], [0, 0], [0, 1]])
         return x  # (chunk, K, 2, K)
 
-    @tf.function(jit_compile=True, reduce_retracing=False)
-    def step(canvas, patches, origins, fractions):
+    def accumulate(canvas, patches, origins, fractions, targets, gains):
         w = windows(patches, fractions)
+        w = w[:, None] * gains[:, :, None, None, None]  # (chunk, T, K, 2, K)
 
         def body(i, c):
             for j in range(unroll):  # patches stay in order: the sum does not depend on unroll
                 k = unroll * i + j
-                start = tf.stack([origins[k, 1], 0, origins[k, 0]])
-                cur = xla.dynamic_slice(c, start, [k_win, 2, k_win])
-                c = xla.dynamic_update_slice(c, cur + w[k], start)
+                for t in range(n_targets):
+                    start = tf.stack([targets[k, t], origins[k, 1], 0, origins[k, 0]])
+                    cur = xla.dynamic_slice(c, start, [1, k_win, 2, k_win])
+                    c = xla.dynamic_update_slice(c, cur + w[k, t][None], start)
             return i + 1, c
 
         n_iter = chunk // unroll
         _, canvas = tf.while_loop(lambda i, c: i < n_iter, body, [tf.constant(0), canvas])
         return canvas
 
+    return accumulate
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled_step(chunk, n_side, m_keep, n_canvases, canvas_h, canvas_w, interpolation, n_targets):
+    """The jit-compiled chunk step of :func:`_stitch_ops` for one set of shapes.
+
+    Returned as a concrete function: calling it with tensors skips ``tf.function``'s argument
+    conversion and trace lookup (≈ 0.3 ms per call, measured).
+    """
+    import tensorflow as tf
+
+    accumulate = _stitch_ops(chunk, n_side, m_keep, interpolation, n_targets)
+    step = tf.function(accumulate, jit_compile=True, reduce_retracing=False)
     return step.get_concrete_function(
-        tf.TensorSpec((canvas_h, 2, canvas_w), tf.float32),
+        tf.TensorSpec((n_canvases, canvas_h, 2, canvas_w), tf.float32),
         tf.TensorSpec((chunk, n_side, n_side), tf.complex64),
         tf.TensorSpec((chunk, 2), tf.int32),
         tf.TensorSpec((chunk, 2), tf.float32),
+        tf.TensorSpec((chunk, n_targets), tf.int32),
+        tf.TensorSpec((chunk, n_targets), tf.float32),
     )
-
-
-def _stitch_xla(patches, origin_int, fraction, m_keep, height, width, chunk, interpolation):
-    import tensorflow as tf
-
-    n, n_side = patches.shape[0], patches.shape[1]
-    k_win = m_keep + 1
-    canvas_h, canvas_w = height + 2 * k_win, width + 2 * k_win
-    step = _compiled_step(int(chunk), n_side, m_keep, canvas_h, canvas_w, interpolation)
-    padded = (origin_int + k_win).astype(np.int32)
-    frac32 = fraction.astype(np.float32)
-    canvas = tf.zeros((canvas_h, 2, canvas_w), tf.float32)
-    for start in range(0, n, chunk):
-        stop = min(start + chunk, n)
-        p = np.ascontiguousarray(patches[start:stop], dtype=np.complex64)
-        if not p.flags.writeable:  # DLPack cannot export read-only arrays (e.g. memory maps)
-            p = p.copy()
-        o, f = padded[start:stop], frac32[start:stop]
-        if stop - start < chunk:  # pad the last chunk with all-zero patches at (0, 0)
-            extra = chunk - (stop - start)
-            p = np.concatenate([p, np.zeros((extra, n_side, n_side), np.complex64)])
-            o = np.concatenate([o, np.zeros((extra, 2), np.int32)])
-            f = np.concatenate([f, np.zeros((extra, 2), np.float32)])
-        # Hand the chunk to TensorFlow without a copy (DLPack); a copy here cost ~40 ms/5088.
-        p = tf.experimental.dlpack.from_dlpack(p.__dlpack__())
-        canvas = step(canvas, p, tf.constant(o), tf.constant(f))
-    planes = canvas.numpy()[k_win : k_win + height, :, k_win : k_win + width]
-    return planes[:, 0].astype(np.float64) + 1j * planes[:, 1]

@@ -17,17 +17,49 @@ patches, in the dataset's order, at every batch size.
 This project's networks re-form a group whose members reach beyond the bundle's region margin
 (``bundle.json``'s ``region_pad``, the margin the model was trained with) from the seed's
 nearest neighbours so that it fits.
+
+Two entry points:
+
+- :func:`predict_and_stitch`, what ``compare-models`` runs: streaming. Inputs are built a chunk
+  at a time in a background thread (prefetch) while the previous chunk runs; every batch goes
+  through one compiled step that runs the network *and* adds its patches into a
+  :class:`~compare_models.imaging.stitching.Stitcher`'s canvases, so patches never come back
+  to the host and nothing proportional to n x N² is held: the state is the canvases.
+- :func:`predict`, which returns every patch (n, N, N): for tests, parity checks and callers
+  that want the patches themselves.
+
+Both XLA-compile the network (``jit="auto"``: ``tf.function(jit_compile=True)``), and fall
+back to a plain ``tf.function`` with a warning when XLA cannot compile it.
 """
 
 from __future__ import annotations
 
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import CompareModelsError
+from ..errors import CompareModelsError, ConfigError
 
-__all__ = ["Prediction", "PredictionCountError", "predict", "build_predictor", "warm_up"]
+__all__ = [
+    "Prediction",
+    "PredictionCountError",
+    "StreamResult",
+    "PredictStitchStep",
+    "JIT_MODES",
+    "predict",
+    "predict_and_stitch",
+    "build_predictor",
+    "warm_up",
+]
+
+log = logging.getLogger("compare_models.inference")
+
+#: ``"auto"``: XLA-compile, fall back to a plain ``tf.function`` if XLA cannot; ``"on"``: XLA
+#: or an error; ``"off"``: no XLA for the network.
+JIT_MODES = ("auto", "on", "off")
 
 
 class PredictionCountError(CompareModelsError, RuntimeError):
@@ -60,10 +92,11 @@ class Prediction:
             )
 
 
-def build_predictor(model, batch_size: int):
+def build_predictor(model, batch_size: int, *, jit: bool = False):
     """The ``tf.function`` :func:`predict` runs for ``model``: fixed batch shape, returns
-    (B, N, N) complex64 patches. Built once, it is traced on its first call (:func:`warm_up`)."""
-    return _predict_function(model, int(batch_size))
+    (B, N, N) complex64 patches, XLA-compiled when ``jit``. Built once, it is traced on its
+    first call (:func:`warm_up`)."""
+    return _predict_function(model, int(batch_size), jit=bool(jit))
 
 
 def warm_up(predictor, model, batch_size: int) -> None:
@@ -73,23 +106,39 @@ def warm_up(predictor, model, batch_size: int) -> None:
     np.asarray(predictor(*batch))
 
 
-def _predict_function(model, batch_size: int):
+def _network_patches(model, batch_size: int):
+    """A traceable ``(*inputs) -> (B, N, N) complex64`` patches; checks the output's static
+    shape when traced (one patch per sample, N x N)."""
+    import tensorflow as tf
+
+    network, n_side = model.model, model.patch_size
+
+    def patches_of(*inputs):
+        outputs = network(inputs[0] if len(inputs) == 1 else list(inputs), training=False)
+        patches = tf.cast(model.patches_from_outputs(outputs), tf.complex64)
+        if patches.shape[0] not in (None, batch_size):
+            raise PredictionCountError(f"the model returned {patches.shape[0]} patches for a batch of {batch_size}")
+        if tuple(patches.shape[1:]) != (n_side, n_side):
+            raise PredictionCountError(
+                f"the model returned patches of shape {tuple(patches.shape[1:])}, expected ({n_side}, {n_side})"
+            )
+        return patches
+
+    return patches_of
+
+
+def _predict_function(model, batch_size: int, *, jit: bool = False):
     """A ``tf.function`` of fixed batch shape returning (B, N, N) complex64 patches."""
     import tensorflow as tf
 
-    network = model.model
     signature = [tf.TensorSpec(shape, getattr(tf, dtype)) for shape, dtype in model.input_specs(batch_size)]
-
-    @tf.function(input_signature=signature)
-    def run(*inputs):
-        outputs = network(inputs[0] if len(inputs) == 1 else list(inputs), training=False)
-        return model.patches_from_outputs(outputs)
-
-    return run
+    return tf.function(_network_patches(model, batch_size), input_signature=signature, jit_compile=jit or None,
+                       autograph=False)
 
 
 def predict(
-    model, dataset, *, batch_size: int = 32, chunk: int = 4096, progress: bool = True, predictor=None
+    model, dataset, *, batch_size: int = 32, chunk: int = 4096, progress: bool = True, predictor=None,
+    jit: bool = False,
 ) -> Prediction:
     """Predict one object patch per scan position of ``dataset``.
 
@@ -109,6 +158,9 @@ def predict(
     predictor : callable, optional
         :func:`build_predictor` ``(model, batch_size)``, perhaps already warmed up; built
         here when not given.
+    jit : bool
+        XLA-compile the predictor built here (default off: this function returns every patch
+        for tests and parity checks; :func:`predict_and_stitch` is the fast path).
 
     Returns
     -------
@@ -138,7 +190,7 @@ def predict(
     if m != dataset.n_positions:
         raise PredictionCountError(f"{m} samples prepared for {dataset.n_positions} positions")
     n_side = model.patch_size
-    run = predictor if predictor is not None else _predict_function(model, batch_size)
+    run = predictor if predictor is not None else _predict_function(model, batch_size, jit=jit)
     patches = np.empty((m, n_side, n_side), dtype=np.complex64)
     with tqdm(total=m, desc=f"predict {model.kind}", unit="pos", disable=not progress) as bar:
         for chunk_start in range(0, m, chunk):
@@ -172,3 +224,262 @@ def _pad(array: np.ndarray, size: int) -> np.ndarray:
         return array
     padding = np.zeros((size - array.shape[0],) + array.shape[1:], dtype=array.dtype)
     return np.concatenate([array, padding], axis=0)
+
+
+# --------------------------------------------------------------------------------------------
+# Streaming: predict a batch, stitch it, drop it
+
+
+@dataclass(frozen=True, eq=False)
+class StreamResult:
+    """What :func:`predict_and_stitch` did (the images are in the stitcher).
+
+    Attributes
+    ----------
+    n_patches : int
+        Patches predicted and stitched: one per scan position.
+    positions_xy : ndarray (M, 2) float64
+        Where each patch sat (object pixels): the scan positions, or PtychoPINN's group
+        centroids. O(M), not O(M N²).
+    input_details : dict
+        How the inputs were made (normalisation, grouping), for provenance.
+    stream : dict
+        How the pass ran: batches, whether the network was XLA-compiled, seconds the compute
+        waited for prefetched inputs (near 0 when building inputs is hidden behind compute).
+    """
+
+    n_patches: int
+    positions_xy: np.ndarray
+    input_details: dict = field(default_factory=dict)
+    stream: dict = field(default_factory=dict)
+
+
+class PredictStitchStep:
+    """One compiled step: a batch of model inputs -> patches -> added to a stitcher's canvases.
+
+    The network and the stitching kernel run in one ``tf.function(jit_compile=True)`` (XLA); if
+    XLA cannot compile the network (``jit="auto"``), the network runs in a plain
+    ``tf.function`` and the stitching kernel in its own XLA function, on the same device:
+    either way no patch is copied back to the host. Patches with non-finite values are counted
+    (the stitcher raises at :meth:`~compare_models.imaging.stitching.Stitcher.result`) and not
+    added, and so are the padding samples of a short last batch (gain 0).
+
+    Parameters
+    ----------
+    model : compare_models.models.interface.LoadedModel
+    batch_size : int
+        Samples per call (fixed shape).
+    stitcher : compare_models.imaging.stitching.Stitcher
+        XLA backend; its canvas is updated in place by each call.
+    n_targets : int
+        Canvases each patch is added to (e.g. 2: the full image and its half-set image).
+    jit : {"auto", "on", "off"}
+    """
+
+    def __init__(self, model, batch_size: int, stitcher, *, n_targets: int = 1, jit: str = "auto"):
+        if jit not in JIT_MODES:
+            raise ConfigError(f"jit must be one of {JIT_MODES}, got {jit!r}")
+        if stitcher.backend != "xla":
+            raise ConfigError("predict_and_stitch needs a stitcher with the 'xla' backend")
+        self.model, self.batch_size, self.stitcher = model, int(batch_size), stitcher
+        self.n_targets, self.jit_mode = int(n_targets), jit
+        self.jit = jit != "off"
+        self.fallback_reason = None
+        self._build()
+
+    def _specs(self):
+        import tensorflow as tf
+
+        b, t = self.batch_size, self.n_targets
+        canvas = tf.TensorSpec(self.stitcher.canvas.shape, tf.float32)
+        inputs = [tf.TensorSpec(shape, getattr(tf, dtype)) for shape, dtype in self.model.input_specs(b)]
+        geometry = [
+            tf.TensorSpec((b, 2), tf.int32), tf.TensorSpec((b, 2), tf.float32),
+            tf.TensorSpec((b, t), tf.int32), tf.TensorSpec((b, t), tf.float32),
+        ]
+        return canvas, inputs, geometry
+
+    def _build(self):
+        import tensorflow as tf
+
+        patches_of = _network_patches(self.model, self.batch_size)
+        kernel = self.stitcher.kernel(self.batch_size, self.n_targets)
+        canvas_spec, input_specs, geometry_specs = self._specs()
+        n_inputs = len(input_specs)
+
+        def add(canvas, patches, origins, fractions, targets, gains):
+            valid = tf.reduce_max(gains, axis=1) > 0
+            finite = tf.reduce_all(
+                tf.math.is_finite(tf.math.real(patches)) & tf.math.is_finite(tf.math.imag(patches)), axis=[1, 2]
+            )
+            nonfinite = tf.reduce_sum(tf.cast(valid & ~finite, tf.int32))
+            patches = tf.where((valid & finite)[:, None, None], patches, tf.zeros_like(patches))
+            return kernel(canvas, patches, origins, fractions, targets, gains), nonfinite
+
+        if self.jit:
+            def fused(canvas, *rest):
+                return add(canvas, patches_of(*rest[:n_inputs]), *rest[n_inputs:])
+
+            compiled = tf.function(fused, jit_compile=True, autograph=False).get_concrete_function(
+                canvas_spec, *input_specs, *geometry_specs
+            )
+            self._call = lambda canvas, inputs, geometry: compiled(canvas, *inputs, *geometry)
+        else:
+            network = tf.function(patches_of, autograph=False).get_concrete_function(*input_specs)
+            stitch = tf.function(add, jit_compile=True, autograph=False).get_concrete_function(
+                canvas_spec, tf.TensorSpec((self.batch_size, self.model.patch_size, self.model.patch_size), tf.complex64),
+                *geometry_specs,
+            )
+            self._call = lambda canvas, inputs, geometry: stitch(canvas, network(*inputs), *geometry)
+
+    def warm_up(self) -> None:
+        """Run one all-zero batch on a scratch canvas (the stitcher's is untouched), so that
+        tracing and XLA compilation happen here. With ``jit="auto"``, a network XLA cannot
+        compile is rebuilt without XLA, with a warning."""
+        import tensorflow as tf
+
+        canvas_spec, input_specs, geometry_specs = self._specs()
+        canvas = tf.zeros(canvas_spec.shape, tf.float32)
+        inputs = [tf.zeros(spec.shape, spec.dtype) for spec in input_specs]
+        geometry = [tf.zeros(spec.shape, spec.dtype) for spec in geometry_specs]
+        try:
+            result = self._call(canvas, inputs, geometry)
+        except PredictionCountError:
+            raise
+        except Exception as exc:  # XLA refuses an op: InvalidArgumentError, UnimplementedError ...
+            if self.jit_mode != "auto" or not self.jit:
+                raise
+            self.fallback_reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+            log.warning("XLA could not compile the %s network (%s); running it without XLA",
+                        self.model.kind, self.fallback_reason)
+            self.jit = False
+            self._build()
+            result = self._call(canvas, inputs, geometry)
+        result[0].numpy()  # wait for it
+
+    def __call__(self, inputs, geometry):
+        """Add one batch: ``inputs`` (tensors of :meth:`LoadedModel.input_specs`), ``geometry``
+        (origins, fractions, targets, gains tensors of the batch)."""
+        canvas, nonfinite = self._call(self.stitcher.canvas, inputs, geometry)
+        self.stitcher.canvas = canvas
+        self.stitcher.count_nonfinite(nonfinite)
+
+
+def predict_and_stitch(
+    model, dataset, stitcher, *, canvases=0, batch_size: int = 32, chunk: int = 1024, progress: bool = True,
+    step: PredictStitchStep | None = None, jit: str = "auto",
+) -> StreamResult:
+    """Predict one patch per scan position of ``dataset`` and stitch it as it comes.
+
+    Parameters
+    ----------
+    model : compare_models.models.interface.LoadedModel
+    dataset : compare_models.io.dataset.Dataset
+        Its N must match the model's. Its patterns are read a chunk at a time.
+    stitcher : compare_models.imaging.stitching.Stitcher
+        XLA backend, on the object grid; receives every patch.
+    canvases : int or array_like (M,) or (M, T) of int
+        The canvas (or T canvases, -1 for none) each position's patch is added to.
+    batch_size : int
+        Samples per compiled call (fixed shape; the last batch is padded, with gain 0).
+    chunk : int
+        Samples whose inputs are built at once, in a background thread while the previous
+        chunk runs (rounded up to a multiple of ``batch_size``). The working set is about two
+        chunks of inputs.
+    progress : bool
+        Show a tqdm bar.
+    step : PredictStitchStep, optional
+        Built (and warmed up) by the caller for this model, batch size, stitcher and T.
+    jit : {"auto", "on", "off"}
+        XLA for the network when ``step`` is not given.
+
+    Returns
+    -------
+    StreamResult
+
+    Raises
+    ------
+    BundleError
+        If the data does not fit the model (N, too few positions).
+    PredictionCountError
+        If the model's samples or patches do not match the positions.
+    StitchError
+        A patch outside the grid (before any inference), or non-finite patches (at
+        ``stitcher.result``).
+    """
+    import tensorflow as tf
+    from tqdm.auto import tqdm
+
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if int(chunk) < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    batch_size = int(batch_size)
+    chunk = -(-int(chunk) // batch_size) * batch_size
+    model.check_compatible(dataset)
+    prepared = model.prepare_inputs(dataset)
+    m = prepared.n_samples
+    if m != dataset.n_positions:
+        raise PredictionCountError(f"{m} samples prepared for {dataset.n_positions} positions")
+    positions = np.array(prepared.positions_xy, dtype=np.float64)
+    # Placement first: a patch off the grid is refused before any inference.
+    origins, fractions = stitcher.place(positions)
+    targets, gains = stitcher.targets(canvases, m)
+    if step is None:
+        step = PredictStitchStep(model, batch_size, stitcher, n_targets=targets.shape[1], jit=jit)
+        step.warm_up()
+    elif (step.batch_size, step.n_targets, step.stitcher) != (batch_size, targets.shape[1], stitcher):
+        raise ConfigError("predict_and_stitch: step was built for another batch size, T or stitcher")
+    stitcher.record_weights(origins, fractions, targets, gains)
+    fractions = fractions.astype(np.float32)
+
+    def build(chunk_start):
+        """The chunk's batches as tensors (runs in the prefetch thread)."""
+        indices = np.arange(chunk_start, min(m, chunk_start + chunk))
+        parts = prepared.build(indices)
+        if any(part.shape[0] != indices.size for part in parts):
+            raise PredictionCountError(
+                f"the model's inputs have {[part.shape[0] for part in parts]} samples for {indices.size} positions"
+            )
+        geometry = (origins[indices], fractions[indices], targets[indices], gains[indices])
+        batches = []
+        for start in range(0, indices.size, batch_size):
+            stop = min(indices.size, start + batch_size)
+            batches.append((
+                [tf.constant(_pad(part[start:stop], batch_size)) for part in parts],
+                [tf.constant(_pad(g[start:stop], batch_size)) for g in geometry],
+                stop - start,
+            ))
+        return batches
+
+    waited = 0.0
+    n_batches = 0
+    chunk_starts = list(range(0, m, chunk))
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch") as pool, tqdm(
+        total=m, desc=f"predict+stitch {model.kind}", unit="pos", disable=not progress
+    ) as bar:
+        pending = pool.submit(build, chunk_starts[0])
+        for number in range(len(chunk_starts)):
+            start = time.perf_counter()
+            batches = pending.result()
+            waited += time.perf_counter() - start
+            if number + 1 < len(chunk_starts):
+                pending = pool.submit(build, chunk_starts[number + 1])
+            for inputs, geometry, n_valid in batches:
+                step(inputs, geometry)
+                n_batches += 1
+                bar.update(n_valid)
+            del batches
+    return StreamResult(
+        n_patches=m,
+        positions_xy=positions,
+        input_details=dict(prepared.details),
+        stream={
+            "batches": n_batches,
+            "batch_size": batch_size,
+            "chunk": chunk,
+            "network_xla": bool(step.jit),
+            "xla_fallback_reason": step.fallback_reason,
+            "input_wait_s": round(waited, 3),
+        },
+    )

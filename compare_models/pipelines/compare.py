@@ -95,6 +95,9 @@ class CompareConfig:
     # simulator's and pty-chi's model, exact for the recorded patches) or "bilinear" (what
     # PtychoPINN's stitching does, to reproduce its images).
     stitch_interpolation: str = "fourier"
+    # XLA for the networks (models.inference.JIT_MODES): "auto" compiles and falls back to a
+    # plain tf.function, with a warning, for a network XLA cannot compile.
+    predict_xla: str = "auto"
     overwrite: bool = False
     progress: bool = True
     # Half-set FRC for every arm (compare_halfsets): None (the default) computes it for every
@@ -116,6 +119,8 @@ class CompareConfig:
             raise ConfigError(
                 f"--stitch-interpolation must be 'fourier' or 'bilinear', got {self.stitch_interpolation!r}"
             )
+        if self.predict_xla not in ("auto", "on", "off"):
+            raise ConfigError(f"--predict-xla must be auto, on or off, got {self.predict_xla!r}")
         if self.stitch_crop_size is not None and self.stitch_crop_size < 1:
             raise ConfigError(f"--stitch-crop-size must be > 0, got {self.stitch_crop_size}")
         if self.phase_align_method in RETIRED_PHASE_ALIGN_METHODS:
@@ -251,7 +256,7 @@ def _object_shape(dataset) -> tuple[int, int]:
 
 
 def _network_arm(key: str, model_path: str, dataset, shape, config: CompareConfig, split=None) -> ArmImage:
-    from ..imaging.stitching import stitch
+    from ..imaging.stitching import Stitcher
     from ..models import inference
     from ..models.loading import detect_model_source, load_model
 
@@ -265,48 +270,53 @@ def _network_arm(key: str, model_path: str, dataset, shape, config: CompareConfi
     crop = resolve_crop(config, dataset.patch_size)
     batch = getattr(config, f"{key}_predict_batch_size")
     chunk = getattr(config, f"{key}_chunk_size")
+    # One streaming pass: each batch is predicted and stitched inside one compiled step and
+    # dropped (models.inference.predict_and_stitch). Canvas 0 is the full image; with half sets
+    # canvases 1 and 2 are the halves' images: a gridsize-1 patch depends on its own pattern
+    # only, so it goes to its half's canvas in the same pass; gridsize-2 halves form their own
+    # groups and are streamed afterwards (compare_halfsets.network_half_images).
+    per_position = model.gridsize == 1
+    stitcher = Stitcher(
+        shape, dataset.patch_size, crop=crop, backend="xla", chunk=config.stitch_chunk_size,
+        interpolation=config.stitch_interpolation, n_canvases=1 if split is None else 3,
+    )
+    canvases = 0
+    if split is not None and per_position:
+        from .compare_halfsets import half_canvases
+
+        canvases = half_canvases(split, dataset.n_positions)
+    step = inference.PredictStitchStep(
+        model, batch, stitcher, n_targets=1 if np.ndim(canvases) == 0 else 2, jit=config.predict_xla
+    )
     # computation_time_s is what a user waits for per image, without one-off compilation
-    # (DESIGN.md): the model's tracing and the stitch kernel's XLA compile are paid by warm-up
-    # calls on zeros and timed apart (``*_compile``).
-    predictor = inference.build_predictor(model, batch)
-    prediction, seconds, compile_s = time_excluding_compile(
-        lambda: inference.warm_up(predictor, model, batch),
-        lambda: inference.predict(
-            model, dataset, batch_size=batch, chunk=chunk, progress=config.progress, predictor=predictor
+    # (DESIGN.md): tracing and XLA compilation are paid by warm-up calls on zeros and timed
+    # apart (``*_compile``).
+    stream, seconds, compile_s = time_excluding_compile(
+        step.warm_up,
+        lambda: inference.predict_and_stitch(
+            model, dataset, stitcher, canvases=canvases, batch_size=batch, chunk=chunk,
+            progress=config.progress, step=step,
         ),
     )
-    timer.record(f"{key}.inference", seconds)
-    timer.record(f"{key}.inference_compile", compile_s)
-    patches, positions = prediction.patches, prediction.positions_xy
-    if patches.shape[0] != dataset.n_positions:
-        raise MetricError(
-            f"{MODEL_NAMES[key]}: {patches.shape[0]} patches for {dataset.n_positions} positions"
-        )
-    blank = np.zeros((1, *patches.shape[1:]), np.complex64)
-    stitch_options = dict(
-        crop=crop, backend="xla", chunk=config.stitch_chunk_size, interpolation=config.stitch_interpolation
-    )
-    (image, weights), seconds, compile_s = time_excluding_compile(
-        lambda: stitch(blank, positions[:1], shape, **stitch_options),
-        lambda: stitch(patches, positions, shape, **stitch_options),
-    )
-    timer.record(f"{key}.stitch", seconds)
-    timer.record(f"{key}.stitch_compile", compile_s)
+    timer.record(f"{key}.predict_stitch", seconds)
+    timer.record(f"{key}.predict_stitch_compile", compile_s)
+    if stream.n_patches != dataset.n_positions:
+        raise MetricError(f"{MODEL_NAMES[key]}: {stream.n_patches} patches for {dataset.n_positions} positions")
+    image, weights = timer(f"{key}.stitch_finish", stitcher.result, 0)
     described = model.describe()
     halves = None
     if split is not None:  # half-set FRC: the same model and stitching on each half
         from .compare_halfsets import network_half_images
 
-        def predict_half(half):
-            result = inference.predict(
-                model, half, batch_size=batch, chunk=chunk, progress=config.progress, predictor=predictor
-            )
-            return result.patches, result.positions_xy
+        def predict_half(number, indices):
+            return inference.predict_and_stitch(
+                model, dataset.subset(indices), stitcher, canvases=number, batch_size=batch, chunk=chunk,
+                progress=config.progress, step=step,
+            ).positions_xy
 
         halves = network_half_images(
-            dataset, split, shape, per_position=model.gridsize == 1, patches=patches, positions_xy=positions,
-            key=key, crop=crop, predict=predict_half,
-            stitch=lambda p, xy, grid: stitch(p, xy, grid, **stitch_options),
+            split, per_position=per_position, stitcher=stitcher, positions_xy=stream.positions_xy,
+            predict_half=predict_half, key=key, crop=crop,
         )
         for stage, value in halves.timings_s.items():
             timer.record(stage, value)
@@ -316,13 +326,14 @@ def _network_arm(key: str, model_path: str, dataset, shape, config: CompareConfi
         "model_format": model.model_format,
         "kind": model.kind,
         "gridsize": model.gridsize,
-        "n_patches": int(patches.shape[0]),
-        "patch_positions": prediction.input_details.get("patch_position", "scan position"),
-        "inputs": dict(prediction.input_details),
+        "n_patches": int(stream.n_patches),
+        "patch_positions": stream.input_details.get("patch_position", "scan position"),
+        "inputs": dict(stream.input_details),
         "stitch_crop_size": crop,
         "stitch_interpolation": config.stitch_interpolation,
         "predict_batch_size": batch,
         "chunk_size": chunk,
+        "streaming": dict(stream.stream),
         "model": described,
         "patch_size": dataset.patch_size,
     }
@@ -401,14 +412,14 @@ def _computation_time(arm: ArmImage) -> float | None:
     one-off compilation."""
     if arm.key == "ptychi":
         return arm.timings_s.get("ptychi.reconstruction")
-    return arm.timings_s[f"{arm.key}.inference"] + arm.timings_s[f"{arm.key}.stitch"]
+    return arm.timings_s[f"{arm.key}.predict_stitch"] + arm.timings_s[f"{arm.key}.stitch_finish"]
 
 
 def _compile_time(arm: ArmImage) -> float | None:
     """One-off compilation paid before the first image (tracing, XLA); None for pty-chi."""
     if arm.key == "ptychi":
         return None
-    return arm.timings_s[f"{arm.key}.inference_compile"] + arm.timings_s[f"{arm.key}.stitch_compile"]
+    return arm.timings_s[f"{arm.key}.predict_stitch_compile"]
 
 
 def _shift_policy(arm: ArmImage, config: CompareConfig, *, halves: bool = False) -> bool:

@@ -4,9 +4,10 @@ Every arm of a comparison gets two images from the two disjoint halves of the sc
 (:func:`compare_models.imaging.halfsets.split_half_sets`):
 
 * a network: :func:`network_half_images`. With gridsize 1 a patch depends on its own pattern
-  only, so the full run's patches are reused (no extra inference); with gridsize 2 each half
-  forms its groups among its own positions and is predicted again. Both halves are stitched on
-  the full image's grid with the full image's settings.
+  only, so each patch of the full run is also added to its half's canvas in the same streaming
+  pass (no extra inference); with gridsize 2 each half forms its groups among its own
+  positions and is predicted again. Both halves are stitched on the full image's grid with the
+  full image's settings.
 * pty-chi: two reconstructions that ``ptycho-study reconstruct --half-sets`` made from the two
   halves (:func:`ptychi_half_set_paths`, :func:`ptychi_half_images`).
 
@@ -14,7 +15,7 @@ Every arm of a comparison gets two images from the two disjoint halves of the sc
 offset and ramp, amplitude scale) over one region for every arm, the half-set region, and
 computes the half-set FRC (kind ``"half_set"``). Neither step needs ground truth.
 
-Nothing here imports TensorFlow: a network arm hands in its own ``predict`` and ``stitch``.
+Nothing here imports TensorFlow: a network arm hands in its stitcher and its ``predict_half``.
 docs/how-the-numbers-are-made.md ("Half-set FRC") describes every rule and output.
 """
 
@@ -35,6 +36,7 @@ __all__ = [
     "DEFAULT_MIN_COVERAGE",
     "MIN_REGION_SIDE_PX",
     "HalfImages",
+    "half_canvases",
     "network_half_images",
     "ptychi_half_set_paths",
     "ptychi_half_images",
@@ -100,83 +102,81 @@ class HalfImages:
 # Making the half images
 
 
+def half_canvases(split, n_positions: int) -> np.ndarray:
+    """(M, 2) canvas indices for a streaming pass that fills the full image (canvas 0) and,
+    for gridsize 1, each position's half image (canvas 1 or 2; -1 for a position in neither)."""
+    half_of = np.full(int(n_positions), -1)
+    for number, indices in enumerate(split.halves, start=1):
+        half_of[indices] = number
+    return np.stack([np.zeros(int(n_positions), int), half_of], axis=1)
+
+
 def network_half_images(
-    dataset,
     split,
-    shape,
     *,
     per_position: bool,
-    patches,
+    stitcher,
     positions_xy,
-    predict: Callable,
-    stitch: Callable,
+    predict_half: Callable,
     key: str,
     crop: int,
 ) -> HalfImages:
-    """A network arm's two half images.
+    """A network arm's two half images, from canvases 1 and 2 of its stitcher.
 
     Parameters
     ----------
-    dataset : compare_models.io.dataset.Dataset
-        The test data (the same the full image was predicted from).
     split : compare_models.imaging.halfsets.HalfSplit
-    shape : tuple (H, W)
-        The comparison's grid.
     per_position : bool
-        True when a patch depends on its own pattern only (gridsize 1): the full run's
-        ``patches`` are reused. Otherwise (gridsize 2) ``predict`` runs on each half, so the
-        groups are formed among that half's positions only.
-    patches : ndarray (M, N, N) complex
-        The full run's patches, one per position of ``dataset``.
+        True when a patch depends on its own pattern only (gridsize 1): the full run's pass
+        already added each patch to its half's canvas, so nothing is predicted again.
+        Otherwise (gridsize 2) ``predict_half`` streams each half, whose groups are formed
+        among that half's positions only, into its canvas.
+    stitcher : compare_models.imaging.stitching.Stitcher
+        The arm's stitcher (the full image's grid and settings), with three canvases: the full
+        image, half 1, half 2.
     positions_xy : ndarray (M, 2)
-        Where the full run's patches sit (the scan positions, or a PtychoPINN model's group
+        Where the full run's patches sat (the scan positions, or a PtychoPINN model's group
         centroids), object pixels.
-    predict : callable
-        ``predict(half_dataset) -> (patches (n, N, N), positions_xy (n, 2))``: one patch per
-        position of the half, and where each sits.
-    stitch : callable
-        ``stitch(patches, positions_xy, shape) -> (image, weights)`` with the full image's
-        settings.
+    predict_half : callable
+        ``predict_half(number, indices) -> positions_xy (n, 2)``: predicts and stitches the
+        half ``number`` (1 or 2) made of the scan positions ``indices`` into canvas
+        ``number``, and says where its patches sat.
     key : str
-        The arm's key, for timings (``<key>.half_sets.inference``, ``<key>.half_sets.stitch``).
+        The arm's key, for timings (``<key>.half_sets.predict_stitch``).
     crop : int
-        The stitching crop (recorded, and named in coverage errors).
+        The stitching crop (recorded).
     """
-    images, valid, positions, timings = [], [], [], {}
-    inference_s = stitch_s = 0.0
+    images, valid, positions = [], [], []
+    seconds = 0.0
     for number, indices in enumerate(split.halves, start=1):
         if per_position:
-            half_patches, half_positions = patches[indices], np.asarray(positions_xy)[indices]
+            half_positions = np.asarray(positions_xy)[indices]
         else:
             start = time.perf_counter()
             try:
-                half_patches, half_positions = predict(dataset.subset(indices))
+                half_positions = predict_half(number, indices)
             except DatasetError as exc:
                 raise DatasetError(
                     f"half set {number} ({indices.size} positions, groups formed inside the half): "
                     f"{exc}; or --no-half-sets"
                 ) from exc
-            inference_s += time.perf_counter() - start
-        if half_patches.shape[0] != indices.size:
-            raise MetricError(f"half set {number}: {half_patches.shape[0]} patches for {indices.size} positions")
-        start = time.perf_counter()
-        image, weights = stitch(half_patches, half_positions, shape)
-        stitch_s += time.perf_counter() - start
+            seconds += time.perf_counter() - start
+        if stitcher.n_added[number] != indices.size:
+            raise MetricError(f"half set {number}: {stitcher.n_added[number]} patches for {indices.size} positions")
+        image, weights = stitcher.result(number)
         images.append(np.asarray(image, np.complex64))
         valid.append(np.asarray(weights) > 0)
         positions.append(np.asarray(half_positions, np.float64))
-    timings[f"{key}.half_sets.inference"] = inference_s
-    timings[f"{key}.half_sets.stitch"] = stitch_s
     how = (
-        "the full run's patches of each half's positions, stitched on the full image's grid "
-        "(gridsize 1: a patch depends on its own pattern only)"
+        "the full run's patches of each half's positions, stitched on the full image's grid in "
+        "the same pass (gridsize 1: a patch depends on its own pattern only)"
         if per_position
         else "each half predicted on its own (groups formed among the half's positions only) and "
         "stitched on the full image's grid"
     )
     return HalfImages(
         tuple(images), tuple(valid), tuple(positions),
-        {**split.to_dict(), "made_by": "compare-models"}, how, timings,
+        {**split.to_dict(), "made_by": "compare-models"}, how, {f"{key}.half_sets.predict_stitch": seconds},
         {"stitch_crop_size": int(crop), "reused_full_run_patches": bool(per_position)},
     )
 
