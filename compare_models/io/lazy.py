@@ -53,8 +53,9 @@ __all__ = [
     "CHUNK_BYTES",
 ]
 
-#: Default working set of one chunk of :func:`iter_chunks`, bytes.
-CHUNK_BYTES = 32 * 1024 * 1024
+#: Default size of one chunk of :func:`iter_chunks` (and the longest run read at once), bytes.
+#: A float64 temporary of a chunk (doses, energies) takes twice this.
+CHUNK_BYTES = 8 * 1024 * 1024
 #: Rows skipped between two wanted rows that are still read in one run rather than two.
 _GAP_ROWS = 8
 
@@ -64,8 +65,10 @@ def is_lazy(array) -> bool:
     return isinstance(array, LazyRows)
 
 
-def chunk_rows(array, chunk_bytes: int = CHUNK_BYTES) -> int:
-    """Rows per chunk so that one chunk of ``array`` takes about ``chunk_bytes`` (at least 1)."""
+def chunk_rows(array, chunk_bytes: int | None = None) -> int:
+    """Rows per chunk so that one chunk of ``array`` takes about ``chunk_bytes`` (default
+    :data:`CHUNK_BYTES`), at least 1."""
+    chunk_bytes = CHUNK_BYTES if chunk_bytes is None else chunk_bytes
     row_bytes = int(np.prod(array.shape[1:], dtype=np.int64)) * np.dtype(array.dtype).itemsize
     return max(1, int(chunk_bytes // max(row_bytes, 1)))
 
@@ -77,7 +80,7 @@ def iter_chunks(array, rows: int | None = None):
     ----------
     array : ndarray or LazyRows, (M, ...)
     rows : int, optional
-        Rows per chunk (default :func:`chunk_rows`, about 32 MiB).
+        Rows per chunk (default :func:`chunk_rows`, about 8 MiB).
 
     Yields
     ------
@@ -188,6 +191,8 @@ class LazyRows:
             lead = 1
         else:
             index = np.asarray(key)
+            if index.size == 0 and index.dtype.kind == "f":  # an empty list
+                index = index.astype(np.int64)
             if index.dtype == bool:
                 if index.shape != (m,):
                     raise IndexError(f"boolean index of shape {index.shape} does not match axis 0 of size {m}")
@@ -223,6 +228,8 @@ class LazyRows:
         raise NotImplementedError
 
     def _read_range(self, start: int, stop: int) -> np.ndarray:
+        if stop <= start:
+            return np.empty((0, *self.shape[1:]), dtype=self.dtype)
         return self._read_sorted(np.arange(start, stop, dtype=np.int64))
 
     def _iter_blocks(self, rows: int):
@@ -230,12 +237,20 @@ class LazyRows:
             yield start, self._read_range(start, min(start + rows, self.shape[0]))
 
 
-def _runs(rows: np.ndarray, gap: int = _GAP_ROWS):
-    """Split sorted unique rows into runs ``(first, last + 1)`` that skip at most ``gap`` rows."""
+def _runs(rows: np.ndarray, max_span: int, gap: int = _GAP_ROWS):
+    """Split sorted unique rows into runs ``(first, last + 1, a, b)`` (``rows[a:b]``) that skip
+    at most ``gap`` rows between two wanted ones and span at most ``max_span`` rows (unless a
+    single row), so that a read never holds much more than it returns."""
     breaks = np.flatnonzero(np.diff(rows) > gap + 1)
     starts = np.concatenate([[0], breaks + 1])
     stops = np.concatenate([breaks + 1, [rows.size]])
-    return [(int(rows[a]), int(rows[b - 1]) + 1, a, b) for a, b in zip(starts, stops)]
+    runs = []
+    for a, b in zip(starts.tolist(), stops.tolist()):
+        while a < b:
+            end = a + int(np.searchsorted(rows[a:b], rows[a] + max(max_span, 1)))
+            runs.append((int(rows[a]), int(rows[end - 1]) + 1, a, end))
+            a = end
+    return runs
 
 
 class _RunReader(LazyRows):
@@ -259,7 +274,7 @@ class _RunReader(LazyRows):
     def _read_sorted(self, rows):
         out = np.empty((rows.size, *self.shape[1:]), dtype=self.dtype)
         with self._open() as handle:
-            for first, stop, a, b in _runs(rows):
+            for first, stop, a, b in _runs(rows, chunk_rows(self)):
                 block = self._convert(self._read_run(handle, first, stop))
                 out[a:b] = block[rows[a:b] - first]
         return out
@@ -411,6 +426,8 @@ class ZipStreamRows(LazyRows):
 
     def _read_sorted(self, rows):
         out = np.empty((rows.size, *self.shape[1:]), dtype=self.dtype)
+        if rows.size == 0:
+            return out
         last = int(rows[-1])
         block = chunk_rows(self)
         for start, raw in self._stream(block):

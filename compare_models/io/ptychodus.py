@@ -212,12 +212,10 @@ def amplitude_transform(bad_pixels=None):
     bad = None if bad_pixels is None or not np.any(bad_pixels) else np.asarray(bad_pixels, dtype=bool)
 
     def transform(counts):
-        counts = np.asarray(counts)
-        if counts.dtype.kind in "iuf":
-            counts = counts.astype(np.float64, copy=False)
-        if counts.dtype.kind != "u":
-            counts = np.where(counts < 0, 0.0, counts)
-        amplitude = np.sqrt(counts).astype(np.float32)
+        counts = np.array(counts, dtype=np.float64)  # one float64 working copy, changed in place
+        counts[counts < 0] = 0.0
+        np.sqrt(counts, out=counts)
+        amplitude = counts.astype(np.float32)
         if bad is not None:
             amplitude[:, bad] = 0
         return amplitude
