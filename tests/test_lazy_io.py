@@ -32,7 +32,6 @@ from compare_models.io.lazy import (
     iter_chunks,
     npz_member_info,
 )
-from compare_models.io.npz import save_dataset
 from compare_models.io.ptychodus import save_ptychodus_dataset
 
 M, N = 37, 8

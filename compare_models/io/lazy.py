@@ -33,7 +33,6 @@ amplitudes, bad pixels to zero) and casts to its ``dtype``.
 
 from __future__ import annotations
 
-import os
 import zipfile
 from pathlib import Path
 
@@ -245,7 +244,7 @@ def _runs(rows: np.ndarray, max_span: int, gap: int = _GAP_ROWS):
     starts = np.concatenate([[0], breaks + 1])
     stops = np.concatenate([breaks + 1, [rows.size]])
     runs = []
-    for a, b in zip(starts.tolist(), stops.tolist()):
+    for a, b in zip(starts.tolist(), stops.tolist(), strict=True):
         while a < b:
             end = a + int(np.searchsorted(rows[a:b], rows[a] + max(max_span, 1)))
             runs.append((int(rows[a]), int(rows[end - 1]) + 1, a, end))
