@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -225,6 +226,29 @@ def test_readers_are_lazy_and_equal_to_the_eager_dataset(tmp_path):
         assert diffraction_counts_check(diff, {}) == diffraction_counts_check(arrays["diffraction"], {})
         if name != "pair":  # the pair stores positions in metres (rounding)
             assert dataset_fingerprint(dataset) == dataset_fingerprint(dataclasses.replace(eager, source=str(path)))
+        copied = pickle.loads(pickle.dumps(dataset.subset([2, 0])))  # e.g. to a sweep worker
+        assert np.array_equal(copied.diffraction_amplitude[[1, 0]], arrays["diffraction"][[0, 2]])
+
+
+def test_cxi_patterns_are_read_lazily_with_mask_and_clipping(tmp_path):
+    counts = np.square(_reference().astype(np.float64))
+    counts[5, 0, 0] = -3.0
+    mask = np.zeros((N, N), np.uint8)
+    mask[2, 3] = 1
+    path = tmp_path / "scan.cxi"
+    with h5py.File(path, "w") as h5file:
+        h5file.create_dataset("/entry_1/data_1/data", data=counts, chunks=(4, N, N))
+        h5file["/entry_1/instrument_1/detector_1/mask"] = mask
+        h5file["/entry_1/sample_1/geometry_1/translation"] = np.random.default_rng(0).uniform(0, 1e-7, (M, 3))
+        h5file["/entry_1/instrument_1/source_1/illumination"] = np.ones((N, N), np.complex64)
+        h5file["/entry_1/ptychodus/object_pixel_width_m"] = 1e-8
+    with pytest.warns(UserWarning, match="1 negative counts"):
+        dataset = load_dataset(path)
+    assert isinstance(dataset.diffraction_amplitude, HDF5Rows)
+    expected = np.sqrt(np.maximum(counts, 0)).astype(np.float32)
+    expected[:, 2, 3] = 0
+    assert np.array_equal(dataset.diffraction_amplitude[[7, 5, 5]], expected[[7, 5, 5]])
+    assert np.array_equal(np.asarray(dataset.diffraction_amplitude), expected)
 
 
 def test_chunked_values_match_whole_array_numbers(tmp_path, monkeypatch):

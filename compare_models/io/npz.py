@@ -13,6 +13,16 @@ Variants PtychoPINN writes, and what is done with them
 * ``_metadata`` stored as a pickled 0-d object array: its JSON string is taken out of the
   pickle's opcode stream without unpickling (:mod:`compare_models.io.pickled_json`); a stream
   that is anything but a plain string array (a class, a call) is skipped with a warning.
+
+Large files
+-----------
+The diffraction and the ground-truth patches are not read whole (:mod:`compare_models.io.lazy`):
+a member stored uncompressed (``np.savez``, as :func:`save_dataset` writes) is read by rows at
+its offset in the file when indexed; a compressed member (``np.savez_compressed``) cannot be,
+so compressed *diffraction* is read into memory on its own (one member at a time, never two
+decompressed together) and compressed patches are streamed when asked for. The legacy
+(N, N, M) layout and Fortran-ordered members are read whole. Positions, probe and object are
+small and read at once.
 """
 
 from __future__ import annotations

@@ -205,22 +205,29 @@ def amplitude_to_counts(amplitude) -> np.ndarray:
     return counts
 
 
-def amplitude_transform(bad_pixels=None):
-    """A function mapping a block of counts (k, h, w) to float32 amplitudes ``sqrt(counts)``:
-    negative counts become 0 (silently: :func:`warn_negative_counts` tells once per file) and
-    ``bad_pixels`` (h, w) are set to 0. Used by the lazy HDF5 readers on every block read."""
-    bad = None if bad_pixels is None or not np.any(bad_pixels) else np.asarray(bad_pixels, dtype=bool)
+class _CountsToAmplitude:
+    """Counts block (k, h, w) -> float32 ``sqrt(counts)``, negatives and bad pixels to 0 (a class,
+    not a closure, so that a lazy dataset pickles)."""
 
-    def transform(counts):
+    def __init__(self, bad_pixels=None):
+        self.bad = None if bad_pixels is None or not np.any(bad_pixels) else np.asarray(bad_pixels, dtype=bool)
+
+    def __call__(self, counts):
         counts = np.array(counts, dtype=np.float64)  # one float64 working copy, changed in place
         counts[counts < 0] = 0.0
         np.sqrt(counts, out=counts)
         amplitude = counts.astype(np.float32)
-        if bad is not None:
-            amplitude[:, bad] = 0
+        if self.bad is not None:
+            amplitude[:, self.bad] = 0
         return amplitude
 
-    return transform
+
+def amplitude_transform(bad_pixels=None):
+    """A function mapping a block of counts (k, h, w) to float32 amplitudes ``sqrt(counts)``:
+    negative counts become 0 (silently: :func:`warn_negative_counts` tells once per file) and
+    ``bad_pixels`` (h, w) are set to 0. Used by the lazy HDF5 readers on every block read; the
+    same values as :func:`counts_to_amplitude`."""
+    return _CountsToAmplitude(bad_pixels)
 
 
 def warn_negative_counts(node, *, path, key: str, rows: int = 256) -> None:
