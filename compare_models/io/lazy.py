@@ -275,7 +275,7 @@ class _RunReader(LazyRows):
         with self._open() as handle:
             for first, stop, a, b in _runs(rows, chunk_rows(self)):
                 block = self._convert(self._read_run(handle, first, stop))
-                out[a:b] = block[rows[a:b] - first]
+                out[a:b] = block if stop - first == b - a else block[rows[a:b] - first]
         return out
 
     def _read_range(self, start, stop):
