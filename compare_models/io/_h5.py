@@ -13,6 +13,7 @@ __all__ = [
     "has_hdf5_signature",
     "read_attr_float",
     "read_array",
+    "dataset_node",
     "atomic_h5_path",
     "wavelength_m",
 ]
@@ -86,6 +87,14 @@ def read_attr_float(node, name: str, *, path, where: str, error, required: bool 
 def read_array(h5file, key: str, *, path, error, kinds: str, ndims, expected: str, required=True):
     """Read the dataset ``key`` checking that it is a dataset of dtype kind in ``kinds`` and rank
     in ``ndims``; ``expected`` describes the expectation in the error message."""
+    node = dataset_node(h5file, key, path=path, error=error, kinds=kinds, ndims=ndims, expected=expected,
+                        required=required)
+    return None if node is None else node[()]
+
+
+def dataset_node(h5file, key: str, *, path, error, kinds: str, ndims, expected: str, required=True):
+    """The h5py dataset ``key``, checked as :func:`read_array` checks it, without reading its
+    values (for readers that read it by chunks)."""
     node = h5file.get(key)
     if node is None:
         if not required:
@@ -98,7 +107,7 @@ def read_array(h5file, key: str, *, path, error, kinds: str, ndims, expected: st
             f"{path}: dataset '{key}' has dtype {node.dtype} and shape {node.shape}; "
             f"expected {expected}"
         )
-    return node[()]
+    return node
 
 
 def atomic_h5_path(path: Path) -> Path:

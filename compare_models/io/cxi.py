@@ -4,7 +4,9 @@ Layout read
 -----------
 * Patterns: ``/entry_1/data_1/data`` (or ``/entry_1/instrument_1/detector_1/data``), (n, h, w)
   intensities (counts); amplitude = sqrt(counts), negative counts clipped to 0 with a warning.
-  ``/entry_1/instrument_1/detector_1/mask`` (non-zero = invalid) pixels are set to 0.
+  ``/entry_1/instrument_1/detector_1/mask`` (non-zero = invalid) pixels are set to 0. The
+  patterns are not read whole: the dataset's diffraction reads them by chunks when indexed
+  (:class:`compare_models.io.lazy.HDF5Rows`).
 * Positions: ``/entry_1/sample_1/geometry_1/translation`` (or ``/entry_1/data_1/translation``),
   (n, 3) or (n, 2), metres.
 * Illumination: ``/entry_1/instrument_1/source_1/illumination`` (or ``/entry_1/image_1/data``,
@@ -43,7 +45,8 @@ import numpy as np
 from ..errors import DatasetError
 from ._h5 import open_hdf5, wavelength_m
 from .dataset import Dataset
-from .ptychodus import counts_to_amplitude
+from .lazy import HDF5Rows
+from .ptychodus import amplitude_transform, warn_negative_counts
 
 __all__ = ["load_cxi_dataset", "is_cxi", "JOULES_PER_EV"]
 
@@ -107,15 +110,15 @@ def load_cxi_dataset(path) -> Dataset:
         data_key, data_node = _first(h5file, _DATA_PATHS, path=path, expected="(n, h, w) intensities")
         if data_node.ndim != 3 or data_node.dtype.kind not in "iuf":
             raise DatasetError(f"{path}: dataset '{data_key}' has dtype {data_node.dtype} and shape {data_node.shape}; expected real (n, h, w) intensities")
-        counts = data_node[()]
+        counts_shape = tuple(data_node.shape)
         t_key, t_node = _first(h5file, _TRANSLATION_PATHS, path=path, expected="(n, 3) translations in metres")
         translation = np.asarray(t_node[()])
         if translation.ndim != 2 or translation.shape[1] < 2 or translation.dtype.kind not in "iuf":
             raise DatasetError(f"{path}: dataset '{t_key}' has dtype {translation.dtype} and shape {translation.shape}; expected real (n, 3) translations in metres")
-        if translation.shape[0] != counts.shape[0]:
+        if translation.shape[0] != counts_shape[0]:
             raise DatasetError(
                 f"{path}: position count mismatch: '{t_key}' has {translation.shape[0]} rows but "
-                f"'{data_key}' holds {counts.shape[0]} patterns; expected one translation per pattern"
+                f"'{data_key}' holds {counts_shape[0]} patterns; expected one translation per pattern"
             )
         p_key, p_node = _first(h5file, _PROBE_PATHS, path=path, expected="a complex (h, w) illumination")
         probe = np.asarray(p_node[()])
@@ -132,8 +135,9 @@ def load_cxi_dataset(path) -> Dataset:
         mask = None
         if _MASK in h5file:
             mask = np.asarray(h5file[_MASK][()]) != 0
+        warn_negative_counts(data_node, path=path, key=data_key)
     energy_ev = None if energy_j is None else energy_j / JOULES_PER_EV
-    n = counts.shape[-1]
+    n = counts_shape[-1]
     if pixel is None:
         if energy_ev is None or distance is None or det_x is None:
             raise DatasetError(
@@ -149,14 +153,14 @@ def load_cxi_dataset(path) -> Dataset:
 
             warnings.warn(f"{path}: '{p_key}' holds {lead} probe modes; using the first only", stacklevel=2)
         probe = probe[(0,) * len(lead)]
-    if counts.shape[1:] != probe.shape or counts.shape[1] != counts.shape[2]:
+    if counts_shape[1:] != probe.shape or counts_shape[1] != counts_shape[2]:
         raise DatasetError(
-            f"{path}: patterns in '{data_key}' are {counts.shape[1:]} but the illumination "
+            f"{path}: patterns in '{data_key}' are {counts_shape[1:]} but the illumination "
             f"'{p_key}' is {probe.shape}; expected square patterns the size of the probe"
         )
-    amplitudes = counts_to_amplitude(counts, path=path, key=data_key)
-    if mask is not None and mask.shape == amplitudes.shape[1:] and mask.any():
-        amplitudes[:, mask] = 0
+    bad = mask if mask is not None and mask.shape == counts_shape[1:] else None
+    # Read by chunks when indexed (lazy.HDF5Rows); sqrt, clipping and the mask on each read.
+    amplitudes = HDF5Rows(path, data_key, shape=counts_shape, dtype=np.float32, transform=amplitude_transform(bad))
     if not np.isfinite(translation[:, :2]).all():
         raise DatasetError(f"{path}: dataset '{t_key}' contains NaN or infinite values")
     px = translation[:, :2].astype(np.float64) / pixel
@@ -167,7 +171,7 @@ def load_cxi_dataset(path) -> Dataset:
     if distance is not None:
         metadata["detector_object_distance_m"] = float(distance)
     return Dataset(
-        diffraction_amplitude=np.ascontiguousarray(amplitudes),
+        diffraction_amplitude=amplitudes,
         positions_xy=positions,
         probe=probe.astype(np.complex64),
         metadata=metadata,

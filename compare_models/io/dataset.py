@@ -10,6 +10,14 @@ Frames and units (DESIGN.md, "Frames and units")
 * Diffraction is stored as amplitude (square root of counts), float32, shape (M, N, N), with
   the zero frequency at pixel (N/2, N/2).
 * Dose is measured: :attr:`Dataset.measured_dose` is the mean number of counts per pattern.
+
+Large inputs
+------------
+``diffraction_amplitude`` and ``patches_truth`` may be lazy arrays
+(:class:`compare_models.io.lazy.LazyRows`) that read rows from the file on demand. Everything
+here (validation, dose, the counts check, the fingerprint, :meth:`Dataset.subset`) reads them
+chunk by chunk (:func:`compare_models.io.lazy.iter_chunks`), so a dataset costs memory for its
+small arrays only. Consumers index rows (``amplitude[indices]``) and never take the whole.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import DatasetError
+from .lazy import LazyRows, RowView, is_lazy, iter_chunks
 
 __all__ = [
     "Dataset",
@@ -31,6 +40,7 @@ __all__ = [
     "dataset_fingerprint",
     "diffraction_counts_check",
     "object_fingerprint",
+    "pattern_counts",
 ]
 
 # Tolerance for positions on the boundary of the object (float rounding of stored coordinates).
@@ -43,16 +53,17 @@ class Dataset:
 
     Attributes
     ----------
-    diffraction_amplitude : ndarray, (M, N, N) float32
+    diffraction_amplitude : ndarray or LazyRows, (M, N, N) float32
         Measured far-field amplitudes (square root of counts), zero frequency at (N/2, N/2).
+        Lazy when read from a file (index it by rows; ``np.asarray`` materialises it).
     positions_xy : ndarray, (M, 2) float64
         Patch centres in object pixels, column ``x`` then row ``y``.
     probe : ndarray, (N, N) complex64
         Illumination in the sample plane.
     object_truth : ndarray, (H, W) complex64, or None
         Ground-truth object on the pixel grid the positions refer to.
-    patches_truth : ndarray, (M, N, N) complex64, or None
-        Ground-truth object patches (the ``Y`` key).
+    patches_truth : ndarray or LazyRows, (M, N, N) complex64, or None
+        Ground-truth object patches (the ``Y`` key); lazy when read from a file.
     positions_start_xy : ndarray, (M, 2) float64
         Nominal positions (``xcoords_start``/``ycoords_start``); equal to ``positions_xy``
         when the file does not carry them.
@@ -88,11 +99,13 @@ class Dataset:
         """Pattern and probe side N in pixels."""
         return int(self.diffraction_amplitude.shape[1])
 
-    @property
+    @functools.cached_property
     def measured_dose(self) -> float:
-        """Mean photon count per pattern, computed from the amplitudes (counts = amplitude²)."""
-        counts = np.square(self.diffraction_amplitude, dtype=np.float64)
-        return float(counts.sum(axis=(1, 2)).mean())
+        """Mean photon count per pattern, computed from the amplitudes (counts = amplitude²).
+
+        One chunked pass over the patterns, remembered.
+        """
+        return float(pattern_counts(self.diffraction_amplitude).mean())
 
     @property
     def nominal_dose(self) -> float | None:
@@ -143,17 +156,27 @@ class Dataset:
         return None if value is None else float(value)
 
     def subset(self, indices) -> Dataset:
-        """Return the dataset restricted to the scan positions ``indices`` (in that order)."""
+        """Return the dataset restricted to the scan positions ``indices`` (in that order).
+
+        Lazy patterns and patches stay lazy: the subset is an index map over the same file
+        (:class:`~compare_models.io.lazy.RowView`), nothing is read or copied; its values are
+        not scanned again when the parent's were. In-memory arrays are indexed (copied).
+        """
         indices = np.asarray(indices, dtype=np.int64)
         if indices.ndim != 1:
             raise DatasetError("subset indices must be a 1-D integer array")
+        m = self.n_positions
+        if indices.size and (indices.min() < -m or indices.max() >= m):
+            raise DatasetError(f"subset indices must lie in [0, {m}), got {int(indices.min())}..{int(indices.max())}")
 
         def pick(array):
-            return None if array is None else array[indices]
+            if array is None:
+                return None
+            return RowView(array, indices) if is_lazy(array) else array[indices]
 
         return dataclasses.replace(
             self,
-            diffraction_amplitude=self.diffraction_amplitude[indices],
+            diffraction_amplitude=pick(self.diffraction_amplitude),
             positions_xy=self.positions_xy[indices],
             positions_start_xy=pick(self.positions_start_xy),
             patches_truth=pick(self.patches_truth),
@@ -188,7 +211,7 @@ def validate_dataset(dataset: Dataset) -> None:
     """Check shapes, dtypes, finiteness and geometry; raise :class:`DatasetError` if broken."""
     where = _where(dataset)
     diff = dataset.diffraction_amplitude
-    if not isinstance(diff, np.ndarray) or diff.ndim != 3 or diff.shape[1] != diff.shape[2]:
+    if not isinstance(diff, (np.ndarray, LazyRows)) or diff.ndim != 3 or diff.shape[1] != diff.shape[2]:
         raise DatasetError(
             f"{where}key 'diffraction': expected amplitudes of shape (M, N, N), got "
             f"{getattr(diff, 'shape', type(diff).__name__)}"
@@ -196,12 +219,7 @@ def validate_dataset(dataset: Dataset) -> None:
     m, n = diff.shape[0], diff.shape[1]
     if m == 0:
         raise DatasetError(f"{where}key 'diffraction': no diffraction patterns (M = 0)")
-    if not np.isfinite(diff).all():
-        raise DatasetError(f"{where}key 'diffraction': contains NaN or infinite values")
-    if (diff < 0).any():
-        raise DatasetError(
-            f"{where}key 'diffraction': negative values; expected amplitudes (sqrt of counts) >= 0"
-        )
+    _check_amplitude_values(diff, where)
     pos = dataset.positions_xy
     if not isinstance(pos, np.ndarray) or pos.shape != (m, 2):
         raise DatasetError(
@@ -247,15 +265,51 @@ def validate_dataset(dataset: Dataset) -> None:
                 f"({int((~inside).sum())} positions out of bounds)"
             )
     patches = dataset.patches_truth
-    if patches is not None and patches.shape != (m, n, n):
+    if patches is not None and tuple(patches.shape) != (m, n, n):
         raise DatasetError(
             f"{where}key 'Y': expected ground-truth patches of shape {(m, n, n)}, got "
-            f"{patches.shape}"
+            f"{tuple(patches.shape)}"
         )
     if dataset.scan_index is not None and dataset.scan_index.shape != (m,):
         raise DatasetError(
             f"{where}key 'scan_index': expected shape ({m},), got {dataset.scan_index.shape}"
         )
+
+
+def _check_amplitude_values(diff, where: str) -> None:
+    """Finite and non-negative, chunk by chunk; the error names the first bad position."""
+    if getattr(diff, "values_checked", False):
+        return
+    key = "'diffraction'"
+    if is_lazy(diff) and diff.key and diff.key not in ("diffraction", "diff3d"):
+        key = f"'diffraction' (read from '{diff.key}')"
+    for start, chunk in iter_chunks(diff):
+        finite = np.isfinite(chunk).all(axis=(1, 2))
+        if not finite.all():
+            bad = start + int(np.flatnonzero(~finite)[0])
+            raise DatasetError(
+                f"{where}key {key}: contains NaN or infinite values (first at position {bad})"
+            )
+        negative = (chunk < 0).any(axis=(1, 2))
+        if negative.any():
+            bad = start + int(np.flatnonzero(negative)[0])
+            raise DatasetError(
+                f"{where}key {key}: negative values (first at position {bad}); expected "
+                "amplitudes (sqrt of counts) >= 0"
+            )
+    if is_lazy(diff):
+        diff.values_checked = True
+
+
+def pattern_counts(amplitude) -> np.ndarray:
+    """Total counts ``sum amplitude²`` of every pattern, (M,) float64, chunk by chunk.
+
+    The same numbers as ``np.square(amplitude, dtype=np.float64).sum(axis=(1, 2))``.
+    """
+    totals = np.empty(len(amplitude), dtype=np.float64)
+    for start, chunk in iter_chunks(amplitude):
+        totals[start : start + len(chunk)] = np.square(chunk, dtype=np.float64).sum(axis=(1, 2))
+    return totals
 
 
 #: A pixel's amplitude² counts as an integer within this absolute tolerance plus a relative
@@ -273,8 +327,8 @@ def diffraction_counts_check(amplitude, metadata: dict) -> tuple[bool, str]:
 
     Parameters
     ----------
-    amplitude : ndarray, (M, N, N)
-        Diffraction amplitudes.
+    amplitude : ndarray or LazyRows, (M, N, N)
+        Diffraction amplitudes (only the inspected patterns are read).
     metadata : dict
         The dataset's metadata.
 
@@ -313,9 +367,8 @@ def diffraction_counts_check(amplitude, metadata: dict) -> tuple[bool, str]:
             "PtychoPINN's simulate_and_save.py stores amplitudes of the unscaled exit wave; "
             "amplitude² are not photon counts"
         )
-    amplitude = np.asarray(amplitude)
     step = max(1, amplitude.shape[0] // _INSPECTED_PATTERNS)
-    values = np.square(amplitude[::step].astype(np.float64)).ravel()
+    values = np.square(np.asarray(amplitude[::step], dtype=np.float64)).ravel()
     values = values[values > 0]
     if values.size == 0:
         return True, "photon counts (every pixel is zero)"
@@ -331,9 +384,15 @@ def diffraction_counts_check(amplitude, metadata: dict) -> tuple[bool, str]:
 
 
 def dataset_fingerprint(dataset: Dataset) -> str:
-    """SHA-256 over the arrays that define a dataset (for provenance and caching)."""
+    """SHA-256 over the arrays that define a dataset (for provenance and caching).
+
+    The diffraction is hashed chunk by chunk (its C-order bytes), so a lazy dataset and the
+    same data in memory have the same fingerprint.
+    """
     digest = hashlib.sha256()
-    for array in (dataset.diffraction_amplitude, dataset.positions_xy, dataset.probe):
+    for _, chunk in iter_chunks(dataset.diffraction_amplitude):
+        digest.update(np.ascontiguousarray(chunk).tobytes())
+    for array in (dataset.positions_xy, dataset.probe):
         digest.update(np.ascontiguousarray(array).tobytes())
     digest.update(json.dumps(dataset.metadata, sort_keys=True, default=str).encode())
     return digest.hexdigest()

@@ -13,6 +13,16 @@ Variants PtychoPINN writes, and what is done with them
 * ``_metadata`` stored as a pickled 0-d object array: its JSON string is taken out of the
   pickle's opcode stream without unpickling (:mod:`compare_models.io.pickled_json`); a stream
   that is anything but a plain string array (a class, a call) is skipped with a warning.
+
+Large files
+-----------
+The diffraction and the ground-truth patches are not read whole (:mod:`compare_models.io.lazy`):
+a member stored uncompressed (``np.savez``, as :func:`save_dataset` writes) is read by rows at
+its offset in the file when indexed; a compressed member (``np.savez_compressed``) cannot be,
+so compressed *diffraction* is read into memory on its own (one member at a time, never two
+decompressed together) and compressed patches are streamed when asked for. The legacy
+(N, N, M) layout and Fortran-ordered members are read whole. Positions, probe and object are
+small and read at once.
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ import numpy as np
 
 from ..errors import DatasetError
 from .dataset import Dataset
+from .lazy import NpyMemberRows, ZipStreamRows, iter_chunks, npz_member_info
 
 __all__ = ["load_npz_dataset", "save_dataset", "open_npz", "read_npz_member"]
 
@@ -143,38 +154,117 @@ def _diffraction_layout(diff: np.ndarray, m: int, path, key: str = "diffraction"
     )
 
 
-def _read_diffraction(archive, keys, m: int, path) -> np.ndarray:
-    """(M, N, N) float32 amplitudes from ``diffraction`` and/or ``diff3d``; both present and
-    different is an error naming both keys."""
-    arrays = []
-    for key in keys:
-        diff = _numeric(read_npz_member(archive, key, path), key, path, complex_ok=False)
-        arrays.append(_diffraction_layout(diff, m, path, key).astype(np.float32))
-    if len(arrays) == 2 and not (arrays[0].shape == arrays[1].shape and np.array_equal(arrays[0], arrays[1])):
+def _member_info(path, key: str) -> dict:
+    """:func:`~compare_models.io.lazy.npz_member_info`, with errors naming the file and key."""
+    try:
+        return npz_member_info(path, key)
+    except KeyError as exc:
+        raise DatasetError(f"{path}: key '{key}' is not a NumPy array (.npy) member") from exc
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise DatasetError(f"{path}: key '{key}' is not a readable NumPy array ({exc})") from exc
+
+
+def _lazy_rows(path, key: str, info: dict, shape, dtype):
+    """A lazy reader of member ``key`` presented as ``shape``/``dtype`` (same C-order bytes per
+    row): positioned reads when stored, a decompressing stream when compressed."""
+    common = {"file_shape": info["shape"], "file_dtype": info["dtype"], "shape": shape, "dtype": dtype}
+    if info["stored"]:
+        return NpyMemberRows(path, data_offset=info["data_offset"], key=key, **common)
+    return ZipStreamRows(path, key=key, **common)
+
+
+def _row_layout(info: dict, m: int):
+    """(M, N, N) when member ``info`` can be read row by row as amplitudes, else None (the
+    legacy (N, N, M) layout and Fortran order are read whole)."""
+    shape = info["shape"]
+    if info["fortran_order"]:
+        return None
+    if len(shape) == 4 and shape[-1] == 1:
+        shape = shape[:3]
+    if len(shape) == 3 and shape[0] == m and shape[1] == shape[2]:
+        return shape
+    return None
+
+
+def _check_member_dtype(info: dict, key: str, path, *, complex_ok: bool) -> None:
+    dtype = info["dtype"]
+    if dtype.hasobject:
         raise DatasetError(
-            f"{path}: keys 'diffraction' {arrays[0].shape} and 'diff3d' {arrays[1].shape} hold "
-            "different patterns; expected one of them, or both equal (remove the one that is wrong)"
+            f"{path}: key '{key}' is stored as a pickled object array; refusing to unpickle. "
+            "Expected a numeric array"
         )
-    return arrays[0]
+    _numeric(np.empty(0, dtype=dtype), key, path, complex_ok=complex_ok)
 
 
-def _read_patches(archive, files, path) -> np.ndarray | None:
+def _read_diffraction(archive, keys, m: int, path):
+    """(M, N, N) float32 amplitudes from ``diffraction`` and/or ``diff3d``; both present and
+    different is an error naming both keys.
+
+    A stored member comes back lazy (:class:`~compare_models.io.lazy.NpyMemberRows`); a
+    compressed one is decompressed into memory on its own (random batches need random access,
+    which a deflate stream has not). A second key is compared chunk by chunk, never held.
+    """
+    first_key = keys[0]
+    info = _member_info(path, first_key)
+    _check_member_dtype(info, first_key, path, complex_ok=False)
+    shape = _row_layout(info, m)
+    if shape is not None and info["stored"]:
+        first = _lazy_rows(path, first_key, info, shape, np.float32)
+    else:
+        diff = _numeric(read_npz_member(archive, first_key, path), first_key, path, complex_ok=False)
+        first = np.ascontiguousarray(_diffraction_layout(diff, m, path, first_key), dtype=np.float32)
+    if len(keys) == 2:
+        key = keys[1]
+        other = _member_info(path, key)
+        _check_member_dtype(other, key, path, complex_ok=False)
+        other_shape = _row_layout(other, m)
+        if other_shape is not None:
+            second = _lazy_rows(path, key, other, other_shape, np.float32)
+        else:
+            value = _numeric(read_npz_member(archive, key, path), key, path, complex_ok=False)
+            second = np.asarray(_diffraction_layout(value, m, path, key), dtype=np.float32)
+        same = tuple(second.shape) == tuple(first.shape)
+        if same:
+            for start, chunk in iter_chunks(second):
+                if not np.array_equal(first[start : start + len(chunk)], chunk):
+                    same = False
+                    break
+        if not same:
+            raise DatasetError(
+                f"{path}: keys 'diffraction' {tuple(first.shape)} and 'diff3d' {tuple(second.shape)} hold "
+                "different patterns; expected one of them, or both equal (remove the one that is wrong)"
+            )
+    return first
+
+
+def _read_patches(archive, files, path):
     """Ground-truth patches (M, N, N) complex64 from ``Y`` or, without a usable ``Y``,
-    ``ground_truth_patches``; a single-valued ``Y`` placeholder is ignored with a warning."""
-    if "Y" in files:
-        value = read_npz_member(archive, "Y", path, optional=True)  # a pickled None: warned, None
-        if value is not None and value.size <= 1:
+    ``ground_truth_patches``; a single-valued ``Y`` placeholder is ignored with a warning.
+
+    Returned lazy (read when asked for; stored members by positioned reads, compressed ones by
+    a decompressing stream); Fortran-ordered members are read whole.
+    """
+    for key in ("Y", "ground_truth_patches"):
+        if key not in files:
+            continue
+        info = _member_info(path, key)
+        if key == "Y" and info["dtype"].hasobject:  # a pickled None, as PtychoPINN writes it
+            warnings.warn(f"{path}: key 'Y' is a pickled object; skipped (never unpickled)", stacklevel=3)
+            continue
+        shape = info["shape"]
+        if key == "Y" and int(np.prod(shape, dtype=np.int64)) <= 1:
             warnings.warn(
-                f"{path}: key 'Y' holds a single value (shape {value.shape}), not ground-truth "
+                f"{path}: key 'Y' holds a single value (shape {shape}), not ground-truth "
                 "patches; ignored",
                 stacklevel=3,
             )
-            value = None
-        if value is not None:
-            return _patch_array(value, "Y", path)
-    if "ground_truth_patches" in files:
-        value = read_npz_member(archive, "ground_truth_patches", path)
-        return _patch_array(value, "ground_truth_patches", path)
+            continue
+        _check_member_dtype(info, key, path, complex_ok=True)
+        if len(shape) == 4 and shape[-1] == 1:  # (M, N, N, 1), as PtychoPINN writes
+            shape = shape[:3]
+        if info["fortran_order"] or len(shape) < 1 or shape[0] == 0:
+            return _patch_array(read_npz_member(archive, key, path), key, path)
+        return _lazy_rows(path, key, info, shape, np.complex64)
     return None
 
 
@@ -241,7 +331,7 @@ def load_npz_dataset(path) -> Dataset:
         metadata = _read_metadata(archive, path)
 
     return Dataset(
-        diffraction_amplitude=np.ascontiguousarray(diff),
+        diffraction_amplitude=diff,
         positions_xy=np.stack([x, y], axis=1),
         probe=probe.astype(np.complex64),
         object_truth=obj,
@@ -261,7 +351,7 @@ def save_dataset(dataset: Dataset, path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {
-        "diffraction": dataset.diffraction_amplitude.astype(np.float32),
+        "diffraction": np.asarray(dataset.diffraction_amplitude, dtype=np.float32),
         "xcoords": dataset.positions_xy[:, 0].astype(np.float64),
         "ycoords": dataset.positions_xy[:, 1].astype(np.float64),
         "xcoords_start": dataset.positions_start_xy[:, 0].astype(np.float64),
@@ -272,7 +362,7 @@ def save_dataset(dataset: Dataset, path) -> Path:
     if dataset.object_truth is not None:
         arrays["objectGuess"] = dataset.object_truth.astype(np.complex64)
     if dataset.patches_truth is not None:
-        arrays["Y"] = dataset.patches_truth.astype(np.complex64)
+        arrays["Y"] = np.asarray(dataset.patches_truth, dtype=np.complex64)
     if dataset.scan_index is not None:
         arrays["scan_index"] = dataset.scan_index.astype(np.int64)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")

@@ -71,8 +71,9 @@ import numpy as np
 
 from ..errors import DatasetError, ReconstructionFileError
 from ..imaging.geometry import scan_canvas_shape
-from ._h5 import atomic_h5_path, open_hdf5, read_array, read_attr_float, wavelength_m
+from ._h5 import atomic_h5_path, dataset_node, open_hdf5, read_array, read_attr_float, wavelength_m
 from .dataset import Dataset
+from .lazy import HDF5Rows, RowView, is_lazy
 
 __all__ = [
     "DIFFRACTION_NAME",
@@ -90,6 +91,8 @@ __all__ = [
     "read_product",
     "write_product",
     "read_diffraction",
+    "amplitude_transform",
+    "warn_negative_counts",
     "write_diffraction",
     "resolve_pair",
     "load_ptychodus_dataset",
@@ -202,6 +205,43 @@ def amplitude_to_counts(amplitude) -> np.ndarray:
     return counts
 
 
+class _CountsToAmplitude:
+    """Counts block (k, h, w) -> float32 ``sqrt(counts)``, negatives and bad pixels to 0 (a class,
+    not a closure, so that a lazy dataset pickles)."""
+
+    def __init__(self, bad_pixels=None):
+        self.bad = None if bad_pixels is None or not np.any(bad_pixels) else np.asarray(bad_pixels, dtype=bool)
+
+    def __call__(self, counts):
+        counts = np.array(counts, dtype=np.float64)  # one float64 working copy, changed in place
+        counts[counts < 0] = 0.0
+        np.sqrt(counts, out=counts)
+        amplitude = counts.astype(np.float32)
+        if self.bad is not None:
+            amplitude[:, self.bad] = 0
+        return amplitude
+
+
+def amplitude_transform(bad_pixels=None):
+    """A function mapping a block of counts (k, h, w) to float32 amplitudes ``sqrt(counts)``:
+    negative counts become 0 (silently: :func:`warn_negative_counts` tells once per file) and
+    ``bad_pixels`` (h, w) are set to 0. Used by the lazy HDF5 readers on every block read; the
+    same values as :func:`counts_to_amplitude`."""
+    return _CountsToAmplitude(bad_pixels)
+
+
+def warn_negative_counts(node, *, path, key: str, rows: int = 256) -> None:
+    """Warn once if the counts dataset ``node`` (an open h5py dataset) holds negative values,
+    reading it ``rows`` patterns at a time (unsigned integers are skipped: they cannot be)."""
+    if node.dtype.kind not in "if":
+        return
+    negative = 0
+    for start in range(0, node.shape[0], rows):
+        negative += int(np.count_nonzero(node[start : start + rows] < 0))
+    if negative:
+        warnings.warn(f"{path}: dataset '{key}' has {negative} negative counts; set to 0", stacklevel=3)
+
+
 def counts_to_amplitude(counts, *, path=None, key: str = "patterns") -> np.ndarray:
     """Amplitude = sqrt(counts) as float32; negative counts are clipped to 0 with a warning."""
     counts = np.asarray(counts)
@@ -229,13 +269,21 @@ def _decode(value) -> str:
     return str(value)
 
 
-def _read_extras(h5file) -> dict:
+#: Datasets of the extras group read lazily (by rows, when asked for): the ground-truth patches.
+_LAZY_EXTRAS = ("patches",)
+
+
+def _read_extras(h5file, path=None) -> dict:
     group = h5file.get(EXTRAS_GROUP)
     if group is None or hasattr(group, "dtype"):
         return {}
     extras = {key: _decode(value) for key, value in group.attrs.items()}
     for key, node in group.items():
-        if hasattr(node, "dtype"):
+        if not hasattr(node, "dtype"):
+            continue
+        if path is not None and key in _LAZY_EXTRAS and node.ndim >= 1 and node.dtype.kind in "biufc":
+            extras[key] = HDF5Rows(path, f"{EXTRAS_GROUP}/{key}", shape=node.shape, dtype=np.complex64)
+        else:
             extras[key] = node[()]
     return extras
 
@@ -340,7 +388,7 @@ def read_product(path, *, error=ReconstructionFileError) -> ProductContents:
                 expected="a real (E,) array of loss values",
             ).astype(np.float64)
         root_attrs = {key: h5file.attrs[key] for key in h5file.attrs}
-        extras = _read_extras(h5file)
+        extras = _read_extras(h5file, path)
 
     obj2 = _take_mode(obj, 2, path=path, key="/object", what="object layers")
     probe2 = _take_mode(probe, 2, path=path, key="/probe", what="probe modes")
@@ -560,51 +608,70 @@ def write_diffraction(path, amplitudes, *, detector_pixel_size_m: float, indexes
     return path
 
 
-def read_diffraction(path, *, error=DatasetError):
+def read_diffraction(path, *, error=DatasetError, lazy: bool = False):
     """Read a ptychodus ``diffraction.h5``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    error : type
+        Exception class for a file that breaks the layout.
+    lazy : bool
+        Return the amplitudes as a :class:`~compare_models.io.lazy.HDF5Rows` that reads
+        ``/patterns`` by chunks when indexed (the file is not held open), instead of reading
+        them whole.
 
     Returns
     -------
     indexes : ndarray (n,) int64
-    amplitudes : ndarray (n, h, w) float32
-        sqrt(counts); pixels flagged in ``/bad_pixels`` are set to 0 (with a warning).
+    amplitudes : ndarray or HDF5Rows, (n, h, w) float32
+        sqrt(counts); pixels flagged in ``/bad_pixels`` are set to 0 (with a warning), negative
+        counts to 0 (with a warning).
     detector_pixel_xy_m : tuple of float or None
     """
 
     path = Path(path)
     with open_hdf5(path, error=error) as h5file:
-        patterns = read_array(
+        node = dataset_node(
             h5file, "patterns", path=path, error=error, kinds="iuf", ndims=(3,),
             expected="real (n, h, w) diffraction counts",
         )
+        shape = tuple(node.shape)
         indexes = read_array(
             h5file, "indexes", path=path, error=error, kinds="iu", ndims=(1,),
-            expected=f"an integer ({patterns.shape[0]},) array of pattern indexes",
+            expected=f"an integer ({shape[0]},) array of pattern indexes",
         )
-        if indexes.shape[0] != patterns.shape[0]:
+        if indexes.shape[0] != shape[0]:
             raise error(
                 f"{path}: '/indexes' has {indexes.shape[0]} entries but '/patterns' holds "
-                f"{patterns.shape[0]} patterns; expected one index per pattern"
+                f"{shape[0]} patterns; expected one index per pattern"
             )
         if len(np.unique(indexes)) != indexes.size:
             raise error(f"{path}: '/indexes' has repeated values; expected unique pattern indexes")
-        node = h5file["patterns"]
         pw = read_attr_float(node, "detector_pixel_width_m", path=path, where="dataset '/patterns'", error=error, required=False)
         ph = read_attr_float(node, "detector_pixel_height_m", path=path, where="dataset '/patterns'", error=error, required=False)
         bad = None
         if "bad_pixels" in h5file:
             bad = read_array(
                 h5file, "bad_pixels", path=path, error=error, kinds="biu", ndims=(2,),
-                expected=f"a boolean {patterns.shape[1:]} mask",
+                expected=f"a boolean {shape[1:]} mask",
             ).astype(bool)
-            if bad.shape != patterns.shape[1:]:
+            if bad.shape != shape[1:]:
                 raise error(
-                    f"{path}: '/bad_pixels' has shape {bad.shape}; expected {patterns.shape[1:]}"
+                    f"{path}: '/bad_pixels' has shape {bad.shape}; expected {shape[1:]}"
                 )
-    amplitudes = counts_to_amplitude(patterns, path=path, key="/patterns")
+        if lazy:
+            warn_negative_counts(node, path=path, key="/patterns")
+        else:
+            patterns = node[()]
     if bad is not None and bad.any():
         warnings.warn(f"{path}: {int(bad.sum())} bad pixels set to 0", stacklevel=2)
-        amplitudes[:, bad] = 0
+    if lazy:
+        amplitudes = HDF5Rows(path, "patterns", shape=shape, dtype=np.float32, transform=amplitude_transform(bad))
+    else:
+        amplitudes = counts_to_amplitude(patterns, path=path, key="/patterns")
+        if bad is not None and bad.any():
+            amplitudes[:, bad] = 0
     pixel = None if pw is None or ph is None else (pw, ph)
     return indexes.astype(np.int64), amplitudes, pixel
 
@@ -660,7 +727,7 @@ def load_ptychodus_dataset(path) -> Dataset:
     """
     files = resolve_pair(path)
     product = read_product(files["product"], error=DatasetError)
-    indexes, amplitudes, _ = read_diffraction(files["diffraction"], error=DatasetError)
+    indexes, amplitudes, _ = read_diffraction(files["diffraction"], error=DatasetError, lazy=True)
     n = product.probe.shape
     if amplitudes.shape[1:] != n or n[0] != n[1]:
         raise DatasetError(
@@ -683,7 +750,8 @@ def load_ptychodus_dataset(path) -> Dataset:
             stacklevel=2,
         )
     rows = np.array([row_of[int(i)] for i in product.position_indexes], dtype=np.int64)
-    amplitudes = amplitudes[rows]
+    if not np.array_equal(rows, np.arange(len(amplitudes))):
+        amplitudes = RowView(amplitudes, rows)  # read in the product's order, lazily
 
     frame = product
     object_truth = None
@@ -749,9 +817,11 @@ def load_ptychodus_dataset(path) -> Dataset:
         scan_index = np.asarray(extras["scan_index"]).astype(np.int64)
     patches = None
     if "patches" in truth_extras:
-        patches = np.asarray(truth_extras["patches"]).astype(np.complex64)
+        patches = truth_extras["patches"]
+        if not is_lazy(patches):
+            patches = np.asarray(patches).astype(np.complex64)
     return Dataset(
-        diffraction_amplitude=np.ascontiguousarray(amplitudes),
+        diffraction_amplitude=amplitudes,
         positions_xy=positions,
         probe=product.probe,
         object_truth=object_truth,

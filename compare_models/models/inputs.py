@@ -36,8 +36,20 @@ __all__ = [
 
 
 def intensity_scale(amplitude) -> float:
-    """``sqrt(mean(amplitude²))``: root of the mean count per detector pixel (photons)."""
-    value = float(np.sqrt(np.mean(np.square(amplitude, dtype=np.float64))))
+    """``sqrt(mean(amplitude²))``: root of the mean count per detector pixel (photons).
+
+    An in-memory array is reduced at once; a lazy one (:mod:`compare_models.io.lazy`) by one
+    pass over row chunks (the same value to float64 rounding).
+    """
+    if isinstance(amplitude, np.ndarray):
+        value = float(np.sqrt(np.mean(np.square(amplitude, dtype=np.float64))))
+    else:
+        from ..io.lazy import iter_chunks
+
+        total = 0.0
+        for _, chunk in iter_chunks(amplitude):
+            total += float(np.square(chunk, dtype=np.float64).sum())
+        value = float(np.sqrt(total / max(int(np.prod(amplitude.shape)), 1)))
     if not value > 0:
         raise DatasetError("diffraction amplitudes are all zero; cannot normalise the inputs")
     return value
@@ -107,6 +119,9 @@ def group_offsets_centred(positions_xy, groups) -> np.ndarray:
 
 def pinn_inputs(amplitude, positions_xy, groups, indices, scale: float):
     """Inputs of the PINN for the groups ``indices``.
+
+    ``amplitude`` may be an ndarray or a lazy array (:mod:`compare_models.io.lazy`): only the
+    members' rows are read.
 
     Returns
     -------

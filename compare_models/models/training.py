@@ -136,7 +136,8 @@ class _Task:
         from . import inputs
 
         self.kind = kind
-        self.amplitude = dataset.diffraction_amplitude
+        # Training draws random batches every epoch: the patterns are read into memory once.
+        self.amplitude = np.asarray(dataset.diffraction_amplitude, dtype=np.float32)
         self.positions = dataset.positions_xy
         self.scale = scale
         self.inputs = inputs
@@ -196,7 +197,7 @@ def _truth_patches(dataset) -> np.ndarray:
     """Ground-truth patches for the baseline: ``Y``, or cut from ``objectGuess`` the way the
     simulator makes ``Y`` (:func:`compare_models.imaging.geometry.object_patches`)."""
     if dataset.patches_truth is not None:
-        return dataset.patches_truth.astype(np.complex64)
+        return np.asarray(dataset.patches_truth, dtype=np.complex64)  # read whole (training)
     if dataset.object_truth is not None:
         from ..imaging.geometry import object_patches
 
@@ -235,7 +236,7 @@ def train_model(dataset, config: TrainConfig, *, progress: bool = True) -> Train
 
     config = config.validate()
     n_side = dataset.patch_size
-    scale = intensity_scale(dataset.diffraction_amplitude)
+    scale = intensity_scale(dataset.diffraction_amplitude)  # a chunked pass
     pad = pad_rule = None
     if config.model == "pinn":
         pad, pad_rule = _region_pad(dataset, config)

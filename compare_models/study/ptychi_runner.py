@@ -360,7 +360,7 @@ def ptychi_inputs(dataset, config: ReconstructConfig, *, progress: bool = True) 
     settings = config.to_dict()
     settings.update(patch_size=n_side, canvas_shape=list(shape), canvas_origin_xy=list(origin), progress=progress)
     return {
-        "intensities": np.square(dataset.diffraction_amplitude, dtype=np.float32),
+        "intensities": np.square(np.asarray(dataset.diffraction_amplitude), dtype=np.float32),  # read whole
         "probe": (dataset.probe / n_side).astype(np.complex64),
         "pos_x": pos_x,
         "pos_y": pos_y,

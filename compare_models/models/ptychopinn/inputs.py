@@ -108,9 +108,17 @@ def group_neighbours(positions_xy, gridsize: int, *, neighbor_count: int = NEIGH
 
 
 def pattern_energy(amplitude) -> np.ndarray:
-    """``sum_pixels amp²`` of every pattern, (M,) float64."""
-    amp = np.asarray(amplitude)
-    return np.sum(np.square(amp.astype(np.float64)), axis=(1, 2))
+    """``sum_pixels amp²`` of every pattern, (M,) float64.
+
+    ``amplitude`` may be lazy (:mod:`compare_models.io.lazy`): one pass over row chunks, with
+    the same per-pattern sums as the whole array gives.
+    """
+    from ...io.lazy import iter_chunks
+
+    energy = np.empty(len(amplitude), dtype=np.float64)
+    for start, chunk in iter_chunks(amplitude):
+        energy[start : start + len(chunk)] = np.sum(np.square(chunk.astype(np.float64)), axis=(1, 2))
+    return energy
 
 
 def normalization_factor(amplitude, groups) -> np.float32:
@@ -118,8 +126,8 @@ def normalization_factor(amplitude, groups) -> np.float32:
 
     Parameters
     ----------
-    amplitude : ndarray, (M, N, N)
-        Diffraction amplitudes of the dataset.
+    amplitude : ndarray or LazyRows, (M, N, N)
+        Diffraction amplitudes of the dataset (read once, by chunks, when lazy).
     groups : ndarray, (G, C) int
         Member indices of every group (a position counts once per group it is in).
 
@@ -128,10 +136,12 @@ def normalization_factor(amplitude, groups) -> np.float32:
     numpy.float32
         ``f``; the network input is ``f * amplitude`` (times the intensity scale for the PINN).
     """
-    amp = np.asarray(amplitude)
+    amp = amplitude if hasattr(amplitude, "shape") and hasattr(amplitude, "ndim") else np.asarray(amplitude)
     if amp.ndim != 3 or amp.shape[1] != amp.shape[2]:
-        raise ValueError(f"expected (M, N, N) amplitudes, got {amp.shape}")
+        raise ValueError(f"expected (M, N, N) amplitudes, got {tuple(amp.shape)}")
     n = amp.shape[1]
+    # Per-pattern energies in one chunked pass, then the mean over the grouped patterns (a
+    # pattern in several groups counts several times), as upstream's mean over X[groups].
     mean = float(np.mean(pattern_energy(amp)[np.asarray(groups)]))
     if not (np.isfinite(mean) and mean > 0):
         raise ValueError(f"mean pattern energy must be finite and > 0, got {mean}")
@@ -140,7 +150,7 @@ def normalization_factor(amplitude, groups) -> np.float32:
 
 def normalized_group(amplitude, members, factor) -> np.ndarray:
     """``float32(factor) * amplitude[members]`` as (n, N, N, C) float32; channel c is member c."""
-    grouped = np.moveaxis(np.asarray(amplitude)[np.asarray(members)], 1, -1)
+    grouped = np.moveaxis(amplitude[np.asarray(members)], 1, -1)  # only the members' rows
     return np.float32(factor) * grouped.astype(np.float32, copy=False)
 
 
