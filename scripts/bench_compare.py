@@ -144,14 +144,24 @@ def _bare_child(args) -> dict:
     return result
 
 
+def _peak_rss_gib() -> float:
+    """This process's peak resident set (VmHWM), GiB. Read by the child itself: the rusage a
+    parent gets from wait4 counts the parent's own pages at fork time too."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
 def _run_child(mode: str, argv: list[str]) -> tuple[dict, float]:
     """Run this script as a child; returns its JSON and its peak RSS in GiB."""
-    child = subprocess.Popen([sys.executable, __file__, "--child", mode, *argv], stdout=subprocess.PIPE, text=True)
-    output = child.stdout.read()
-    _, status, usage = os.wait4(child.pid, 0)
-    if status != 0:
-        raise SystemExit(f"{mode} child failed (status {status})")
-    return json.loads(output.strip().splitlines()[-1]), usage.ru_maxrss / 2**20
+    child = subprocess.run([sys.executable, __file__, "--child", mode, *argv], stdout=subprocess.PIPE, text=True)
+    if child.returncode != 0:
+        raise SystemExit(f"{mode} child failed (status {child.returncode})")
+    report = json.loads(child.stdout.strip().splitlines()[-1])
+    return report, report.pop("peak_rss_gib")
 
 
 # -------------------------------------------------------------------------------- main
@@ -228,23 +238,29 @@ def main():
     parser.add_argument("--no-ptychi", action="store_true", help="no pty-chi arm, even at the first size")
     parser.add_argument("--bare-positions", type=int, default=4096, help="positions the bare passes are timed on")
     parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument("--prepare-only", action="store_true", help="make the inputs of every size, time nothing")
     parser.add_argument("--child", choices=["compare", "bare"], help=argparse.SUPPRESS)
     for name in ("test", "pinn", "baseline", "recon"):
         parser.add_argument(f"--{name}", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(_compare_child(args) if args.child == "compare" else _bare_child(args)))
+        report = _compare_child(args) if args.child == "compare" else _bare_child(args)
+        print(json.dumps({**report, "peak_rss_gib": _peak_rss_gib()}))
         return
     args.work.mkdir(parents=True, exist_ok=True)
     results = []
     for number, item in enumerate(args.sizes.split(",")):
         n, patch_size = (int(v) for v in item.split(":"))
         print(f"preparing {n} positions at N = {patch_size} under {args.work} ...", flush=True)
+        if args.prepare_only:
+            _prepare(args.work, n, patch_size, number == 0 and not args.no_ptychi)
+            continue
         results.append(_bench_one(args.work, n, patch_size, number == 0 and not args.no_ptychi, args))
         _print_one(results[-1])
         if args.json:
             args.json.write_text(json.dumps(results, indent=1))
-    _print_summary(results)
+    if results:
+        _print_summary(results)
 
 
 if __name__ == "__main__":
