@@ -272,12 +272,38 @@ def far_field_amplitude(exit_waves) -> np.ndarray:
 
 
 def _unit_intensities(obj, probe, positions) -> np.ndarray:
-    """Noise-free counts (M, N, N) float64 for the unscaled probe, in chunks of positions."""
-    parts = [
-        far_field_amplitude(exit_waves(obj, probe, positions[start : start + _CHUNK])) ** 2
-        for start in range(0, positions.shape[0], _CHUNK)
-    ]
-    return np.concatenate(parts)
+    """Noise-free counts (M, N, N) float64 for the unscaled probe, computed in chunks of
+    positions into one array (no per-chunk list to concatenate: one copy at 10^5 positions)."""
+    n_side = np.asarray(probe).shape[-1]
+    out = np.empty((positions.shape[0], n_side, n_side))
+    for start in range(0, positions.shape[0], _CHUNK):
+        out[start : start + _CHUNK] = far_field_amplitude(exit_waves(obj, probe, positions[start : start + _CHUNK])) ** 2
+    return out
+
+
+def _counts_to_amplitude(expected_counts, rng, poisson_noise: bool):
+    """Amplitudes sqrt(counts) (M, N, N) float32 and the counts per pattern (M,) float64.
+
+    Poisson draws go chunk by chunk in order, which gives the same numbers as one draw over
+    the whole array (the generator is consumed element by element in C order) without the
+    full-size int64 and float64 temporaries.
+    """
+    amplitude = np.empty(expected_counts.shape, np.float32)
+    per_pattern = np.empty(expected_counts.shape[0])
+    for start in range(0, expected_counts.shape[0], _CHUNK):
+        part = expected_counts[start : start + _CHUNK]
+        counts = rng.poisson(part).astype(np.float64) if poisson_noise else part
+        amplitude[start : start + _CHUNK] = np.sqrt(counts)
+        per_pattern[start : start + _CHUNK] = counts.sum(axis=(1, 2))
+    return amplitude, per_pattern
+
+
+def _patches_truth(obj, positions, patch_size: int) -> np.ndarray:
+    """``object_patches`` (M, N, N) complex64, in chunks of positions."""
+    out = np.empty((positions.shape[0], patch_size, patch_size), np.complex64)
+    for start in range(0, positions.shape[0], _CHUNK):
+        out[start : start + _CHUNK] = object_patches(obj, positions[start : start + _CHUNK], patch_size)
+    return out
 
 
 def simulate_dataset(config: SimulationConfig, *, rng: np.random.Generator | None = None) -> Dataset:
@@ -301,22 +327,19 @@ def simulate_dataset(config: SimulationConfig, *, rng: np.random.Generator | Non
     obj = make_object(config)
     probe = make_probe(config)
     positions = make_scan(config, rng)
-    intensity_unit = _unit_intensities(obj, probe, positions)
+    expected_counts = _unit_intensities(obj, probe, positions)
     # Scale the probe so the expected counts average `dose` per pattern.
-    scale = config.dose / intensity_unit.sum(axis=(1, 2)).mean()
+    scale = config.dose / expected_counts.sum(axis=(1, 2)).mean()
     probe = probe * np.sqrt(scale)
-    expected_counts = intensity_unit * scale
-    if config.poisson_noise:
-        counts = rng.poisson(expected_counts).astype(np.float64)
-    else:
-        counts = expected_counts
-    amplitude = np.sqrt(counts).astype(np.float32)
+    expected_counts *= scale
+    amplitude, counts_per_pattern = _counts_to_amplitude(expected_counts, rng, config.poisson_noise)
+    del expected_counts
     metadata = {
         "generator": "compare_models.simulate",
         "version": __version__,
         "seed": config.seed,
         "dose_nominal": float(config.dose),
-        "dose_measured": float(counts.sum(axis=(1, 2)).mean()),
+        "dose_measured": float(counts_per_pattern.mean()),
         "config": config.to_dict(),
         "object": {
             "amplitude_image": config.amplitude_image,
@@ -332,7 +355,7 @@ def simulate_dataset(config: SimulationConfig, *, rng: np.random.Generator | Non
         positions_xy=positions,
         probe=probe.astype(np.complex64),
         object_truth=obj,
-        patches_truth=object_patches(obj, positions, config.patch_size).astype(np.complex64),
+        patches_truth=_patches_truth(obj, positions, config.patch_size),
         scan_index=np.zeros(positions.shape[0], dtype=np.int64),
         metadata=metadata,
     )
