@@ -178,17 +178,8 @@ def predict(
     """
     from tqdm.auto import tqdm
 
-    if int(batch_size) < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if int(chunk) < 1:
-        raise ValueError(f"chunk must be >= 1, got {chunk}")
-    batch_size = int(batch_size)
-    chunk = -(-int(chunk) // batch_size) * batch_size
-    model.check_compatible(dataset)
-    prepared = model.prepare_inputs(dataset)
+    batch_size, chunk, prepared = _prepare(model, dataset, batch_size, chunk)
     m = prepared.n_samples
-    if m != dataset.n_positions:
-        raise PredictionCountError(f"{m} samples prepared for {dataset.n_positions} positions")
     n_side = model.patch_size
     run = predictor if predictor is not None else _predict_function(model, batch_size, jit=jit)
     patches = np.empty((m, n_side, n_side), dtype=np.complex64)
@@ -216,6 +207,22 @@ def predict(
         positions_xy=np.array(prepared.positions_xy, dtype=np.float64),
         input_details=dict(prepared.details),
     )
+
+
+def _prepare(model, dataset, batch_size, chunk):
+    """Checked ``(batch_size, chunk, prepared inputs)``: ``chunk`` rounded up to a multiple of
+    ``batch_size``, one sample per scan position."""
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if int(chunk) < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    batch_size = int(batch_size)
+    chunk = -(-int(chunk) // batch_size) * batch_size
+    model.check_compatible(dataset)
+    prepared = model.prepare_inputs(dataset)
+    if prepared.n_samples != dataset.n_positions:
+        raise PredictionCountError(f"{prepared.n_samples} samples prepared for {dataset.n_positions} positions")
+    return batch_size, chunk, prepared
 
 
 def _pad(array: np.ndarray, size: int) -> np.ndarray:
@@ -410,17 +417,8 @@ def predict_and_stitch(
     import tensorflow as tf
     from tqdm.auto import tqdm
 
-    if int(batch_size) < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if int(chunk) < 1:
-        raise ValueError(f"chunk must be >= 1, got {chunk}")
-    batch_size = int(batch_size)
-    chunk = -(-int(chunk) // batch_size) * batch_size
-    model.check_compatible(dataset)
-    prepared = model.prepare_inputs(dataset)
+    batch_size, chunk, prepared = _prepare(model, dataset, batch_size, chunk)
     m = prepared.n_samples
-    if m != dataset.n_positions:
-        raise PredictionCountError(f"{m} samples prepared for {dataset.n_positions} positions")
     positions = np.array(prepared.positions_xy, dtype=np.float64)
     # Placement first: a patch off the grid is refused before any inference.
     origins, fractions = stitcher.place(positions)
