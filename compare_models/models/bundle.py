@@ -37,6 +37,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import BundleError
+from .interface import describe_basics
 
 __all__ = [
     "Bundle",
@@ -166,10 +167,7 @@ class Bundle:
     def describe(self) -> dict:
         """Format, kind, N, gridsize, intensity scale and the decoded ``bundle.json``."""
         return {
-            "model_format": self.model_format,
-            "kind": self.kind,
-            "patch_size": self.patch_size,
-            "gridsize": self.gridsize,
+            **describe_basics(self),
             "intensity_scale": self.intensity_scale,
             "bundle_metadata": self.metadata,
         }

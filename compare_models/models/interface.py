@@ -30,7 +30,7 @@ import numpy as np
 
 from ..errors import BundleError
 
-__all__ = ["PreparedInputs", "LoadedModel", "check_patch_size"]
+__all__ = ["PreparedInputs", "LoadedModel", "check_patch_size", "describe_basics"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -122,3 +122,13 @@ def check_patch_size(model, dataset, *, minimum_positions: int = 1) -> None:
             f"{where}: gridsize {model.gridsize} needs at least {minimum_positions} scan "
             f"positions, the data has {dataset.n_positions}"
         )
+
+
+def describe_basics(model) -> dict:
+    """The part of :meth:`LoadedModel.describe` every model shares: format, kind, N, gridsize."""
+    return {
+        "model_format": model.model_format,
+        "kind": model.kind,
+        "patch_size": model.patch_size,
+        "gridsize": model.gridsize,
+    }

@@ -21,6 +21,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from ..interface import describe_basics
 from .archive import PtychoPINNFormatError
 from .build import BuiltGraph, build_functional
 
@@ -115,10 +116,7 @@ class LoadedBaseline:
     def describe(self) -> dict:
         """Format, N and the Keras version that wrote the file."""
         return {
-            "model_format": self.model_format,
-            "kind": self.kind,
-            "patch_size": self.patch_size,
-            "gridsize": self.gridsize,
+            **describe_basics(self),
             "keras_version": self.keras_version,
             "outputs": "amplitude, phase (object = amplitude * exp(i * phase))",
         }

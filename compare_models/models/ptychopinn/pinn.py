@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..interface import describe_basics
 from .archive import read_pinn_bundle
 from .build import BuiltGraph, PtychoPINNConfig, assign_weights, build_pinn
 
@@ -126,10 +127,7 @@ class LoadedPinn:
     def describe(self) -> dict:
         """Format, settings from ``config.json`` and the intensity scale."""
         return {
-            "model_format": self.model_format,
-            "kind": self.kind,
-            "patch_size": self.patch_size,
-            "gridsize": self.gridsize,
+            **describe_basics(self),
             "intensity_scale": self.intensity_scale,
             "ptychopinn_config": dataclasses.asdict(self.config),
             "keras_version": self.keras_version,
