@@ -38,17 +38,16 @@ def user_errors(func):
 
 
 def _quiet_tensorflow(verbose: bool, *, needed: bool = True) -> None:
-    """Import TensorFlow with its C++ start-up lines (absl, oneDNN, CUDA probing) held back,
-    unless ``verbose`` (see :mod:`compare_models.pipelines.startup`); when the command will not
-    need TensorFlow (``needed`` False), only set its log level."""
-    import os
+    """Hold TensorFlow's and XLA's native log lines (absl, oneDNN and CUDA notices, at any
+    level, at start-up and later) back for the rest of the command, unless ``verbose`` (see
+    :mod:`compare_models.pipelines.startup`); import TensorFlow now when the command will need
+    it (``needed``), so that its start-up lines come inside the filter."""
+    from .pipelines.startup import quiet_native_logs, quiet_tensorflow_startup
 
-    from .pipelines.startup import quiet_tensorflow_startup
-
-    if not verbose:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if needed:
         quiet_tensorflow_startup(verbose=verbose)
+    else:
+        quiet_native_logs(verbose=verbose)
 
 
 def _install_sigterm_handler():
