@@ -36,6 +36,10 @@ Building a pty-chi task changes torch's process-wide default device and dtypes, 
 and runs ``python -m compare_models.study.ptychi_runner IN OUT`` (no pickle crosses the boundary). The
 child uses ``n_threads`` torch threads and flushes denormals (each missed costs up to 15-20x on
 small CPUs), reports progress per epoch on stderr and writes the result NPZ.
+:func:`run_ptychi_jobs` runs several reconstructions (a scan and its two half sets) one after
+another in one child, ``IN1 OUT1 IN2 OUT2 ...``, so torch and pty-chi are started once: every
+task is built afresh and seeds torch, NumPy and Python's RNG from ``seed`` when it is built,
+so each result is the one its own child would give.
 
 References
 ----------
@@ -79,6 +83,7 @@ __all__ = [
     "from_ptychi_positions",
     "ptychi_inputs",
     "run_ptychi",
+    "run_ptychi_jobs",
 ]
 
 ALGORITHMS = ("lsqml", "epie", "dm", "bh")
@@ -136,7 +141,9 @@ class ReconstructConfig:
     canvas_margin : int
         Pixels added around the scan's bounding box on each side of the object canvas.
     timeout_s : float or None
-        Kill the child after this many seconds (None: no limit).
+        Kill the pty-chi child after this many seconds (None: no limit); with ``half_sets``
+        one child runs the full and both half-set reconstructions, and the limit is theirs
+        together.
     half_sets : bool
         Also reconstruct the two halves of the scan, each on its own, for half-set FRC
         (``ptycho-study reconstruct --half-sets``; :mod:`compare_models.pipelines.reconstruct`).
@@ -390,22 +397,67 @@ def run_ptychi(dataset, config: ReconstructConfig, *, progress: bool = True) -> 
     PtychiRunError
         If the child fails (its last error line is in the message) or times out.
     """
+    return run_ptychi_jobs([dataset], config, progress=progress)[0]
+
+
+def run_ptychi_jobs(datasets, config: ReconstructConfig, *, progress: bool = True, labels=None) -> list[PtychiResult]:
+    """Reconstruct each of ``datasets`` with the same settings, one after another, in one child
+    process (torch and pty-chi imported once).
+
+    Each reconstruction is the one :func:`run_ptychi` gives for its dataset alone: the child
+    builds a new task for each, and building a task seeds the random generators from
+    ``config.seed``.
+
+    Parameters
+    ----------
+    datasets : sequence of compare_models.io.dataset.Dataset
+    config : ReconstructConfig
+        ``timeout_s`` bounds the whole child.
+    progress : bool
+        Show per-epoch progress on stderr (from the child), one bar per dataset.
+    labels : sequence of str, optional
+        Names for the progress bars (e.g. "half 1"), one per dataset.
+
+    Returns
+    -------
+    list of PtychiResult
+        In the order of ``datasets``. ``total_wall_time_s`` of each is its own reconstruction
+        plus the child's start, imports and file exchange, which the reconstructions of one
+        child share.
+
+    Raises
+    ------
+    PtychiNotInstalled
+        If torch or ptychi is missing.
+    PtychiRunError
+        If the child fails (the failed reconstruction's last error line is in the message) or
+        times out.
+    """
     config.validate()
+    datasets = list(datasets)
+    labels = list(labels) if labels is not None else [None] * len(datasets)
+    if not datasets or len(labels) != len(datasets):
+        raise ValueError(f"need one label per dataset and at least one dataset, got {len(datasets)} and {len(labels)}")
     missing = ptychi_missing()
     if missing is not None:
         raise PtychiNotInstalled(f"pty-chi is not installed ({missing} missing); install it with: {INSTALL_HINT}")
-    n_side = dataset.patch_size
-    inputs = ptychi_inputs(dataset, config, progress=progress)
-    origin = tuple(inputs["settings"]["canvas_origin_xy"])
     start = time.perf_counter()
+    outputs = []
     with tempfile.TemporaryDirectory(prefix="ptychi_arm_") as tmp:
-        in_path, out_path = Path(tmp) / "in.npz", Path(tmp) / "out.npz"
-        np.savez(
-            in_path,
-            **{k: v for k, v in inputs.items() if k != "settings"},
-            settings=np.array(json.dumps(inputs["settings"])),
-        )
-        cmd = [sys.executable, "-m", "compare_models.study.ptychi_runner", str(in_path), str(out_path)]
+        paths = []
+        for number, (dataset, label) in enumerate(zip(datasets, labels, strict=True)):
+            inputs = ptychi_inputs(dataset, config, progress=progress)
+            if label:
+                inputs["settings"]["label"] = str(label)
+            in_path, out_path = Path(tmp) / f"in{number}.npz", Path(tmp) / f"out{number}.npz"
+            np.savez(
+                in_path,
+                **{k: v for k, v in inputs.items() if k != "settings"},
+                settings=np.array(json.dumps(inputs["settings"])),
+            )
+            paths.append((in_path, out_path, tuple(inputs["settings"]["canvas_origin_xy"])))
+        cmd = [sys.executable, "-m", "compare_models.study.ptychi_runner"]
+        cmd += [str(p) for in_path, out_path, _ in paths for p in (in_path, out_path)]
         env = dict(os.environ)
         package_root = str(Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
@@ -416,37 +468,44 @@ def run_ptychi(dataset, config: ReconstructConfig, *, progress: bool = True) -> 
             )
         except subprocess.TimeoutExpired as exc:
             raise PtychiRunError(f"pty-chi did not finish within {config.timeout_s} s") from exc
-        error_path = out_path.with_suffix(".error.txt")
-        if proc.returncode != 0 or not out_path.exists():
-            detail = error_path.read_text().strip() if error_path.exists() else ""
+        if proc.returncode != 0 or not all(out_path.exists() for _, out_path, _ in paths):
+            errors = [out_path.with_suffix(".error.txt") for _, out_path, _ in paths]
+            detail = next((e.read_text().strip() for e in errors if e.exists()), "")
             if not detail and proc.stderr:
                 detail = proc.stderr.strip().splitlines()[-1]
             raise PtychiRunError(
                 f"pty-chi ({config.algorithm}) failed with exit code {proc.returncode}"
                 + (f": {detail}" if detail else "")
             )
-        with np.load(out_path, allow_pickle=False) as out:
-            obj = out["object"].astype(np.complex64)
-            probe_out = (out["probe"] * n_side).astype(np.complex64)
-            loss = out["loss"].astype(np.float64)
-            info = json.loads(out["info"].item())
+        for _, out_path, _ in paths:
+            with np.load(out_path, allow_pickle=False) as out:
+                outputs.append(
+                    (out["object"].astype(np.complex64), out["probe"], out["loss"].astype(np.float64),
+                     json.loads(out["info"].item()))
+                )
     total = time.perf_counter() - start
-    wall = info.pop("wall_time_s")
-    info["config"] = config.to_dict()
-    info["n_positions"] = dataset.n_positions
-    info["patch_size"] = n_side
-    if dataset.source:
-        info["data"] = str(dataset.source)
-    return PtychiResult(
-        object=obj,
-        probe=probe_out,
-        algorithm=config.algorithm,
-        canvas_origin_xy=origin,
-        loss_history=loss,
-        wall_time_s=float(wall),
-        total_wall_time_s=total,
-        info=info,
-    )
+    shared = max(total - sum(info["wall_time_s"] for *_, info in outputs), 0.0)
+    results = []
+    for dataset, (_, _, origin), (obj, probe, loss, info) in zip(datasets, paths, outputs, strict=True):
+        wall = info.pop("wall_time_s")
+        info["config"] = config.to_dict()
+        info["n_positions"] = dataset.n_positions
+        info["patch_size"] = dataset.patch_size
+        if dataset.source:
+            info["data"] = str(dataset.source)
+        results.append(
+            PtychiResult(
+                object=obj,
+                probe=(probe * dataset.patch_size).astype(np.complex64),
+                algorithm=config.algorithm,
+                canvas_origin_xy=origin,
+                loss_history=loss,
+                wall_time_s=float(wall),
+                total_wall_time_s=float(wall) + shared,
+                info=info,
+            )
+        )
+    return results
 
 
 # --------------------------------------------------------------------------------------------
@@ -550,8 +609,9 @@ def _worker(in_path: str, out_path: str) -> None:
     )
     epoch_times = []
     losses = []
+    label = f" ({settings['label']})" if settings.get("label") else ""
     bar = tqdm(
-        total=epochs, desc=f"pty-chi {settings['algorithm']}", unit="epoch",
+        total=epochs, desc=f"pty-chi {settings['algorithm']}{label}", unit="epoch",
         disable=not settings.get("progress", True), file=sys.stderr,
     )
     for _ in range(epochs):
@@ -577,7 +637,7 @@ def _worker(in_path: str, out_path: str) -> None:
         "ptychi_version": getattr(ptychi, "__version__", None) or _dist_version("ptychi"),
         "torch_version": torch.__version__,
     }
-    tmp = Path(out_path).with_name("out.tmp.npz")
+    tmp = Path(out_path).with_suffix(".tmp.npz")
     np.savez(
         tmp,
         object=obj.astype(np.complex64),
@@ -598,15 +658,16 @@ def _dist_version(name: str) -> str | None:
 
 
 def _main(argv: list[str]) -> int:
-    if len(argv) != 2:
-        print("usage: python -m compare_models.study.ptychi_runner IN.npz OUT.npz", file=sys.stderr)
+    if not argv or len(argv) % 2:
+        print("usage: python -m compare_models.study.ptychi_runner IN.npz OUT.npz [IN2.npz OUT2.npz ...]",
+              file=sys.stderr)
         return 2
-    in_path, out_path = argv
-    try:
-        _worker(in_path, out_path)
-    except Exception as exc:  # reported to the parent through a file, then re-raised
-        Path(out_path).with_suffix(".error.txt").write_text(f"{type(exc).__name__}: {exc}")
-        raise
+    for in_path, out_path in zip(argv[::2], argv[1::2], strict=True):
+        try:
+            _worker(in_path, out_path)
+        except Exception as exc:  # reported to the parent through a file, then re-raised
+            Path(out_path).with_suffix(".error.txt").write_text(f"{type(exc).__name__}: {exc}")
+            raise
     return 0
 
 
