@@ -7,7 +7,8 @@ PIP := $(BIN)/python -m pip
 # Exact pins of the tested environment (torch's CPU build on these machines); see the file.
 CONSTRAINTS := constraints.txt
 INSTALL_INPUTS := setup.cfg pyproject.toml $(CONSTRAINTS)
-DEMO_CONFIG ?= configs/demo.yaml
+# Empty: the demo configuration shipped with the package (compare_models/configs/demo.yaml).
+DEMO_CONFIG ?=
 DEMO_DIR ?= demo_output
 PYTEST_ARGS ?=
 SWEEP_CONFIG ?= configs/dose_sweep.yaml
@@ -42,7 +43,7 @@ test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 demo: $(VENV)/.installed
-	$(BIN)/ptycho-study demo --config $(DEMO_CONFIG) --out $(DEMO_DIR)
+	$(BIN)/ptycho-study demo $(if $(DEMO_CONFIG),--config $(DEMO_CONFIG)) --out $(DEMO_DIR)
 
 # make sweep DOSES="1e3 1e4 1e5 1e6" SEEDS="0 1" [CONFIG=configs/dose_sweep.yaml] [WORKERS=2]
 sweep: $(VENV)/.installed

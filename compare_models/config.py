@@ -8,9 +8,20 @@ from typing import Any, TypeVar
 
 from .errors import ConfigError
 
-__all__ = ["read_yaml_section", "build_config", "config_from_file_and_flags"]
+__all__ = ["read_yaml_section", "build_config", "config_from_file_and_flags", "shipped_config"]
 
 T = TypeVar("T")
+
+
+def shipped_config(name: str) -> Path:
+    """Path of a configuration file shipped with the package (``compare_models/configs/NAME``),
+    wherever the command runs from."""
+    from importlib.resources import files
+
+    path = Path(str(files("compare_models").joinpath("configs", name)))
+    if not path.is_file():
+        raise ConfigError(f"{path}: the package's configuration {name!r} is missing (a broken install?)")
+    return path
 
 
 def read_yaml_section(path, section: str | None = None) -> dict[str, Any]:

@@ -14,15 +14,20 @@ import pytest
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-#: PtychoPINN's own files (DESIGN.md, "Contracts"): beside the repository, never copied into it.
-UPSTREAM_FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "upstream"
+#: PtychoPINN's own files (docs/design.md, "Contracts"), never copied into the repository: the
+#: folder named by COMPARE_MODELS_UPSTREAM_FIXTURES, else shared/fixtures/upstream beside the clone.
+UPSTREAM_FIXTURES = Path(
+    os.environ.get("COMPARE_MODELS_UPSTREAM_FIXTURES")
+    or Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "upstream"
+)
 
 
 def upstream_fixtures_missing() -> str | None:
     """Why the PtychoPINN fixtures cannot be used (None when they can)."""
     if (UPSTREAM_FIXTURES / "README.md").is_file():
         return None
-    return f"PtychoPINN fixtures not found at {UPSTREAM_FIXTURES} (../shared/fixtures/upstream beside the repository)"
+    return (f"PtychoPINN fixtures not found at {UPSTREAM_FIXTURES} (set COMPARE_MODELS_UPSTREAM_FIXTURES "
+            "to the folder of PtychoPINN's files)")
 
 
 @pytest.fixture(scope="session")
@@ -46,7 +51,7 @@ def tiny_study(tmp_path_factory) -> dict[str, Path]:
     from compare_models.study.simulator import SimulationConfig
 
     root = tmp_path_factory.mktemp("tiny_study")
-    # The networks train on another object (DESIGN.md, "No leakage"), a smaller one to keep the
+    # The networks train on another object (docs/design.md, "No leakage"), a smaller one to keep the
     # training short; the test object is whole, so its scored region is wide enough to score.
     simulation = SimulationConfig(**TINY_SIMULATION, train_object_size=48)
     written = run_simulate(simulation, root / "data" / "sim.npz", split="objects")

@@ -179,7 +179,7 @@ def test_computation_time_excludes_compilation(full_run):
 
 
 def test_scored_region_does_not_depend_on_the_stitching_crop(tiny_study, tmp_path):
-    """Issue 14, item 9, end to end: pty-chi's image is the same, so its numbers must be too."""
+    """The scored region does not depend on the stitching crop, end to end: pty-chi's image is the same, so its numbers must be too."""
     if tiny_study["ptychi"] is None:
         pytest.skip("pty-chi extra not installed")
     documents = {}
@@ -284,7 +284,7 @@ def bare_run(tiny_study, tmp_path_factory):
 
 
 def test_no_ground_truth_gives_half_set_metrics_images_and_figures(bare_run, full_run, tiny_study):
-    """Issue 15: without ground truth the run exits 0 with the half-set resolution of every arm
+    """Without ground truth the run exits 0 with the half-set resolution of every arm
     (pty-chi's half sets found beside its reconstruction), the images and the figures; the
     half-set numbers are the ones the run with ground truth reports."""
     out, result, _ = bare_run
@@ -521,7 +521,7 @@ def test_demo_prints_the_region_scales_gauge_and_thresholds(full_run, tmp_path, 
     for fragment in ("ms_ssim_scales", "scored region:", "hull without data", "gauge (ramp)",
                      "scales used", "0.5 threshold", "not a resolution", "data range"):
         assert fragment in result.output, fragment
-    # Both kinds of FRC, labelled (issue 15).
+    # Both kinds of FRC, each labelled by what it is.
     for fragment in ("against ground truth (frc50: FRC against the truth at 0.5",
                      "half-set FRC (two images of each arm from disjoint halves of the scan, no ground truth",
                      "halfset_frc1over7 (1/7)", "halfset_frc_halfbit (1/2-bit)", "halfset_frc_1bit (1-bit)",

@@ -1,4 +1,4 @@
-"""Half-set FRC inside compare-models (issue 15): each arm's half images, their scoring, the
+"""Half-set FRC inside compare-models (a resolution without ground truth for every arm): each arm's half images, their scoring, the
 pty-chi half sets and where compare-models finds them."""
 
 from __future__ import annotations

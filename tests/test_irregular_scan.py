@@ -1,5 +1,5 @@
 """Gridsize-2 PINN on a realistic irregular scan: a grid with 25 % of its positions missing,
-±1.5 px jitter, step N/6, N = 32 (the scan of issue 17, which used to stop with "a group member
+±1.5 px jitter, step N/6, N = 32 (a scan that used to stop with "a group member
 lies 8.25 px from its group centre, beyond the model's region margin of 8 px")."""
 
 from __future__ import annotations

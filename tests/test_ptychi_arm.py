@@ -297,8 +297,8 @@ def _scanned_box(dataset):
 
 
 def _gauge_errors(image, truth):
-    """Mean amplitude and phase errors after the gauge of a reconstruction (DESIGN.md,
-    "Metrics"): the least-squares complex factor, then an amplitude-weighted plane fitted to
+    """Mean amplitude and phase errors after the gauge of a reconstruction (docs/design.md,
+    "A fair comparison"): the least-squares complex factor, then an amplitude-weighted plane fitted to
     the relative phase, then the factor again."""
     image, truth = image.astype(np.complex128), truth.astype(np.complex128)
     rows, cols = np.mgrid[0 : image.shape[0], 0 : image.shape[1]]
