@@ -83,6 +83,7 @@ FILTERED_PROCESS = NATIVE_WRITE + textwrap.dedent("""
     from compare_models.pipelines.startup import quiet_native_logs
 
     quiet_native_logs(verbose=sys.argv[1] == "verbose", record_path=sys.argv[2])
+    assert quiet_native_logs(verbose=sys.argv[1] == "verbose") is None  # once per process
     import ctypes
     write_late_line()                                        # C, after start-up
     os.write(2, b"I0000 00:00:1.2 1 placer.cc:162] AddV2: (AddV2): CPU:0\\n")
@@ -133,6 +134,20 @@ def test_the_filter_is_removed_on_leaving_and_passes_a_crash_reason(capfd):
     os.write(2, (LATE_LINE + "\n").encode())  # fd 2 is itself again
     err = capfd.readouterr().err
     assert err == f"kept inside\n{LATE_LINE}\n"
+
+
+def test_a_command_run_in_process_leaves_the_callers_stderr_alone(monkeypatch):
+    """Under a test runner or a program that runs a command in-process, sys.stderr is not fd 2:
+    nothing is installed and fd 2 stays what it was."""
+    import io
+
+    from compare_models.pipelines.startup import quiet_native_logs
+
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    before = os.fstat(2)
+    assert quiet_native_logs() is None
+    after = os.fstat(2)
+    assert (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino)
 
 
 def test_a_fatal_line_reaches_the_user_though_the_process_aborts():

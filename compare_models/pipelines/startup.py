@@ -134,11 +134,7 @@ class NativeLogFilter:
     def _redirect_python_stderr(self) -> None:
         """Python's own stderr writes go to the real stderr, not through the filter; only when
         ``sys.stderr`` is this process's fd 2 (under a test runner's capture it is not)."""
-        try:
-            is_fd2 = sys.stderr is not None and sys.stderr.fileno() == 2
-        except (AttributeError, ValueError, OSError):
-            is_fd2 = False
-        if not is_fd2:
+        if not _stderr_is_fd2():
             return
         self._python_stderr = sys.stderr
         self._direct_stderr = open(  # noqa: SIM115 - closed in stop()
@@ -153,6 +149,14 @@ class NativeLogFilter:
 
         if faulthandler.is_enabled():  # a crash's traceback must not wait on the pipe
             faulthandler.enable(file=self._direct_stderr)
+
+
+def _stderr_is_fd2() -> bool:
+    """Whether ``sys.stderr`` writes to this process's file descriptor 2."""
+    try:
+        return sys.stderr is not None and sys.stderr.fileno() == 2
+    except (AttributeError, ValueError, OSError):
+        return False
 
 
 def _flush(*streams) -> None:
@@ -179,13 +183,19 @@ def quiet_native_logs(*, verbose: bool = False, record_path=None) -> NativeLogFi
     Returns
     -------
     NativeLogFilter or None
-        The installed filter (None when ``verbose``).
+        The installed filter; None when ``verbose``, or when ``sys.stderr`` is not this
+        process's fd 2 (captured by a test runner or by a program that runs the command
+        in-process, or the filter is installed already: a second call does nothing).
     """
     if verbose:
         return None
     import atexit
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if not _stderr_is_fd2():
+        # Python's stderr is not this process's fd 2: a test runner or a program that runs the
+        # command in-process captured it, or the filter is installed already. fd 2 stays as it is.
+        return None
     native_filter = NativeLogFilter(record_path).start()
     atexit.register(native_filter.stop)
     return native_filter
