@@ -77,3 +77,56 @@ def _tiny_ptychi(test_path: Path, out: Path) -> Path | None:
         return None
     run_reconstruct(test_path, out, ReconstructConfig(epochs=8, seed=0, half_sets=True).validate(), progress=False)
     return out / "ptychi_reconstruction.npz"
+
+
+# --------------------------------------------------------------------------------------------
+# Tiers and time limits
+
+#: Seconds an end-to-end test may take (setup included) before pytest-timeout stops it; the
+#: default tier's limit is setup.cfg's ``timeout``.
+E2E_TIMEOUT_S = 900
+
+
+def pytest_collection_modifyitems(config, items):
+    """End-to-end tests get the longer time limit, unless they name their own."""
+    for item in items:
+        if item.get_closest_marker("e2e") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(E2E_TIMEOUT_S))
+
+
+# --------------------------------------------------------------------------------------------
+# Flags tested by the configuration they produce
+
+
+class PipelineCalled(Exception):  # noqa: N818 - a signal, not an error
+    """Raised by a stand-in pipeline function with the arguments the command handed it."""
+
+    def __init__(self, args, kwargs):
+        super().__init__("pipeline called")
+        self.args_given, self.kwargs_given = args, kwargs
+
+    @property
+    def config(self):
+        """The configuration object: the first argument a pipeline function takes."""
+        return self.args_given[0]
+
+
+@pytest.fixture
+def handoff(monkeypatch):
+    """``handoff(cli, argv, module, name)``: run a command with the pipeline function
+    ``module.name`` replaced by a stand-in that stops the command with what it was handed
+    (:class:`PipelineCalled`), and return that. The command's own parsing, file reading and
+    validation run for real; only the expensive step after them is left out."""
+    from click.testing import CliRunner
+
+    def run(cli, argv, module, name):
+        def stand_in(*args, **kwargs):
+            raise PipelineCalled(args, kwargs)
+
+        monkeypatch.setattr(module, name, stand_in)
+        result = CliRunner().invoke(cli, [str(a) for a in argv])
+        if not isinstance(result.exception, PipelineCalled):
+            raise AssertionError(f"the command did not reach {name} (exit {result.exit_code}):\n{result.output}")
+        return result.exception
+
+    return run

@@ -203,9 +203,9 @@ def quiet_native_logs(*, verbose: bool = False, record_path=None) -> NativeLogFi
 
 def quiet_tensorflow_startup(*, verbose: bool = False) -> NativeLogFilter | None:
     """:func:`quiet_native_logs`, then import TensorFlow and list its devices (which probes
-    CUDA), so that the start-up lines come now, inside the filter."""
+    CUDA), so that the start-up lines come now, inside the filter (when one was installed)."""
     native_filter = quiet_native_logs(verbose=verbose)
-    if not verbose:
+    if native_filter is not None:
         import tensorflow as tf
 
         tf.config.list_physical_devices()
