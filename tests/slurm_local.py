@@ -153,7 +153,8 @@ def start_local_slurm(root: Path) -> LocalSlurm:
     slurm = LocalSlurm(root, conf)
     env = {**os.environ, **slurm.env}
     commands = [
-        [binaries["munged"], "--foreground", f"--key-file={key}", f"--socket={root / 'munge' / 'munge.socket'}",
+        # --force: the socket may sit in a private (0700) temporary directory; only root uses it.
+        [binaries["munged"], "--foreground", "--force", f"--key-file={key}", f"--socket={root / 'munge' / 'munge.socket'}",
          f"--pid-file={root / 'munge' / 'munged.pid'}", f"--log-file={root / 'log' / 'munged.log'}",
          f"--seed-file={root / 'munge' / 'munged.seed'}"],
         [binaries["slurmctld"], "-D", "-i", "-f", str(conf)],

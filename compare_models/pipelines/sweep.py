@@ -594,6 +594,7 @@ def run_sweep(config: SweepConfig, *, echo=print) -> list[dict]:
     out = Path(config.output_dir)
     _refuse_dry_run_over_results(out, config)
     out.mkdir(parents=True, exist_ok=True)
+    previous = _read_json(out / SWEEP_CONFIG_FILE)
     (out / SWEEP_CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2, default=str))
     cells = [Cell(float(d), int(s)) for d in config.doses for s in config.seeds]
     # Workers may start in another directory (a batch job's): they get the absolute path.
@@ -625,5 +626,10 @@ def run_sweep(config: SweepConfig, *, echo=print) -> list[dict]:
                     result = _lost_cell(cell, exc, out, backend, config, submitted_at)
                 record(result)
     ordered = [results[k] for k in sorted(results)]
-    write_sweep_report(out, cells)
+    # Running a finished sweep again does nothing, its report included (delete
+    # sweep_report.html to have it written again).
+    same_cells = isinstance(previous, dict) and [
+        previous.get(k) for k in ("doses", "seeds", "arms")] == [list(getattr(config, k)) for k in ("doses", "seeds", "arms")]
+    if not same_cells or any(r["status"] != "skipped" for r in ordered) or not (out / "sweep_report.html").exists():
+        write_sweep_report(out, cells)
     return ordered
