@@ -328,7 +328,7 @@ def _split_numbers(text, kind):
 @click.option("--executor", type=click.Choice(["process", "parsl", "slurm", "pbs"]), help="process (default, this machine), slurm or pbs (batch jobs, configured by the sweep section's cluster settings: docs/clusters.md), or parsl (any Parsl config file).")
 @click.option("--parsl-config", "parsl_config", type=click.Path(exists=True, dir_okay=False), help="Parsl config file defining `config` (for --executor parsl).")
 @click.option("--threads-per-cell", "threads_per_cell", type=int, help="Thread count for each cell's processes.")
-@click.option("--resume", is_flag=True, help="Go on with the sweep in --out with the settings it was started with (its sweep_config.json): finished steps are kept, failed and unfinished cells redone. Options given here replace recorded ones.")
+@click.option("--resume", is_flag=True, help="Go on with the sweep in --out with the settings it was started with (its sweep_config.json): finished steps are kept, failed and unfinished cells redone. --config files and options given here replace recorded settings (e.g. a longer walltime).")
 @click.option("--dry-run", "dry_run", is_flag=True, help="Run stand-in steps that write small made-up outputs in seconds, to check the executor, the scheduler settings and the output directory before a real sweep (use another --out than the real sweep's).")
 @click.option("--verbose", is_flag=True, help="Keep the libraries' start-up lines (TensorFlow's absl, oneDNN and CUDA notices) in the step logs.")
 @user_errors
@@ -349,8 +349,6 @@ def sweep_command(config_paths, doses, seeds, verbose, resume, dry_run, **overri
         overrides["step_runner"] = "stand-in"
     recorded = None
     if resume:
-        if config_paths:
-            raise ConfigError("--resume reads the settings the sweep in --out started with; leave out --config")
         overrides["output_dir"] = overrides["output_dir"] or "sweep_output"
         recorded = read_recorded_config(overrides["output_dir"])
     config = _sweep_config(config_paths, overrides, recorded=recorded)

@@ -43,6 +43,7 @@ def test_slurm_example_is_a_parsl_slurm_executor(tmp_path):
     assert "#SBATCH --gpus-per-node=4" in provider.scheduler_options and "#SBATCH --exclusive" in provider.scheduler_options
     assert "source /path/to/compare-models/.venv/bin/activate" in provider.worker_init
     assert executor.max_workers_per_node == 4 and executor.available_accelerators == ["0", "1", "2", "3"]
+    assert executor.drain_period == 3 * 3600  # drain_after 03:00:00: no cell starts that the walltime would cut
     assert settings.retries == 0 and settings.run_dir == str(tmp_path / "runinfo")
 
 
@@ -72,6 +73,7 @@ def test_pbs_example_is_a_parsl_pbspro_executor(tmp_path):
         ("slurm", {"account": "a", "queue": "debug"}, "Slurm calls it partition"),
         ("pbs", {"account": "a", "partition": "gpu"}, "PBS calls it queue"),
         ("slurm", {"account": "a", "walltime": "4h"}, "walltime must be HH:MM:SS"),
+        ("slurm", {"account": "a", "walltime": "01:00:00", "drain_after": "01:00:00"}, "shorter than the walltime"),
         ("slurm", {"account": "a", "nodes": 2, "launcher": "single"}, "use srun"),
         ("pbs", {"account": "a", "launcher": "srun"}, "on PBS use mpiexec"),
         ("slurm", {"account": "a", "scheduler_options": ["--qos=x"]}, "directive lines"),

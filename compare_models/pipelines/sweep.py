@@ -40,6 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from types import MappingProxyType
 
 from ..errors import ConfigError
 from .sweep_cluster import (
@@ -74,10 +75,10 @@ log = logging.getLogger("compare_models.sweep")
 STEP_NAMES = ("simulate", "train_pinn", "train_baseline", "reconstruct", "compare")
 EXECUTORS = ("process", "parsl", *CLUSTER_EXECUTORS)
 #: Step runners by name; any other name is read as ``module:function``.
-STEP_RUNNERS = {
+STEP_RUNNERS = MappingProxyType({
     "subprocess": "compare_models.pipelines.sweep:run_step_in_subprocess",
     "stand-in": "compare_models.pipelines.sweep_stand_in:run_stand_in_step",
-}
+})
 REAL_STEP_RUNNER = "subprocess"
 #: A cell's own record: where it ran, how long it waited, which steps ran (in the cell directory).
 CELL_RECORD = "cell_provenance.json"

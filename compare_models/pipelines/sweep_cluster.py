@@ -26,6 +26,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 
 from ..errors import ConfigError
 
@@ -42,7 +43,7 @@ __all__ = [
 #: The sweep executors that submit cells as batch jobs, and the scheduler each drives.
 CLUSTER_EXECUTORS = ("slurm", "pbs")
 
-_SUBMIT_COMMAND = {"slurm": "sbatch", "pbs": "qsub"}
+_SUBMIT_COMMAND = MappingProxyType({"slurm": "sbatch", "pbs": "qsub"})
 _WALLTIME = re.compile(r"^\d+:[0-5]\d:[0-5]\d$")
 _LAUNCHERS = ("single", "srun", "mpiexec")
 #: Seconds a scheduler command of the preflight may take before the sweep gives up on it.
@@ -74,6 +75,10 @@ class ClusterConfig:
     walltime : str
         Time limit of each job, ``HH:MM:SS``. A job that reaches it is ended by the scheduler,
         and the cell running in it is reported failed "over its walltime".
+    drain_after : str, optional
+        ``HH:MM:SS`` after a job starts, its workers take no new cell (Parsl's drain period):
+        set it to the walltime minus the longest cell, so that no cell starts that the
+        walltime would cut short. Off when not given.
     nodes : int
         Nodes per job.
     max_jobs : int
@@ -114,6 +119,7 @@ class ClusterConfig:
     queue: str | None = None
     account: str | None = None
     walltime: str = "01:00:00"
+    drain_after: str | None = None
     nodes: int = 1
     max_jobs: int = 1
     workers_per_node: int = 1
@@ -167,6 +173,14 @@ class ClusterConfig:
             )
         if not _WALLTIME.match(str(self.walltime)):
             raise ConfigError(f"{key}.walltime must be HH:MM:SS (e.g. '04:00:00'), got {self.walltime!r}")
+        if self.drain_after is not None:
+            if not _WALLTIME.match(str(self.drain_after)):
+                raise ConfigError(f"{key}.drain_after must be HH:MM:SS (e.g. '03:00:00'), got {self.drain_after!r}")
+            if _seconds(self.drain_after) >= _seconds(self.walltime):
+                raise ConfigError(
+                    f"{key}.drain_after ({self.drain_after}) must be shorter than the walltime ({self.walltime}): "
+                    "the walltime minus the longest cell"
+                )
         for name in ("nodes", "max_jobs", "workers_per_node", "heartbeat_period_s", "heartbeat_threshold_s"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{key}.{name} must be >= 1, got {getattr(self, name)}")
@@ -195,6 +209,11 @@ class ClusterConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def _seconds(hh_mm_ss: str) -> int:
+    hours, minutes, seconds = (int(part) for part in hh_mm_ss.split(":"))
+    return 3600 * hours + 60 * minutes + seconds
 
 
 def cluster_config(executor: str, section: dict) -> ClusterConfig:
@@ -268,6 +287,7 @@ def parsl_config(cluster: ClusterConfig, run_dir):
         available_accelerators=accelerators,
         heartbeat_period=cluster.heartbeat_period_s,
         heartbeat_threshold=cluster.heartbeat_threshold_s,
+        drain_period=_seconds(cluster.drain_after) if cluster.drain_after else None,
         address=address,
         provider=provider,
         # The interchange runs beside the sweep, in this Python (not whatever is on PATH).

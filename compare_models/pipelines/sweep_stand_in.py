@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 
@@ -68,7 +69,7 @@ def _reconstruct(settings: dict, paths: dict, log) -> None:
 
 
 #: How well each arm does against dose in the stand-in (photons at which its quality is 1/2).
-_HALF_QUALITY_PHOTONS = {"pinn": 300.0, "baseline": 1000.0, "ptychi": 3000.0}
+_HALF_QUALITY_PHOTONS = MappingProxyType({"pinn": 300.0, "baseline": 1000.0, "ptychi": 3000.0})
 
 
 def _compare(settings: dict, paths: dict, log) -> None:
@@ -108,13 +109,13 @@ def _compare(settings: dict, paths: dict, log) -> None:
     log.write(f"compare: stand-in metrics for {', '.join(a for a, here in present.items() if here)} in {out}\n")
 
 
-_STEPS = {
+_STEPS = MappingProxyType({
     "simulate": _simulate,
     "train_pinn": _train,
     "train_baseline": _train,
     "reconstruct": _reconstruct,
     "compare": _compare,
-}
+})
 
 
 def run_stand_in_step(request) -> int:
