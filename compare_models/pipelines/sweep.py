@@ -28,6 +28,7 @@ import contextlib
 import dataclasses
 import hashlib
 import importlib
+import importlib.util
 import json
 import logging
 import os
@@ -443,11 +444,9 @@ def _open_backend(config: SweepConfig, cluster: ClusterConfig | None, out: Path)
         ) as pool:
             yield _Backend(pool)
         return
-    try:
-        from parsl.concurrent import ParslPoolExecutor
-        from parsl.dataflow.dflow import DataFlowKernel
-    except ImportError as exc:
-        raise ConfigError(f"--executor {config.executor} needs Parsl: pip install -e '.[parsl]'") from exc
+    from parsl import DataFlowKernel
+    from parsl.concurrent import ParslPoolExecutor
+
     if config.executor == "parsl":
         with ParslPoolExecutor(_load_parsl_config(config.parsl_config)) as pool:
             yield _Backend(pool)
@@ -465,8 +464,6 @@ def _open_backend(config: SweepConfig, cluster: ClusterConfig | None, out: Path)
 
 def _load_parsl_config(path):
     """Load ``config`` from a Parsl configuration file (a Python file, as Parsl documents)."""
-    import importlib.util
-
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: no such Parsl config file")
@@ -589,6 +586,8 @@ def run_sweep(config: SweepConfig, *, echo=print) -> list[dict]:
     from ..report.sweep_report import write_sweep_report
 
     config.validate()
+    if config.executor != "process" and importlib.util.find_spec("parsl") is None:
+        raise ConfigError(f"sweep.executor {config.executor} needs Parsl: pip install -e '.[parsl]'")
     cluster = config.cluster_settings() if config.executor in CLUSTER_EXECUTORS else None
     if cluster is not None:
         check_scheduler(cluster)
