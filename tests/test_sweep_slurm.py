@@ -46,7 +46,7 @@ def local_slurm(tmp_path_factory):
 
 
 def _cluster(slurm, **changes) -> dict:
-    """Cluster settings for the local Slurm: one cell per job, two jobs at once, workers that
+    """Cluster settings for the local Slurm: one worker per job, two jobs at once, workers that
     find this checkout and its tests, a lost worker noticed within seconds."""
     paths = os.pathsep.join([str(REPO), str(TESTS), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))])
     return {
@@ -82,17 +82,14 @@ def test_slurm_sweep_gives_the_local_executors_metrics_and_says_where_each_cell_
     run_sweep(SweepConfig(**_settings(local_out, local_slurm, executor="process")), echo=lambda _: None)
     assert [r["status"] for r in results] == ["done", "done"], results
     assert (slurm_out / "sweep_metrics.csv").read_text() == (local_out / "sweep_metrics.csv").read_text()
-    jobs = set()
     for result in results:
         record = json.loads((slurm_out / "cells" / result["cell"] / CELL_RECORD).read_text())
         for where in (result, _status(slurm_out)[result["cell"]], record):
             assert (where["executor"], where["node"]) == ("slurm", local_slurm.node)
             assert where["queue_wait_s"] >= 0
             assert _scheduler_knows(where["job_id"]), where
-        jobs.add(result["job_id"])
         marker = json.loads((slurm_out / "cells" / result["cell"] / ".done" / "compare.json").read_text())
         assert marker["job_id"] == result["job_id"]
-    assert len(jobs) == 2  # one worker per job: each cell had its own job
 
 
 def _start_sweep(settings: dict, tmp_path: Path, *extra: str) -> subprocess.Popen:
