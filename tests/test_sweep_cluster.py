@@ -140,3 +140,17 @@ def test_job_end_is_told_in_the_schedulers_words(tmp_path):
     stderr.write_text("slurmstepd: error: *** JOB 7 ON n1 CANCELLED AT 2026-01-01T00:00:00 ***\n")
     end = job_end_reason(_Provider(JobStatus(JobState.COMPLETED, stderr_path=str(stderr))), "7")
     assert end.state is None and not end.over_walltime and "CANCELLED AT" in end.message
+
+
+def test_clusters_page_holds_both_example_configurations():
+    """docs/clusters.md shows the example files as they are (same settings), and README links it."""
+    import re
+
+    import yaml
+
+    page = (REPO / "docs" / "clusters.md").read_text()
+    shown = [yaml.safe_load(block) for block in re.findall(r"```yaml\n(.*?)```", page, flags=re.DOTALL)]
+    for name in ("sweep_slurm.yaml", "sweep_pbs_polaris.yaml"):
+        assert yaml.safe_load((REPO / "configs" / name).read_text()) in shown, name
+        assert f"configs/{name}" in page
+    assert "docs/clusters.md" in (REPO / "README.md").read_text()
