@@ -367,6 +367,7 @@ def test_lsqml_beats_the_blank_start_and_the_frame_places_it(lsqml_run):
     assert abs(abs(c) - 1) < 0.05, c
 
 
+@pytest.mark.e2e
 @needs_ptychi
 @pytest.mark.ptychi
 def test_reconstructions_sharing_one_child_give_each_ones_own_numbers():
