@@ -170,7 +170,7 @@ def test_help_prints_only_help():
     result = _python("from compare_models.cli import compare_main; compare_main()", "--help")
     assert result.returncode == 0
     assert result.stderr == ""
-    assert "--pinn_dir" in result.stdout
+    assert "--pinn-dir" in result.stdout
 
 
 # --------------------------------------------------------------------------------------------

@@ -66,7 +66,9 @@ from types import MappingProxyType
 
 import numpy as np
 
+from ..config import setting
 from ..errors import CompareModelsError, ConfigError
+from ..imaging.halfsets import SPLIT_METHODS
 
 __all__ = [
     "ALGORITHMS",
@@ -116,54 +118,42 @@ class PtychiRunError(CompareModelsError, RuntimeError):
 
 @dataclass(frozen=True)
 class ReconstructConfig:
-    """Settings of ``ptycho-study reconstruct``; validated by :meth:`validate`.
+    """Settings of ``ptycho-study reconstruct`` (and of a sweep's reconstruct step); validated by
+    :meth:`validate`.
 
-    Attributes
-    ----------
-    algorithm : {"lsqml", "epie", "dm", "bh"}
-        pty-chi engine (BH runs with ``method="GD"``).
-    epochs : int
-        Passes over all scan positions.
-    batch_size : int or None
-        Positions per update; None picks the measured default for the engine and the device
-        it runs on (:func:`default_batch_size`: on a CPU LSQML/DM/BH 50, ePIE 1; on a GPU
-        LSQML 400).
-    seed : int
-        Seeds torch, NumPy and Python's RNG in the child (batch order).
-    refine_probe : bool
-        Update the probe too (from ``probe_refine_start``); otherwise the probe stays fixed.
-    probe_refine_start : int
-        First epoch of probe updates when ``refine_probe``.
-    device : {"auto", "cpu", "cuda"}
-        "auto" uses the GPU when ``torch.cuda.is_available()``.
-    n_threads : int
-        torch intra-op threads in the child (1 is fastest on small CPUs).
-    canvas_margin : int
-        Pixels added around the scan's bounding box on each side of the object canvas.
-    timeout_s : float or None
-        Kill the pty-chi child after this many seconds (None: no limit); with ``half_sets``
-        one child runs the full and both half-set reconstructions, and the limit is theirs
-        together.
-    half_sets : bool
-        Also reconstruct the two halves of the scan, each on its own, for half-set FRC
-        (``ptycho-study reconstruct --half-sets``; :mod:`compare_models.pipelines.reconstruct`).
-    half_set_split : {"checkerboard", "alternate"}
-        How the scan is split into halves
-        (:func:`compare_models.imaging.halfsets.split_half_sets`).
+    Each field states its default and its help once (:func:`compare_models.config.setting`);
+    ``ptycho-study reconstruct --help`` lists them, and a ``--config`` file's ``reconstruct``
+    section takes the same keys. ``batch_size`` None picks the measured default for the engine
+    and the device it runs on (:func:`default_batch_size`).
     """
 
-    algorithm: str = "lsqml"
-    epochs: int = 100
-    batch_size: int | None = None
-    seed: int = 0
-    refine_probe: bool = False
-    probe_refine_start: int = 1
-    device: str = "auto"
-    n_threads: int = 1
-    canvas_margin: int = 4
-    timeout_s: float | None = None
-    half_sets: bool = False
-    half_set_split: str = "checkerboard"
+    algorithm: str = setting("lsqml", "pty-chi engine (BH runs with method GD).", choices=ALGORITHMS)
+    epochs: int = setting(100, "Passes over all scan positions.")
+    batch_size: int | None = setting(
+        None, "Positions per update.",
+        default_text="the measured default for the engine and device: on a CPU 50 (ePIE 1); on a GPU LSQML 400, "
+        "ePIE 1, DM and BH 50",
+    )
+    seed: int = setting(0, "Seeds torch, NumPy and Python's RNG in the pty-chi process (batch order).")
+    refine_probe: bool = setting(False, "Update the probe too (from --probe-refine-start); otherwise it stays fixed.",
+                                 flag="--refine-probe/--fixed-probe")
+    probe_refine_start: int = setting(1, "First epoch of probe updates with --refine-probe.")
+    device: str = setting("auto", "Where pty-chi runs; auto: the GPU when torch sees one.", choices=DEVICES)
+    n_threads: int = setting(1, "torch threads in the pty-chi process (1 is fastest on small CPUs).", flag="--threads")
+    canvas_margin: int = setting(4, "Pixels added around the scan's bounding box on each side of the object canvas.")
+    timeout_s: float | None = setting(
+        None, "Stop pty-chi after this many seconds (with --half-sets: the three reconstructions together).",
+        flag="--timeout", default_text="no limit",
+    )
+    half_sets: bool = setting(
+        False, "Also reconstruct the two halves of the scan, each on its own, into OUT/half_sets/ "
+        "(ptychi_half1.npz, ptychi_half2.npz), for half-set FRC in compare-models (the sweep turns it on).",
+        flag="--half-sets/--no-half-sets",
+    )
+    half_set_split: str = setting(
+        "checkerboard", "How the scan is split into halves: a checkerboard of the scan grid, or alternating "
+        "positions along the scan path.", choices=SPLIT_METHODS,
+    )
 
     def validate(self) -> ReconstructConfig:
         """Raise :class:`ConfigError` naming the first invalid setting; return self."""
@@ -185,8 +175,6 @@ class ReconstructConfig:
             raise ConfigError(f"canvas_margin must be >= 0, got {self.canvas_margin}")
         if self.timeout_s is not None and not self.timeout_s > 0:
             raise ConfigError(f"timeout_s must be > 0, got {self.timeout_s}")
-        from ..imaging.halfsets import SPLIT_METHODS
-
         if self.half_set_split not in SPLIT_METHODS:
             raise ConfigError(
                 f"half_set_split must be one of {', '.join(SPLIT_METHODS)}, got {self.half_set_split!r}"
