@@ -131,18 +131,22 @@ DEFINITIONS = MappingProxyType(
 )
 
 
-def _pair(a, b, name="images"):
+def _pair(a, b, name="images", complex_ok=False):
     a = np.asarray(a)
     b = np.asarray(b)
     if a.ndim != 2 or a.shape != b.shape:
         raise MetricError(f"{name} must be two 2-D arrays of one shape, got {a.shape}, {b.shape}")
-    if np.iscomplexobj(a) or np.iscomplexobj(b):
+    if complex_ok and (np.iscomplexobj(a) or np.iscomplexobj(b)):
+        a, b = a.astype(np.complex128), b.astype(np.complex128)
+    elif np.iscomplexobj(a) or np.iscomplexobj(b):
         raise MetricError(f"{name} must be real (pass the amplitude or the phase)")
     if a.size == 0:
         raise MetricError(f"{name} are empty")
     for label, arr in (("first", a), ("second", b)):
         if not np.isfinite(arr).all():
             raise MetricError(f"the {label} of the {name} has NaN or infinite values")
+    if np.iscomplexobj(a):
+        return a, b
     return a.astype(np.float64), b.astype(np.float64)
 
 
@@ -427,6 +431,12 @@ class FRCResult:
         Fraction of each ring's pixels counted as independent by the 1-bit and 1/2-bit curves.
     cutoff_rule : str
         How the cut-offs were found (:data:`CUTOFF_RULES`).
+    window_leak : ndarray (R,) or None
+        Correlation removed from each ring as the window's leakage (the plain windowed FRC
+        minus ``raw_curve``; :func:`compare_models.imaging.frc_window.leak_corrected`); None
+        without a window.
+    window_resolution_nyquist : float or None
+        The window's resolution as a fraction of Nyquist: a cut-off is uncertain by this much.
     """
 
     curve: np.ndarray
@@ -440,6 +450,8 @@ class FRCResult:
     smoothing_sigma: float | None
     independent_fraction: float = 1.0
     cutoff_rule: str = "after_reaching"
+    window_leak: np.ndarray | None = None
+    window_resolution_nyquist: float | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -454,6 +466,8 @@ class FRCResult:
             "smoothing_sigma": self.smoothing_sigma,
             "independent_fraction": self.independent_fraction,
             "cutoff_rule": self.cutoff_rule,
+            "window_leak": None if self.window_leak is None else self.window_leak.tolist(),
+            "window_resolution_nyquist": self.window_resolution_nyquist,
         }
 
 
@@ -511,14 +525,16 @@ def _cutoff(curve, threshold, n_rings_nyquist, pixel_size_m, rule="after_reachin
 
 
 def frc(
-    a, b, *, pixel_size_m=None, smoothing_sigma=None, independent_fraction: float = 1.0, cutoff_rule: str = "after_reaching"
+    a, b, *, pixel_size_m=None, smoothing_sigma=None, independent_fraction: float = 1.0, cutoff_rule: str = "after_reaching",
+    window=None,
 ) -> FRCResult:
-    """Fourier ring correlation between two real images, with resolution cut-offs.
+    """Fourier ring correlation between two images, with resolution cut-offs.
 
     Parameters
     ----------
-    a, b : ndarray (H, W) real
-        Images on one pixel grid (typically the aligned reconstruction and the ground truth).
+    a, b : ndarray (H, W) real or complex
+        Images on one pixel grid (typically the aligned reconstruction and the ground truth);
+        complex for the unit phasors of a phase FRC.
     pixel_size_m : float, optional
         Object pixel size in metres, for half-period resolutions.
     smoothing_sigma : float, optional
@@ -531,6 +547,9 @@ def frc(
         How a cut-off is found (:data:`CUTOFF_RULES`): against ground truth the first fall
         after the curve reached the threshold (default), between half sets the first ring
         below it.
+    window : ndarray (H, W) real, optional
+        The window both images were multiplied by: the power it can carry into each ring from
+        far frequencies is removed (:func:`compare_models.imaging.frc_window.leak_corrected`).
 
     Returns
     -------
@@ -550,7 +569,7 @@ def frc(
     ----------
     .. [1] van Heel and Schatz, J. Struct. Biol. 151, 250 (2005).
     """
-    a, b = _pair(a, b)
+    a, b = _pair(a, b, complex_ok=True)
     if pixel_size_m is not None and not (math.isfinite(pixel_size_m) and pixel_size_m > 0):
         raise MetricError(f"pixel_size_m must be a positive number, got {pixel_size_m!r}")
     if smoothing_sigma is not None and not (smoothing_sigma >= 0):
@@ -572,12 +591,24 @@ def frc(
     power_a = np.bincount(rings, (np.abs(fa) ** 2).ravel()[keep], minlength=n_rings)
     power_b = np.bincount(rings, (np.abs(fb) ** 2).ravel()[keep], minlength=n_rings)
     n_pixels = np.bincount(rings, minlength=n_rings)
+    leak = plain = None
+    if window is not None:
+        from .frc_window import leak_corrected, window_leak
+
+        difference = np.abs(fa - fb) ** 2
+        leak = window_leak(
+            window, np.abs(fa) ** 2, np.abs(fb) ** 2, difference, np.rint(np.hypot(ky, kx) * length).astype(np.int64),
+            n_rings, independent_fraction * n_pixels,
+        )
+        plain = cross / np.sqrt(np.maximum(power_a * power_b, np.finfo(float).tiny))
+        power_difference = np.bincount(rings, difference.ravel()[keep], minlength=n_rings)
+        cross, power_a, power_b = leak_corrected(power_a, power_b, power_difference, leak)
     denominator = np.sqrt(power_a * power_b)
     scale = max(power_a.max(), power_b.max())
     zero = (power_a <= 1e-24 * scale) | (power_b <= 1e-24 * scale) | (n_pixels == 0)
     if zero[1:].all():
         raise MetricError("FRC undefined: one image has no power at any non-zero frequency")
-    raw = np.where(zero, 0.0, cross / np.where(zero, 1.0, denominator))
+    raw = np.where(zero, 0.0, np.clip(cross / np.where(zero, 1.0, denominator), -1.0, 1.0))
     curve = raw
     if smoothing_sigma:
         curve = ndimage.gaussian_filter1d(raw, float(smoothing_sigma), mode="nearest")
@@ -602,6 +633,8 @@ def frc(
         smoothing_sigma=None if smoothing_sigma is None else float(smoothing_sigma),
         independent_fraction=float(independent_fraction),
         cutoff_rule=cutoff_rule,
+        window_leak=None if leak is None else plain - raw,
+        window_resolution_nyquist=None if leak is None else float(min(leak.resolution_rings / nyquist_rings, 1.0)),
     )
 
 
@@ -643,7 +676,7 @@ def frc_on_region(a, b, mask, *, pixel_size_m=None, smoothing_sigma=None, cutoff
 
     Parameters
     ----------
-    a, b : ndarray (h, w) real
+    a, b : ndarray (h, w) real or complex
         The two images on the region's bounding box (values outside ``mask`` are ignored).
     mask : ndarray (h, w) bool
         The region.
@@ -659,9 +692,11 @@ def frc_on_region(a, b, mask, *, pixel_size_m=None, smoothing_sigma=None, cutoff
     Each image minus its own window-weighted mean, times one raised-cosine window that falls
     to 0 at the region's edge (:func:`frc_window`): a hard mask edge is shared by both images
     and would correlate them at every frequency. The 1-bit and 1/2-bit curves count each
-    ring's independent samples under that window (:func:`window_independent_fraction`).
+    ring's independent samples under that window (:func:`window_independent_fraction`). The
+    window makes no correlation of its own: what it carries into a ring from frequencies beyond
+    its resolution is subtracted (:func:`compare_models.imaging.frc_window.window_leak`).
     """
-    a, b = _pair(a, b)
+    a, b = _pair(a, b, complex_ok=True)
     mask = np.asarray(mask, dtype=bool)
     if mask.shape != a.shape:
         raise MetricError(f"mask has shape {mask.shape}, expected {a.shape}")
@@ -675,6 +710,7 @@ def frc_on_region(a, b, mask, *, pixel_size_m=None, smoothing_sigma=None, cutoff
         smoothing_sigma=smoothing_sigma,
         independent_fraction=window_independent_fraction(window),
         cutoff_rule=cutoff_rule,
+        window=window,
     )
 
 
@@ -713,6 +749,7 @@ def frc_half_set(ring: FRCResult) -> dict:
         "zero_power_rings": list(ring.zero_power_rings),
         "pixel_size_m": ring.pixel_size_m,
         "smoothing_sigma": ring.smoothing_sigma,
+        "window_resolution_nyquist": ring.window_resolution_nyquist,
     }
 
 
@@ -769,11 +806,13 @@ def frc_against_truth(ring: FRCResult) -> dict:
         "zero_power_rings": list(ring.zero_power_rings),
         "pixel_size_m": ring.pixel_size_m,
         "smoothing_sigma": ring.smoothing_sigma,
+        "window_resolution_nyquist": ring.window_resolution_nyquist,
     }
 
 
-def _component_metrics(test, truth, mask, data_range_, *, smooth_sigma, frc_sigma, pixel_size_m):
-    """All metrics of one real component on the region's bounding box."""
+def _component_metrics(test, truth, mask, data_range_, *, smooth_sigma, frc_sigma, pixel_size_m, frc_images=None):
+    """All metrics of one real component on the region's bounding box; the FRC on
+    ``frc_images`` when given (the unit phasors of a phase)."""
     fill = float(truth[mask].mean())
     test_f = np.where(mask, test, fill)
     truth_f = np.where(mask, truth, fill)
@@ -797,7 +836,8 @@ def _component_metrics(test, truth, mask, data_range_, *, smooth_sigma, frc_sigm
     )
     # FRC: each image minus its own (window-weighted) mean, times one smooth window that
     # falls to 0 at the region's edge (frc_on_region, shared with the half-set FRC).
-    ring = frc_on_region(test, truth, mask, pixel_size_m=pixel_size_m, smoothing_sigma=frc_sigma)
+    frc_test, frc_truth = (test, truth) if frc_images is None else frc_images
+    ring = frc_on_region(frc_test, frc_truth, mask, pixel_size_m=pixel_size_m, smoothing_sigma=frc_sigma)
     out["frc50"] = ring.cutoffs[FRC_AGAINST_TRUTH_THRESHOLD]["fraction_nyquist"]
     out["frc1over7"] = ring.cutoffs["1/7"]["fraction_nyquist"]
     out["frc"] = frc_against_truth(ring)
@@ -864,7 +904,8 @@ def compute_metrics(
     the region adds no correlation of its own. The phase of the reconstruction is taken as
     ``angle(truth) + angle(aligned * conj(truth))``, so that phase differences are wrapped
     differences and no 2 pi jump appears where the truth's phase crosses +-pi; FRC of the
-    phase is computed on these phase images. One data-range rule serves both components, so
+    phase is computed on their unit phasors ``exp(i phase)``, which have no wrap
+    discontinuities (:func:`compare_models.imaging.frc_window.unit_phasor`). One data-range rule serves both components, so
     the same fraction-of-range error scores the same PSNR in amplitude and in phase.
     """
     aligned = np.asarray(aligned)
@@ -912,7 +953,11 @@ def compute_metrics(
             ranges[name] = (_check_range(given), "explicit")
     common = dict(frc_sigma=frc_sigma, pixel_size_m=pixel_size_m, smooth_sigma=ms_ssim_sigma)
     amplitude = _component_metrics(amp_r, amp_t, mask, ranges["amplitude"][0], **common)
-    phase = _component_metrics(phase_r, phase_t, mask, ranges["phase"][0], **common)
+    from .frc_window import unit_phasor
+
+    phase = _component_metrics(
+        phase_r, phase_t, mask, ranges["phase"][0], frc_images=(unit_phasor(phase_r), unit_phasor(phase_t)), **common
+    )
     for part, name in ((amplitude, "amplitude"), (phase, "phase")):
         part.update(data_range=ranges[name][0], data_range_source=ranges[name][1])
     return {
