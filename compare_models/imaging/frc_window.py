@@ -5,16 +5,17 @@ Two rules that the FRC (:mod:`compare_models.imaging.metrics`, ``frc_on_region``
 * **A window makes no correlation of its own** (:func:`window_leak`). Multiplying both images
   by one window convolves both spectra with the window's spectrum, so strong content at some
   frequencies leaks into other rings identically in both images: two halves that share nothing
-  above 0.2 of Nyquist correlated up to 0.33-1.0 of Nyquist through a raised-cosine window. The
-  window's spectrum is split at its *resolution* ``rho`` (the radius, in rings, outside which it
-  holds at most 1 % of its energy): what it carries from farther than ``rho`` is leakage, what
-  lies within is the window's own blur of the spectrum. The expected leakage into each ring of
-  each image and of their difference is computed from its windowed power spectrum, with the
-  interval its realisation stays in with 99 % confidence; a ring's correlation counts only as
-  far as that interval cannot explain it (:func:`leak_corrected`). What the images share leaks
-  into both but not into their difference, so halves without information above a frequency
-  never cross a threshold above it by more than ``rho``, while images that differ by little,
-  and identical images, still correlate at every frequency.
+  above 0.2 of Nyquist correlated up to 0.41-1.0 of Nyquist through a raised-cosine window.
+  The window's spectrum is split at its *resolution* ``rho`` (the radius, in rings, outside
+  which it holds at most 1 % of its energy): what it carries from farther than ``rho`` is
+  leakage, what lies within is the window's own blur of the spectrum. The expected leakage into
+  each ring of each image and of their difference is computed from its windowed power
+  spectrum, with the interval between its 1 % and 99 % quantiles for the ring's independent
+  samples; a ring's correlation counts only as far as that interval cannot explain it
+  (:func:`leak_corrected`). What the images share leaks into both but not into their
+  difference, so halves without information above a frequency never cross a threshold above
+  it by more than ``rho`` (and one ring), while images that differ by little, and identical
+  images, still correlate at every frequency.
 * **A phase FRC is computed on a quantity without wrap discontinuities** (:func:`unit_phasor`):
   the unit phasor ``exp(i phase)``, not the wrapped phase, whose 2 pi jumps both images share
   and which correlates them at every frequency (an 8 rad object reached Nyquist; more phase
@@ -58,8 +59,8 @@ LEAK_CONFIDENCE = 0.99
 WINDOW_RULE = (
     "the power the window carries into each ring from frequencies farther than its resolution "
     "(the radius outside which its spectrum holds 1 % of its energy) is estimated for each "
-    "windowed image and for their difference, with its 99 % confidence interval for the ring's "
-    "independent samples; each ring reports the correlation of the images' own content closest "
+    "windowed image and for their difference, with the interval between its 1 % and 99 % "
+    "quantiles for the ring's independent samples; each ring reports the correlation of the images' own content closest "
     "to zero that this interval allows (0 where the leakage can explain the ring)"
 )
 PHASE_RULE = (
