@@ -425,7 +425,8 @@ class FRCResult:
         ``pixel_size_m / fraction_nyquist``, or None without a pixel size), ``crossed`` and
         ``reached`` (bool: whether the curve ever reached the threshold; if not, ring 1).
     zero_power_rings : tuple of int
-        Rings where one image has no power; their FRC is set to 0.
+        Rings where one image has no power (with a window: none of its own, beyond the
+        window's leakage); their FRC is set to 0.
     pixel_size_m, smoothing_sigma : float or None
     independent_fraction : float
         Fraction of each ring's pixels counted as independent by the 1-bit and 1/2-bit curves.
@@ -693,8 +694,9 @@ def frc_on_region(a, b, mask, *, pixel_size_m=None, smoothing_sigma=None, cutoff
     to 0 at the region's edge (:func:`frc_window`): a hard mask edge is shared by both images
     and would correlate them at every frequency. The 1-bit and 1/2-bit curves count each
     ring's independent samples under that window (:func:`window_independent_fraction`). The
-    window makes no correlation of its own: what it carries into a ring from frequencies beyond
-    its resolution is subtracted (:func:`compare_models.imaging.frc_window.window_leak`).
+    window makes no correlation of its own: a ring's correlation counts only as far as what the
+    window can carry into it from beyond its resolution cannot explain it
+    (:func:`compare_models.imaging.frc_window.leak_corrected`).
     """
     a, b = _pair(a, b, complex_ok=True)
     mask = np.asarray(mask, dtype=bool)
