@@ -370,14 +370,9 @@ def demo_command(config_path, output_dir, verbose):
     import json
 
     from .pipelines.sweep import Cell, run_sweep
-    from .report.writers import (
-        GROUND_TRUTH_TABLE_TITLE,
-        HALF_SET_TABLE_TITLE,
-        format_half_set_table,
-        format_metrics_table,
-        format_scoring_summary,
-        read_metrics_csv,
-    )
+    from .report.summary import format_half_set_table, format_metrics_table, format_scoring_summary
+    from .report.vocabulary import GROUND_TRUTH_TABLE_TITLE, HALF_SET_TABLE_TITLE
+    from .report.writers import read_metrics_csv
 
     config = _sweep_config(config_path, {"output_dir": output_dir, "verbose": verbose or None})
     results = run_sweep(config, echo=click.echo)
