@@ -280,19 +280,34 @@ def train_command(train_data, out_dir, config_path, progress, verbose, **overrid
     click.echo(_indent(describe_training(result)))
 
 
-def _sweep_config(config_path, overrides):
+SWEEP_SECTIONS = ("sweep", "simulate", "train_pinn", "train_baseline", "reconstruct", "compare")
+
+
+def _sweep_config(config_paths, overrides, *, recorded=None):
+    """The sweep's configuration: ``recorded`` settings (a resumed sweep's), then each YAML of
+    ``config_paths`` in order (a later file's keys replace an earlier one's, section by
+    section), then ``overrides`` from the command line."""
     from .config import build_config, read_yaml_section
     from .pipelines.sweep import SweepConfig
 
-    sections = {}
-    if config_path:
+    if isinstance(config_paths, (str, Path)):
+        config_paths = (config_paths,)
+    sections = dict(recorded or {})
+    for config_path in config_paths or ():
         data = read_yaml_section(config_path)
-        unknown = set(data) - {"sweep", "simulate", "train_pinn", "train_baseline", "reconstruct", "compare"}
+        unknown = set(data) - set(SWEEP_SECTIONS)
         if unknown:
             raise ConfigError(f"{config_path}: unknown section(s) {', '.join(sorted(unknown))}")
-        sections = {k: v for k, v in data.items() if k != "sweep"}
-        sections.update(data.get("sweep") or {})
-    return build_config(SweepConfig, sections, overrides, where=config_path or "options")
+        for name, section in data.items():
+            if name == "sweep":
+                section = dict(section or {})
+                if "cluster" in section:  # the cluster mapping merges key by key, like a section
+                    section["cluster"] = {**sections.get("cluster", {}), **(section["cluster"] or {})}
+                sections.update(section)
+            else:
+                sections[name] = {**sections.get(name, {}), **(section or {})}
+    where = ", ".join(str(p) for p in config_paths or ()) or "options"
+    return build_config(SweepConfig, sections, overrides, where=where)
 
 
 def _split_numbers(text, kind):
@@ -305,33 +320,43 @@ def _split_numbers(text, kind):
 
 
 @study_main.command("sweep")
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="YAML with sections sweep, simulate, train_pinn, train_baseline, reconstruct, compare.")
+@click.option("--config", "config_paths", multiple=True, type=click.Path(exists=True, dir_okay=False), help="YAML with sections sweep, simulate, train_pinn, train_baseline, reconstruct, compare; give it more than once to add a site's file (e.g. configs/sweep_slurm.yaml) to a study's, later keys winning.")
 @click.option("--doses", help='Nominal doses, photons per pattern, e.g. "1e3 1e4 1e5".')
 @click.option("--seeds", help='Seeds, e.g. "0 1".')
 @click.option("--out", "output_dir", type=click.Path(file_okay=False), help="Sweep output directory (default sweep_output).")
 @click.option("--workers", type=int, help="Cells run at once by the local process pool (default 1).")
-@click.option("--executor", type=click.Choice(["process", "parsl"]), help="process (default) or parsl (Slurm/PBS via Parsl).")
-@click.option("--parsl-config", "parsl_config", type=click.Path(exists=True, dir_okay=False), help="Parsl config file defining `config`.")
+@click.option("--executor", type=click.Choice(["process", "parsl", "slurm", "pbs"]), help="process (default, this machine), slurm or pbs (batch jobs, configured by the sweep section's cluster settings: docs/clusters.md), or parsl (any Parsl config file).")
+@click.option("--parsl-config", "parsl_config", type=click.Path(exists=True, dir_okay=False), help="Parsl config file defining `config` (for --executor parsl).")
 @click.option("--threads-per-cell", "threads_per_cell", type=int, help="Thread count for each cell's processes.")
+@click.option("--resume", is_flag=True, help="Go on with the sweep in --out with the settings it was started with (its sweep_config.json): finished steps are kept, failed and unfinished cells redone. --config files and options given here replace recorded settings (e.g. a longer walltime).")
+@click.option("--dry-run", "dry_run", is_flag=True, help="Run stand-in steps that write small made-up outputs in seconds, to check the executor, the scheduler settings and the output directory before a real sweep (use another --out than the real sweep's).")
 @click.option("--verbose", is_flag=True, help="Keep the libraries' start-up lines (TensorFlow's absl, oneDNN and CUDA notices) in the step logs.")
 @user_errors
-def sweep_command(config_path, doses, seeds, verbose, **overrides):
+def sweep_command(config_paths, doses, seeds, verbose, resume, dry_run, **overrides):
     """Run a dose sweep: simulate, train both networks, run pty-chi and compare, per (dose, seed).
 
     Cells are skipped when their outputs exist with the same resolved configuration, and a
     cell interrupted mid-way is redone from the step that did not finish. Writes
     sweep_metrics.csv, sweep_report.html (self-contained; links to every cell's
-    compare/report.html), sweep_report.md and sweep_<metric>.png to the output directory.
+    compare/report.html), sweep_report.md and sweep_<metric>.png to the output directory, and
+    sweep_status.json: each cell's status and where it ran (executor, batch job, node, seconds
+    waited in the queue).
     """
-    from .pipelines.sweep import run_sweep
+    from .pipelines.sweep import read_recorded_config, run_sweep
 
     overrides.update(doses=_split_numbers(doses, float), seeds=_split_numbers(seeds, int), verbose=verbose or None)
-    config = _sweep_config(config_path, overrides)
+    if dry_run:
+        overrides["step_runner"] = "stand-in"
+    recorded = None
+    if resume:
+        overrides["output_dir"] = overrides["output_dir"] or "sweep_output"
+        recorded = read_recorded_config(overrides["output_dir"])
+    config = _sweep_config(config_paths, overrides, recorded=recorded)
     results = run_sweep(config, echo=click.echo)
     click.echo(f"report: {Path(config.output_dir) / 'sweep_report.html'} (and sweep_report.md)")
     failed = [r for r in results if r["status"] == "failed"]
     if failed:
-        click.echo(f"error: {len(failed)} of {len(results)} cells failed", err=True)
+        click.echo(f"error: {len(failed)} of {len(results)} cells failed; `ptycho-study sweep --resume --out {config.output_dir}` redoes them", err=True)
         sys.exit(1)
 
 
@@ -345,14 +370,9 @@ def demo_command(config_path, output_dir, verbose):
     import json
 
     from .pipelines.sweep import Cell, run_sweep
-    from .report.writers import (
-        GROUND_TRUTH_TABLE_TITLE,
-        HALF_SET_TABLE_TITLE,
-        format_half_set_table,
-        format_metrics_table,
-        format_scoring_summary,
-        read_metrics_csv,
-    )
+    from .report.summary import format_half_set_table, format_metrics_table, format_scoring_summary
+    from .report.vocabulary import GROUND_TRUTH_TABLE_TITLE, HALF_SET_TABLE_TITLE
+    from .report.writers import read_metrics_csv
 
     config = _sweep_config(config_path, {"output_dir": output_dir, "verbose": verbose or None})
     results = run_sweep(config, echo=click.echo)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from compare_models.errors import MetricError
-from compare_models.imaging import metrics as M
+from compare_models.imaging import frc as F
 from compare_models.imaging.frc_window import (
     leak_corrected,
     unit_phasor,
@@ -19,6 +19,7 @@ from compare_models.imaging.frc_window import (
     window_resolution_rings,
 )
 from compare_models.imaging.halfsets import half_set_frc
+from compare_models.imaging.metrics import compute_metrics
 from compare_models.imaging.region import scan_hull
 
 SIZE = 128
@@ -55,7 +56,7 @@ def test_halves_without_information_above_a_frequency_never_cross_above_it(edge,
     at any noise level."""
     mask = _irregular_region()
     first, second = _halves(1 + 0.3 * _band_limited(1, edge), sigma)
-    ring = M.frc_on_region(first, second, mask, cutoff_rule="first")
+    ring = F.frc_on_region(first, second, mask, cutoff_rule="first")
     one_ring = 1 / (min(mask.shape) / 2)
     limit = edge + ring.window_resolution_nyquist + one_ring
     assert ring.window_resolution_nyquist < 0.15
@@ -77,7 +78,7 @@ def test_a_band_limited_image_scored_against_the_truth_stops_at_its_band():
     truth = 1 + 0.1 * truth_field + 2.0 * low
     image = 1 + 2.0 * low + 1e-3 * rng.standard_normal(low.shape)
     mask = _irregular_region(3)
-    ring = M.frc_on_region(image, truth, mask)
+    ring = F.frc_on_region(image, truth, mask)
     one_ring = 1 / (min(mask.shape) / 2)
     assert ring.cutoffs["0.5"]["fraction_nyquist"] <= 0.3 + ring.window_resolution_nyquist + one_ring
 
@@ -89,7 +90,7 @@ def test_correlation_that_is_there_is_kept(sigma):
     mask = _irregular_region()
     signal = 1 + 0.3 * np.random.default_rng(7).standard_normal((SIZE, SIZE))
     first, second = _halves(signal, sigma)
-    ring = M.frc_on_region(first, second, mask, cutoff_rule="first")
+    ring = F.frc_on_region(first, second, mask, cutoff_rule="first")
     expected = 0.09 / (0.09 + sigma**2)
     rings = np.arange(4, len(ring.curve) - 1)
     spread = (1 - expected**2) / np.sqrt(ring.independent_fraction * ring.n_pixels[rings])
@@ -104,13 +105,13 @@ def test_images_that_differ_by_little_keep_a_correlation_near_one():
     smooth = _band_limited(8, 0.5)
     first = 1 + 0.3 * smooth
     second = first + 1e-6 * rng.standard_normal(first.shape)
-    ring = M.frc_on_region(first, second, _irregular_region(), cutoff_rule="first")
+    ring = F.frc_on_region(first, second, _irregular_region(), cutoff_rule="first")
     assert ring.curve[1:30].min() > 0.999
 
 
 def test_window_resolution_and_leak_are_checked_and_recorded():
     mask = _irregular_region()
-    window = M.frc_window(mask)
+    window = F.frc_window(mask)
     rho = window_resolution_rings(window)
     assert rho == pytest.approx(window_resolution_rings(window, 0.01))
     assert window_resolution_rings(window, 0.001) > rho > window_resolution_rings(window, 0.1)
@@ -118,7 +119,7 @@ def test_window_resolution_and_leak_are_checked_and_recorded():
         window_resolution_rings(window, 1.0)
     with pytest.raises(MetricError, match="shape"):
         window_leak(window, np.ones((4, 4)), window, window, window.astype(int), 5, np.ones(5))
-    ring = M.frc_on_region(*_halves(1 + 0.3 * _band_limited(1, 0.2), 1e-2), mask, cutoff_rule="first")
+    ring = F.frc_on_region(*_halves(1 + 0.3 * _band_limited(1, 0.2), 1e-2), mask, cutoff_rule="first")
     record = ring.to_dict()
     assert record["window_resolution_nyquist"] == pytest.approx(rho / (min(mask.shape) / 2))
     assert len(record["window_leak"]) == len(record["curve"])
@@ -191,7 +192,7 @@ def test_phase_against_the_truth_is_not_fooled_by_wrapping():
     region = np.zeros(truth.shape, bool)
     region[8:-8, 8:-8] = True
     noise = (0.1, 0.3, 1.0)
-    scores = [M.compute_metrics(_phase_noisy(truth, sigma, 4), truth, region)["phase"]["frc50"] for sigma in noise]
+    scores = [compute_metrics(_phase_noisy(truth, sigma, 4), truth, region)["phase"]["frc50"] for sigma in noise]
     assert scores[0] < 0.8
     assert scores[2] < scores[1] < scores[0], scores
 
@@ -224,6 +225,6 @@ def test_holes_that_a_coverage_fraction_hides_are_found_and_cost_the_window_its_
     bay[rows.min() : rows.min() + 10, cols.min() : cols.max() + 1] = False
     assert region_holes(bay)["count"] == 0
     signal = 1 + 0.3 * _band_limited(1, 0.2)
-    plain = M.frc_on_region(*_halves(signal, 1e-2), hull, cutoff_rule="first")
-    sieve = M.frc_on_region(*_halves(signal, 1e-2), holey, cutoff_rule="first")
+    plain = F.frc_on_region(*_halves(signal, 1e-2), hull, cutoff_rule="first")
+    sieve = F.frc_on_region(*_halves(signal, 1e-2), holey, cutoff_rule="first")
     assert sieve.window_resolution_nyquist > 2 * plain.window_resolution_nyquist

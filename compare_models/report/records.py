@@ -1,0 +1,282 @@
+"""Typed records of one comparison: each arm's images, and each arm's scores.
+
+The compare pipeline makes them (:mod:`compare_models.pipelines.compare`); the document
+builders (:mod:`compare_models.report.documents`) and the printed summary
+(:mod:`compare_models.report.summary`) read them; nothing else passes a comparison around.
+
+* :class:`HalfImages`: an arm's two half-set images.
+* :class:`ArmImage`: an arm's image on the ground-truth grid, before registration.
+* :class:`ArmScore`: an arm against the ground truth (or, without one, its timings only).
+* :class:`TruthScoring`: every arm against the ground truth, on one region.
+* :class:`HalfSetScore`: an arm's half 2 against its half 1.
+* :class:`HalfSetScoring`: every arm's half sets, on one region, and the arms left out.
+* :class:`Comparison`: all of the above for one run.
+
+Every record carries ``failure`` (None, or why that arm could not be scored) so that an arm
+that cannot be scored can be recorded beside the others.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..imaging.scoring import ImageScore
+from .vocabulary import MODEL_NAMES
+
+__all__ = [
+    "HalfImages",
+    "ArmImage",
+    "ArmScore",
+    "TruthScoring",
+    "HalfSetScore",
+    "HalfSetScoring",
+    "Comparison",
+    "registration_record",
+]
+
+
+@dataclass(frozen=True, eq=False)
+class HalfImages:
+    """An arm's two half-set images on the comparison's grid.
+
+    Attributes
+    ----------
+    images : tuple of two ndarray (H, W) complex64
+    valid : tuple of two ndarray (H, W) bool
+        Where each half image holds data.
+    positions_xy : tuple of two ndarray (n_k, 2) or None
+        The positions each half was made from (object pixels), for coverage hints.
+    split : dict
+        How the halves were chosen (:meth:`HalfSplit.to_dict`, plus where it came from).
+    how : str
+        How the images were made, in words.
+    timings_s : dict
+        Stage -> seconds.
+    details : dict
+        Provenance (paths, algorithms, stitching crop ...).
+    """
+
+    images: tuple
+    valid: tuple
+    positions_xy: tuple | None
+    split: dict
+    how: str
+    timings_s: dict = field(default_factory=dict)
+    details: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True, eq=False)
+class ArmImage:
+    """One arm's object image on the ground-truth grid, before registration.
+
+    Attributes
+    ----------
+    key : {"pinn", "baseline", "ptychi"}
+    image : ndarray (H, W) complex64
+    valid : ndarray (H, W) bool
+        Where the arm has data.
+    timings_s : dict
+        Stage -> seconds.
+    details : dict
+        Provenance: bundle metadata, reconstruction metadata, counts.
+    halves : HalfImages or None
+        The two half-set images (None: no half-set FRC).
+    """
+
+    key: str
+    image: np.ndarray
+    valid: np.ndarray
+    timings_s: dict
+    details: dict
+    halves: HalfImages | None = None
+
+    @property
+    def name(self) -> str:
+        return MODEL_NAMES[self.key]
+
+
+def registration_record(score: ImageScore) -> dict:
+    """The registration applied to a scored image, JSON-ready: the shift and the gauge
+    (:meth:`RegistrationResult.to_dict`), and the shift estimate where one was made."""
+    record = score.registration.to_dict()
+    if score.shift is not None:
+        record["shift"] = score.shift.to_dict()
+    return record
+
+
+@dataclass(frozen=True, eq=False)
+class ArmScore:
+    """One arm against the ground truth.
+
+    Attributes
+    ----------
+    name : str
+        The arm's name (:data:`MODEL_NAMES`).
+    image : ndarray (H, W) complex
+        The image as scored: registered onto the truth, or as stitched without ground truth.
+    computation_time_s, compile_time_s : float or None
+        What a user waits for per image (no one-off compilation), and the compilation.
+    notes : dict
+        What metrics.json says besides the numbers (``model_format``, ``initialisation``).
+    score : ImageScore or None
+        Registration and metrics; None without ground truth.
+    failure : str or None
+        Why the arm could not be scored; None when it was (or when nothing was to be scored).
+    """
+
+    name: str
+    image: np.ndarray
+    computation_time_s: float | None
+    compile_time_s: float | None
+    notes: dict
+    score: ImageScore | None = None
+    failure: str | None = None
+
+    @property
+    def metrics(self) -> dict | None:
+        """:func:`compare_models.imaging.metrics.compute_metrics` of the arm, or None."""
+        return None if self.score is None else self.score.measures
+
+    @property
+    def registration(self) -> dict | None:
+        """:func:`registration_record` of the arm, or None."""
+        return None if self.score is None else registration_record(self.score)
+
+
+@dataclass(frozen=True, eq=False)
+class TruthScoring:
+    """Every arm against the ground truth, on one region (or, without ground truth, the
+    region the figures show).
+
+    Attributes
+    ----------
+    object_shape : tuple (H, W)
+    region : ndarray (H, W) bool
+        The scored region; without ground truth the displayed one.
+    region_info : dict or None
+        :meth:`ScoredRegion.to_dict`; None without ground truth.
+    hull : ndarray (H, W) bool or None
+        The scan's hull (None without ground truth).
+    rules : dict
+        The scoring rules in words and numbers (metrics.json ``scoring``).
+    arms : dict of str to ArmScore
+        In the order of the arms.
+    """
+
+    object_shape: tuple
+    region: np.ndarray
+    region_info: dict | None
+    hull: np.ndarray | None
+    rules: dict
+    arms: dict
+
+    @property
+    def region_pixels(self) -> int:
+        return int(np.count_nonzero(self.region))
+
+    @property
+    def aligned(self) -> dict:
+        """Arm name -> the image as scored."""
+        return {name: arm.image for name, arm in self.arms.items()}
+
+
+@dataclass(frozen=True, eq=False)
+class HalfSetScore:
+    """One arm's half 2 registered onto its half 1 and correlated.
+
+    Attributes
+    ----------
+    name : str
+    half1 : ndarray (H, W) complex
+        The reference half.
+    score : ImageScore
+        Half 2's registration and :func:`compare_models.imaging.halfsets.half_set_frc`.
+    split, how : dict, str
+        How the halves were chosen and made (:class:`HalfImages`).
+    coverage : dict
+        Fractions of the hull that half 1, half 2 and both cover.
+    failure : str or None
+        Why the arm's half sets could not be scored.
+    """
+
+    name: str
+    half1: np.ndarray
+    score: ImageScore
+    split: dict
+    how: str
+    coverage: dict
+    failure: str | None = None
+
+    kind = "half_set"
+
+    @property
+    def amplitude(self) -> dict:
+        return self.score.measures["amplitude"]
+
+    @property
+    def phase(self) -> dict:
+        return self.score.measures["phase"]
+
+    @property
+    def phase_wrap_pixels(self) -> int:
+        return self.score.measures["phase_wrap_pixels"]
+
+    @property
+    def registration(self) -> dict:
+        """:func:`registration_record` of half 2 onto half 1, with the direction."""
+        record = registration_record(self.score)
+        record["direction"] = "half 2 registered onto half 1 (shift, then the gauge of half 2 against half 1)"
+        return record
+
+    @property
+    def aligned(self) -> tuple:
+        """(half 1, half 2 registered onto it)."""
+        return np.asarray(self.half1), self.score.aligned
+
+
+@dataclass(frozen=True, eq=False)
+class HalfSetScoring:
+    """Every arm's half-set FRC on one region.
+
+    Attributes
+    ----------
+    computed : bool
+        Whether any arm has a half-set FRC.
+    region : ndarray (H, W) bool or None
+    region_info : dict or None
+        The region (:meth:`ScoredRegion.to_dict`) with its rule and coverage.
+    arms : dict of str to HalfSetScore
+    not_computed : dict of str to str
+        Arm name -> why it has no half-set FRC (and the fix).
+    """
+
+    computed: bool
+    region: np.ndarray | None = None
+    region_info: dict | None = None
+    arms: dict = field(default_factory=dict)
+    not_computed: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True, eq=False)
+class Comparison:
+    """One run: the arms, their scores against the truth, and their half sets.
+
+    Attributes
+    ----------
+    arms : tuple of ArmImage
+    truth : TruthScoring
+    half_sets : HalfSetScoring or None
+        None with half-set FRC turned off.
+    split : HalfSplit or None
+        How the test scan was split into halves.
+    timings_s : dict
+        Stage -> seconds: the run's and every arm's.
+    """
+
+    arms: tuple
+    truth: TruthScoring
+    half_sets: HalfSetScoring | None
+    split: object = None
+    timings_s: dict = field(default_factory=dict)

@@ -1,0 +1,105 @@
+"""The words a comparison's outputs use: model names, what each number is, table titles.
+
+Everything a reader sees that names or defines a number lives here, so that the CSV, metrics.json,
+the printed summary and report.html say one thing; :mod:`compare_models.imaging` computes the
+numbers and knows none of these words.
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+
+__all__ = [
+    "MODEL_NAMES",
+    "DEFINITIONS",
+    "HALF_SET_DEFINITIONS",
+    "HALF_SET_REGION_RULE",
+    "GROUND_TRUTH_TABLE_TITLE",
+    "HALF_SET_TABLE_TITLE",
+    "HALF_SET_TABLE_ROWS",
+    "FRC_KIND_LABELS",
+]
+
+#: Model names in comparison_metrics.csv, as the existing aggregation scripts expect them.
+MODEL_NAMES = MappingProxyType({"pinn": "PtychoPINN", "baseline": "Baseline", "ptychi": "PtyChi"})
+
+#: What each half-set number is, as metrics.json records it.
+HALF_SET_DEFINITIONS = MappingProxyType(
+    {
+        "halfset_frc1over7": (
+            "half-set FRC (two reconstructions from disjoint halves of the scan, no ground truth) "
+            "falls below 1/7 (van Heel & Schatz 2005): the resolution, fraction of Nyquist"
+        ),
+        "halfset_frc_halfbit": (
+            "half-set FRC falls below the 1/2-bit information curve (van Heel & Schatz 2005), "
+            "fraction of Nyquist"
+        ),
+        "halfset_frc_1bit": (
+            "half-set FRC falls below the 1-bit information curve (van Heel & Schatz 2005), "
+            "fraction of Nyquist"
+        ),
+    }
+)
+
+#: What each number in a comparison is, as metrics.json records it.
+DEFINITIONS = MappingProxyType(
+    {
+        "mae": "mean |test - truth| over the scored region (units of the component; phase in rad)",
+        "mse": "mean (test - truth)^2 over the scored region",
+        "psnr": "10 log10(data_range^2 / mse), dB; data_range: the truth's max - min over the scored region",
+        "ssim": (
+            "SSIM (Wang et al. 2004): 11-tap Gaussian window, sigma 1.5, K1 0.01, K2 0.03, "
+            "L = data_range, mean over windows centred in the scored region"
+        ),
+        "ms_ssim": (
+            "MS-SSIM (Wang, Simoncelli & Bovik 2003): 5 scales, weights 0.0448, 0.2856, 0.3001, "
+            "0.2363, 0.1333, 2x2 mean and decimation between scales, L = data_range; no blur "
+            "first unless ms_ssim_sigma is given (then both images, amplitude and phase alike); "
+            "ms_ssim_scales gives the scales used (fewer, with renormalised weights, only when "
+            "the region's box is under 161 px a side)"
+        ),
+        "ms_ssim_scales": "number of MS-SSIM scales behind ms_ssim",
+        "frc50": (
+            "FRC against ground truth, 0.5 threshold (Rosenthal & Henderson 2003): the "
+            "resolution, as a fraction of Nyquist (half-period resolution = pixel size / value)"
+        ),
+        "frc1over7": (
+            "legacy: where FRC against ground truth falls below 1/7, kept for existing "
+            "aggregation scripts; NOT a resolution (1/7 is a half-set threshold)"
+        ),
+        "data_range": "the truth's max - min over the scored region (amplitude; phase in rad)",
+    }
+)
+
+
+#: The half-set region, in words, as metrics.json records it.
+HALF_SET_REGION_RULE = (
+    "pixels whose centre lies in the convex hull of the scan positions (all of them) where both "
+    "half images of every arm have data (valid mask and a non-zero value), eroded (chessboard "
+    "distance, the grid's border counting as outside) by ceil(largest half-to-half shift) + "
+    "margin pixels"
+)
+
+#: Titles of the two printed tables, so that neither kind of number is read as the other.
+GROUND_TRUTH_TABLE_TITLE = (
+    "against ground truth (frc50: FRC against the truth at 0.5, Rosenthal & Henderson 2003):"
+)
+HALF_SET_TABLE_TITLE = (
+    "half-set FRC (two images of each arm from disjoint halves of the scan, no ground truth "
+    "needed; 1/7, 1/2-bit and 1-bit thresholds, van Heel & Schatz 2005), fraction of Nyquist:"
+)
+
+#: Half-set rows of the printed table, with the label each carries.
+HALF_SET_TABLE_ROWS = (
+    ("halfset_frc1over7", "1/7"),
+    ("halfset_frc_halfbit", "1/2-bit"),
+    ("halfset_frc_1bit", "1-bit"),
+)
+
+#: What each FRC kind is, for figure labels.
+FRC_KIND_LABELS = MappingProxyType(
+    {
+        "ground_truth": "FRC against ground truth",
+        "half_set": "half-set FRC (two disjoint halves, no ground truth)",
+    }
+)
