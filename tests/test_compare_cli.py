@@ -348,13 +348,14 @@ def test_halves_that_leave_gaps_fail_with_the_crop_that_would_do(tiny_study, tmp
     """A crop of 4 px covers the tiny scan (step 3) but not its halves (their positions lie up to
     3.6 px from a pixel of the hull). With --half-sets the error names --stitch-crop-size and a
     denser scan; by default, with ground truth, the run completes, names the arm and the fix,
-    and writes no half-set rows for it."""
+    and writes no half-set rows for it. The crop named is 6: a crop of 5 covers 90 % of the hull
+    but leaves holes inside it, which the guard refuses too."""
     out = tmp_path / "out"
     args = ["--baseline_dir", tiny_study["baseline"], "--test_data", tiny_study["test"],
             "--stitch-crop-size", "4", "--skip-registration"]
     result = _invoke([*args, "--output_dir", out, "--half-sets"])
     _assert_clean_failure(result, out, "half-set FRC: both halves of Baseline cover only")
-    assert "--stitch-crop-size 5 or more; now 4" in result.output and "denser scan" in result.output
+    assert "--stitch-crop-size 6 or more; now 4" in result.output and "denser scan" in result.output
     default = tmp_path / "default"
     result = _invoke([*args, "--output_dir", default])
     assert result.exit_code == 0, result.output
@@ -362,7 +363,7 @@ def test_halves_that_leave_gaps_fail_with_the_crop_that_would_do(tiny_study, tmp
     assert not [r for r in rows if r["metric"].startswith("halfset_frc")]
     assert any(r["metric"] == "frc50" for r in rows)
     reason = json.loads((default / "metrics.json").read_text())["half_sets"]["not_computed"]["Baseline"]
-    assert "cover only" in reason and "--stitch-crop-size 5 or more" in reason
+    assert "cover only" in reason and "--stitch-crop-size 6 or more" in reason
 
 
 def test_existing_output_needs_overwrite(full_run, tiny_study):

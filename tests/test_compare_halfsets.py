@@ -229,6 +229,36 @@ def test_coverage_below_the_minimum_names_the_crop_that_would_do():
         evaluate_half_sets([ptychi], positions, shape, _config())
 
 
+def test_halves_that_cover_enough_but_leave_holes_are_caught_with_the_crop_that_would_do():
+    """A crop of 5 on a 4-px checkerboard split covers 74 % of the hull, enough for a 70 %
+    minimum, as a lattice of 225 holes: the FRC window would fall to zero around each (its
+    resolution widens from 0.13 to 0.34 of Nyquist for such a sieve). The guard catches holes,
+    not only a fraction, and names the smallest crop that covers without them."""
+    obj = _object()
+    positions = _positions()
+    split = split_half_sets(positions)
+    halves = [positions[k] for k in split.halves]
+    from compare_models.imaging.coverage import region_holes
+    from compare_models.imaging.region import scanned_region
+
+    shape = obj.shape
+    valid = [scanned_region(h, 16, shape, crop=5) for h in halves]
+    hull = scan_hull(positions, shape)
+    both = hull & valid[0] & valid[1]
+    assert both.sum() / hull.sum() > 0.7 and region_holes(both)["count"] > 100
+    arm = _synthetic_arm("pinn", obj, obj, valid[0], valid[1], positions=tuple(halves), crop=5)
+    config = _config(min_half_set_coverage=0.7)
+    with pytest.raises(MetricError) as info:
+        evaluate_half_sets([arm], positions, shape, config)
+    message = str(info.value)
+    assert "leave 225 holes" in message and "window would fall to zero" in message
+    assert "--stitch-crop-size 7 or more; now 5" in message
+    # Without holes the same fraction passes.
+    full = np.ones(shape, bool)
+    result = evaluate_half_sets([_synthetic_arm("pinn", obj, obj.copy(), full, full)], positions, shape, config)
+    assert result.computed and result.arms["PtychoPINN"].coverage["holes"]["count"] == 0
+
+
 def test_with_ground_truth_a_short_arm_is_named_and_the_others_are_scored(caplog):
     """Not required (the default with ground truth): the arm whose halves leave gaps gets no
     half-set FRC, with the coverage message as a warning and in not_computed; an arm that covers

@@ -344,7 +344,9 @@ def test_frc_of_a_blurred_image_on_an_irregular_region_falls_at_high_frequency()
     metrics = M.compute_metrics(blurred, truth, region)
     for component in ("amplitude", "phase"):
         curve = np.array(metrics[component]["frc"]["curve"])
-        assert np.abs(curve[len(curve) // 2 :]).max() < 0.2, component
+        # About 90 independent samples a ring up there: a spread of 0.1 around 0 (0.21 at most
+        # here once the window's leakage leaves the powers; 0.175 before).
+        assert np.abs(curve[len(curve) // 2 :]).max() < 0.25, component
         assert metrics[component]["frc50"] < 0.4, component
 
 

@@ -25,7 +25,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import MetricError
-from .simple_metrics import as_real_pair
+from .simple_metrics import as_pair
 
 __all__ = [
     "FRCResult",
@@ -101,12 +101,19 @@ class FRCResult:
         ``pixel_size_m / fraction_nyquist``, or None without a pixel size), ``crossed`` and
         ``reached`` (bool: whether the curve ever reached the threshold; if not, ring 1).
     zero_power_rings : tuple of int
-        Rings where one image has no power; their FRC is set to 0.
+        Rings where one image has no power (with a window: none of its own, beyond the
+        window's leakage); their FRC is set to 0.
     pixel_size_m, smoothing_sigma : float or None
     independent_fraction : float
         Fraction of each ring's pixels counted as independent by the 1-bit and 1/2-bit curves.
     cutoff_rule : str
         How the cut-offs were found (:data:`CUTOFF_RULES`).
+    window_leak : ndarray (R,) or None
+        Correlation removed from each ring as the window's leakage (the plain windowed FRC
+        minus ``raw_curve``; :func:`compare_models.imaging.frc_window.leak_corrected`); None
+        without a window.
+    window_resolution_nyquist : float or None
+        The window's resolution as a fraction of Nyquist: a cut-off is uncertain by this much.
     """
 
     curve: np.ndarray
@@ -120,6 +127,8 @@ class FRCResult:
     smoothing_sigma: float | None
     independent_fraction: float = 1.0
     cutoff_rule: str = "after_reaching"
+    window_leak: np.ndarray | None = None
+    window_resolution_nyquist: float | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -134,6 +143,8 @@ class FRCResult:
             "smoothing_sigma": self.smoothing_sigma,
             "independent_fraction": self.independent_fraction,
             "cutoff_rule": self.cutoff_rule,
+            "window_leak": None if self.window_leak is None else self.window_leak.tolist(),
+            "window_resolution_nyquist": self.window_resolution_nyquist,
         }
 
 
@@ -191,14 +202,16 @@ def _cutoff(curve, threshold, n_rings_nyquist, pixel_size_m, rule="after_reachin
 
 
 def frc(
-    a, b, *, pixel_size_m=None, smoothing_sigma=None, independent_fraction: float = 1.0, cutoff_rule: str = "after_reaching"
+    a, b, *, pixel_size_m=None, smoothing_sigma=None, independent_fraction: float = 1.0, cutoff_rule: str = "after_reaching",
+    window=None,
 ) -> FRCResult:
-    """Fourier ring correlation between two real images, with resolution cut-offs.
+    """Fourier ring correlation between two images, with resolution cut-offs.
 
     Parameters
     ----------
-    a, b : ndarray (H, W) real
-        Images on one pixel grid (typically the aligned reconstruction and the ground truth).
+    a, b : ndarray (H, W) real or complex
+        Images on one pixel grid (typically the aligned reconstruction and the ground truth);
+        complex for the unit phasors of a phase FRC.
     pixel_size_m : float, optional
         Object pixel size in metres, for half-period resolutions.
     smoothing_sigma : float, optional
@@ -211,6 +224,9 @@ def frc(
         How a cut-off is found (:data:`CUTOFF_RULES`): against ground truth the first fall
         after the curve reached the threshold (default), between half sets the first ring
         below it.
+    window : ndarray (H, W) real, optional
+        The window both images were multiplied by: the power it can carry into each ring from
+        far frequencies is removed (:func:`compare_models.imaging.frc_window.leak_corrected`).
 
     Returns
     -------
@@ -230,7 +246,7 @@ def frc(
     ----------
     .. [1] van Heel and Schatz, J. Struct. Biol. 151, 250 (2005).
     """
-    a, b = as_real_pair(a, b)
+    a, b = as_pair(a, b)
     if pixel_size_m is not None and not (math.isfinite(pixel_size_m) and pixel_size_m > 0):
         raise MetricError(f"pixel_size_m must be a positive number, got {pixel_size_m!r}")
     if smoothing_sigma is not None and not (smoothing_sigma >= 0):
@@ -252,12 +268,24 @@ def frc(
     power_a = np.bincount(rings, (np.abs(fa) ** 2).ravel()[keep], minlength=n_rings)
     power_b = np.bincount(rings, (np.abs(fb) ** 2).ravel()[keep], minlength=n_rings)
     n_pixels = np.bincount(rings, minlength=n_rings)
+    leak = plain = None
+    if window is not None:
+        from .frc_window import leak_corrected, window_leak
+
+        difference = np.abs(fa - fb) ** 2
+        leak = window_leak(
+            window, np.abs(fa) ** 2, np.abs(fb) ** 2, difference, np.rint(np.hypot(ky, kx) * length).astype(np.int64),
+            n_rings, independent_fraction * n_pixels,
+        )
+        plain = cross / np.sqrt(np.maximum(power_a * power_b, np.finfo(float).tiny))
+        power_difference = np.bincount(rings, difference.ravel()[keep], minlength=n_rings)
+        cross, power_a, power_b = leak_corrected(power_a, power_b, power_difference, leak)
     denominator = np.sqrt(power_a * power_b)
     scale = max(power_a.max(), power_b.max())
     zero = (power_a <= 1e-24 * scale) | (power_b <= 1e-24 * scale) | (n_pixels == 0)
     if zero[1:].all():
         raise MetricError("FRC undefined: one image has no power at any non-zero frequency")
-    raw = np.where(zero, 0.0, cross / np.where(zero, 1.0, denominator))
+    raw = np.where(zero, 0.0, np.clip(cross / np.where(zero, 1.0, denominator), -1.0, 1.0))
     curve = raw
     if smoothing_sigma:
         curve = ndimage.gaussian_filter1d(raw, float(smoothing_sigma), mode="nearest")
@@ -282,6 +310,8 @@ def frc(
         smoothing_sigma=None if smoothing_sigma is None else float(smoothing_sigma),
         independent_fraction=float(independent_fraction),
         cutoff_rule=cutoff_rule,
+        window_leak=None if leak is None else plain - raw,
+        window_resolution_nyquist=None if leak is None else float(min(leak.resolution_rings / nyquist_rings, 1.0)),
     )
 
 
@@ -323,7 +353,7 @@ def frc_on_region(a, b, mask, *, pixel_size_m=None, smoothing_sigma=None, cutoff
 
     Parameters
     ----------
-    a, b : ndarray (h, w) real
+    a, b : ndarray (h, w) real or complex
         The two images on the region's bounding box (values outside ``mask`` are ignored).
     mask : ndarray (h, w) bool
         The region.
@@ -339,9 +369,12 @@ def frc_on_region(a, b, mask, *, pixel_size_m=None, smoothing_sigma=None, cutoff
     Each image minus its own window-weighted mean, times one raised-cosine window that falls
     to 0 at the region's edge (:func:`frc_window`): a hard mask edge is shared by both images
     and would correlate them at every frequency. The 1-bit and 1/2-bit curves count each
-    ring's independent samples under that window (:func:`window_independent_fraction`).
+    ring's independent samples under that window (:func:`window_independent_fraction`). The
+    window makes no correlation of its own: a ring's correlation counts only as far as what the
+    window can carry into it from beyond its resolution cannot explain it
+    (:func:`compare_models.imaging.frc_window.leak_corrected`).
     """
-    a, b = as_real_pair(a, b)
+    a, b = as_pair(a, b)
     mask = np.asarray(mask, dtype=bool)
     if mask.shape != a.shape:
         raise MetricError(f"mask has shape {mask.shape}, expected {a.shape}")
@@ -355,6 +388,7 @@ def frc_on_region(a, b, mask, *, pixel_size_m=None, smoothing_sigma=None, cutoff
         smoothing_sigma=smoothing_sigma,
         independent_fraction=window_independent_fraction(window),
         cutoff_rule=cutoff_rule,
+        window=window,
     )
 
 
@@ -393,6 +427,7 @@ def frc_half_set(ring: FRCResult) -> dict:
         "zero_power_rings": list(ring.zero_power_rings),
         "pixel_size_m": ring.pixel_size_m,
         "smoothing_sigma": ring.smoothing_sigma,
+        "window_resolution_nyquist": ring.window_resolution_nyquist,
     }
 
 
@@ -419,4 +454,5 @@ def frc_against_truth(ring: FRCResult) -> dict:
         "zero_power_rings": list(ring.zero_power_rings),
         "pixel_size_m": ring.pixel_size_m,
         "smoothing_sigma": ring.smoothing_sigma,
+        "window_resolution_nyquist": ring.window_resolution_nyquist,
     }

@@ -22,8 +22,9 @@ from .ssim import SSIM_TAPS, ms_ssim, ssim
 __all__ = ["compute_metrics"]
 
 
-def _component_metrics(test, truth, mask, data_range_, *, smooth_sigma, frc_sigma, pixel_size_m):
-    """All metrics of one real component on the region's bounding box."""
+def _component_metrics(test, truth, mask, data_range_, *, smooth_sigma, frc_sigma, pixel_size_m, frc_images=None):
+    """All metrics of one real component on the region's bounding box; the FRC on
+    ``frc_images`` when given (the unit phasors of a phase)."""
     fill = float(truth[mask].mean())
     test_f = np.where(mask, test, fill)
     truth_f = np.where(mask, truth, fill)
@@ -47,7 +48,8 @@ def _component_metrics(test, truth, mask, data_range_, *, smooth_sigma, frc_sigm
     )
     # FRC: each image minus its own (window-weighted) mean, times one smooth window that
     # falls to 0 at the region's edge (frc_on_region, shared with the half-set FRC).
-    ring = frc_on_region(test, truth, mask, pixel_size_m=pixel_size_m, smoothing_sigma=frc_sigma)
+    frc_test, frc_truth = (test, truth) if frc_images is None else frc_images
+    ring = frc_on_region(frc_test, frc_truth, mask, pixel_size_m=pixel_size_m, smoothing_sigma=frc_sigma)
     out["frc50"] = ring.cutoffs[FRC_AGAINST_TRUTH_THRESHOLD]["fraction_nyquist"]
     out["frc1over7"] = ring.cutoffs["1/7"]["fraction_nyquist"]
     out["frc"] = frc_against_truth(ring)
@@ -114,7 +116,8 @@ def compute_metrics(
     the region adds no correlation of its own. The phase of the reconstruction is taken as
     ``angle(truth) + angle(aligned * conj(truth))``, so that phase differences are wrapped
     differences and no 2 pi jump appears where the truth's phase crosses +-pi; FRC of the
-    phase is computed on these phase images. One data-range rule serves both components, so
+    phase is computed on their unit phasors ``exp(i phase)``, which have no wrap
+    discontinuities (:func:`compare_models.imaging.frc_window.unit_phasor`). One data-range rule serves both components, so
     the same fraction-of-range error scores the same PSNR in amplitude and in phase.
     """
     aligned = np.asarray(aligned)
@@ -162,7 +165,11 @@ def compute_metrics(
             ranges[name] = (check_data_range(given), "explicit")
     common = dict(frc_sigma=frc_sigma, pixel_size_m=pixel_size_m, smooth_sigma=ms_ssim_sigma)
     amplitude = _component_metrics(amp_r, amp_t, mask, ranges["amplitude"][0], **common)
-    phase = _component_metrics(phase_r, phase_t, mask, ranges["phase"][0], **common)
+    from .frc_window import unit_phasor
+
+    phase = _component_metrics(
+        phase_r, phase_t, mask, ranges["phase"][0], frc_images=(unit_phasor(phase_r), unit_phasor(phase_t)), **common
+    )
     for part, name in ((amplitude, "amplitude"), (phase, "phase")):
         part.update(data_range=ranges[name][0], data_range_source=ranges[name][1])
     return {

@@ -14,23 +14,30 @@ import numpy as np
 
 from ..errors import MetricError
 
-__all__ = ["as_real_pair", "check_data_range", "mae", "mse", "psnr", "data_range"]
+__all__ = ["as_pair", "as_real_pair", "check_data_range", "mae", "mse", "psnr", "data_range"]
 
 
 def as_real_pair(a, b, name="images"):
     """Two finite, non-empty real 2-D arrays of one shape, as float64; a MetricError otherwise."""
+    if np.iscomplexobj(a) or np.iscomplexobj(b):
+        raise MetricError(f"{name} must be real (pass the amplitude or the phase)")
+    return as_pair(a, b, name)
+
+
+def as_pair(a, b, name="images"):
+    """Two finite, non-empty 2-D arrays of one shape: float64, or complex128 when either is
+    complex (the unit phasors of a phase FRC); a MetricError otherwise."""
     a = np.asarray(a)
     b = np.asarray(b)
     if a.ndim != 2 or a.shape != b.shape:
         raise MetricError(f"{name} must be two 2-D arrays of one shape, got {a.shape}, {b.shape}")
-    if np.iscomplexobj(a) or np.iscomplexobj(b):
-        raise MetricError(f"{name} must be real (pass the amplitude or the phase)")
     if a.size == 0:
         raise MetricError(f"{name} are empty")
     for label, arr in (("first", a), ("second", b)):
         if not np.isfinite(arr).all():
             raise MetricError(f"the {label} of the {name} has NaN or infinite values")
-    return a.astype(np.float64), b.astype(np.float64)
+    dtype = np.complex128 if np.iscomplexobj(a) or np.iscomplexobj(b) else np.float64
+    return a.astype(dtype), b.astype(dtype)
 
 
 def check_data_range(data_range):

@@ -37,6 +37,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import BundleError
+from .finite_weights import check_finite_weights
 from .interface import describe_basics
 
 __all__ = [
@@ -390,7 +391,8 @@ def load_bundle(path) -> Bundle:
     ------
     BundleError
         If the directory or a file is missing, ``bundle.json`` is not valid, the kind is
-        unknown, the model cannot be loaded in Keras safe mode, or the parts disagree (N).
+        unknown, the model cannot be loaded in Keras safe mode, a weight is not finite (the
+        message names the layer and the weight), or the parts disagree (N).
     """
     import keras
 
@@ -440,6 +442,7 @@ def load_bundle(path) -> Bundle:
             f"{model_path}: cannot be loaded as a Keras model in safe mode "
             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
         ) from exc
+    check_finite_weights(model, str(model_path))
     input_shape = model.inputs[0].shape
     expected = (patch_size, patch_size, gridsize * gridsize if kind == "pinn" else 1)
     if tuple(input_shape[1:]) != expected:

@@ -330,13 +330,13 @@ def evaluate_half_sets(
 
 
 def _half_set_score(arm, score, coverage) -> HalfSetScore:
-    """An arm's half-set record (and a warning where the phase of half 1 wraps)."""
+    """An arm's half-set record. Where the phase of half 1 wraps, the phase FRC is unharmed:
+    it correlates the unit phasors exp(i phase), which have no jumps."""
     wraps = score.measures["phase_wrap_pixels"]
     if wraps:
-        log.warning(
-            "%s: the phase of half 1 wraps (2 pi jumps next to %d pixels of the half-set region); "
-            "both halves share the jumps, which inflates the phase FRC at high frequencies",
-            arm.name, wraps,
+        log.info(
+            "%s: the phase of half 1 wraps next to %d pixels of the half-set region (the phase FRC "
+            "correlates exp(i phase), which does not jump there)", arm.name, wraps,
         )
     return HalfSetScore(
         name=arm.name, half1=arm.halves.images[0], score=score, split=arm.halves.split,
@@ -345,8 +345,11 @@ def _half_set_score(arm, score, coverage) -> HalfSetScore:
 
 
 def _half_masks(arms, hull) -> tuple[dict, dict]:
-    """Each arm's two half masks (valid and non-zero), and the fractions of the hull that
-    half 1, half 2 and both cover."""
+    """Each arm's two half masks (valid and non-zero), the fractions of the hull that half 1,
+    half 2 and both cover, and the holes both leave inside it
+    (:func:`compare_models.imaging.coverage.region_holes`)."""
+    from ..imaging.coverage import region_holes
+
     hull_pixels = int(hull.sum())
     masks, coverage = {}, {}
     for arm in arms:
@@ -357,16 +360,19 @@ def _half_masks(arms, hull) -> tuple[dict, dict]:
             "half1": float((hull & halves[0]).sum() / hull_pixels),
             "half2": float((hull & halves[1]).sum() / hull_pixels),
             "both": float(both.sum() / hull_pixels),
+            "holes": region_holes(both),
         }
     return masks, coverage
 
 
 def _drop_short(arms, coverage, hull, config, required: bool, not_computed: dict) -> list:
-    """The arms whose halves both cover enough of the hull. For the others: an error when the
-    half-set FRC is ``required``, else a warning and the reason in ``not_computed``."""
+    """The arms whose halves both cover enough of the hull, without holes. For the others: an
+    error when the half-set FRC is ``required``, else a warning and the reason in
+    ``not_computed``."""
     kept = []
     for arm in arms:
-        if coverage[arm.name]["both"] >= config.min_half_set_coverage:
+        enough = coverage[arm.name]["both"] >= config.min_half_set_coverage
+        if enough and not coverage[arm.name]["holes"]["count"]:
             kept.append(arm)
             continue
         message = _coverage_message(arm, coverage[arm.name], hull, config)
@@ -447,6 +453,13 @@ def _coverage_message(arm, coverage, hull, config) -> str:
         f"scan's hull (half 1 {100 * coverage['half1']:.1f} %, half 2 {100 * coverage['half2']:.1f} %; "
         f"at least {100 * config.min_half_set_coverage:.0f} % needed, --min-half-set-coverage)"
     )
+    holes = coverage.get("holes") or {"count": 0}
+    if coverage["both"] >= config.min_half_set_coverage and holes["count"]:
+        head = (
+            f"half-set FRC: both halves of {arm.name} cover {100 * coverage['both']:.1f} % of the scan's "
+            f"hull but leave {holes['count']} holes inside it ({holes['pixels']} px, the largest "
+            f"{holes['largest_pixels']} px), and the FRC window would fall to zero around each"
+        )
     if arm.key == "ptychi":
         return (
             f"{head}: the pty-chi half reconstructions do not cover the scan; reconstruct both halves "
@@ -471,8 +484,10 @@ def _coverage_message(arm, coverage, hull, config) -> str:
 
 def _crop_that_covers(positions, patch_size, hull, crop, fraction):
     """The smallest stitching crop, above ``crop`` and up to N, whose windows at both halves'
-    positions cover ``fraction`` of the hull (:func:`compare_models.imaging.region.scanned_region`,
-    the stitcher's footprint); None if there is none."""
+    positions cover ``fraction`` of the hull without holes
+    (:func:`compare_models.imaging.region.scanned_region`, the stitcher's footprint); None if
+    there is none."""
+    from ..imaging.coverage import region_holes
     from ..imaging.region import scanned_region
 
     if not patch_size or crop is None:
@@ -482,6 +497,6 @@ def _crop_that_covers(positions, patch_size, hull, crop, fraction):
         both = hull.copy()
         for half in positions:
             both &= scanned_region(half, patch_size, hull.shape, crop=size)
-        if both.sum() >= fraction * hull_pixels:
+        if both.sum() >= fraction * hull_pixels and not region_holes(both)["count"]:
             return size
     return None
