@@ -98,6 +98,10 @@ class CompareConfig:
     # XLA for the networks (models.inference.JIT_MODES): "auto" compiles and falls back to a
     # plain tf.function, with a warning, for a network XLA cannot compile.
     predict_xla: str = "auto"
+    # The Keras backend of the networks and the device (models.backend; chosen at start-up,
+    # before Keras is imported): None = the machine's default, resolved and recorded by the CLI.
+    backend: str | None = None
+    device: str = "auto"
     overwrite: bool = False
     progress: bool = True
     # Half-set FRC for every arm (compare_halfsets): None (the default) computes it for every
@@ -277,7 +281,7 @@ def _network_arm(key: str, model_path: str, dataset, shape, config: CompareConfi
     # groups and are streamed afterwards (compare_halfsets.network_half_images).
     per_position = model.gridsize == 1
     stitcher = Stitcher(
-        shape, dataset.patch_size, crop=crop, backend="xla", chunk=config.stitch_chunk_size,
+        shape, dataset.patch_size, crop=crop, backend=inference.stitch_backend(), chunk=config.stitch_chunk_size,
         interpolation=config.stitch_interpolation, n_canvases=1 if split is None else 3,
     )
     canvases = 0
