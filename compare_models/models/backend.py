@@ -92,7 +92,10 @@ class BackendChoice:
 
 
 def _installed(name: str) -> bool:
-    return importlib.util.find_spec(name) is not None
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # e.g. sys.modules[name] is None
+        return False
 
 
 def _jax_cuda_installed() -> bool:
