@@ -174,16 +174,25 @@ class Bundle:
 
 
 def _versions() -> dict:
-    import keras
-    import tensorflow as tf
+    """Versions that wrote the bundle: Keras, its backend and framework (without importing a
+    framework Keras does not run on)."""
+    from importlib import metadata
 
-    return {
+    import keras
+
+    backend = keras.backend.backend()
+    versions = {
         "compare_models": __version__,
-        "tensorflow": tf.__version__,
         "keras": keras.__version__,
+        "keras_backend": backend,
         "numpy": np.__version__,
         "python": platform.python_version(),
     }
+    try:
+        versions[backend] = metadata.version(backend)
+    except metadata.PackageNotFoundError:
+        pass
+    return versions
 
 
 def plot_history(history: dict, path) -> Path:
