@@ -61,6 +61,7 @@ when a stitcher of that backend is made.
 from __future__ import annotations
 
 import functools
+from types import MappingProxyType
 
 import numpy as np
 
@@ -81,8 +82,10 @@ WEIGHT_FLOOR = 1e-10
 #: The stitching backends: NumPy (the float64 reference) and one per array library.
 BACKENDS = ("numpy", "tensorflow", "jax", "torch")
 #: Other names accepted for a backend ("xla": the TensorFlow kernel's historical name).
-_ALIASES = {"xla": "tensorflow"}
-_LIBRARY = {"tensorflow": "TensorFlow", "jax": "JAX (pip install 'compare-models[jax]')", "torch": "PyTorch"}
+_ALIASES = MappingProxyType({"xla": "tensorflow"})
+_LIBRARY = MappingProxyType(
+    {"tensorflow": "TensorFlow", "jax": "JAX (pip install 'compare-models[jax]')", "torch": "PyTorch"}
+)
 _INTERPOLATIONS = ("bilinear", "fourier")
 
 
@@ -1004,4 +1007,4 @@ class _TensorFlowOps:
         return array.numpy()
 
 
-_BACKEND_OPS = {"tensorflow": _TensorFlowOps, "jax": _JaxOps, "torch": _TorchOps}
+_BACKEND_OPS = MappingProxyType({"tensorflow": _TensorFlowOps, "jax": _JaxOps, "torch": _TorchOps})

@@ -39,6 +39,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 
 from ..errors import ConfigError
 
@@ -60,12 +61,12 @@ __all__ = [
 KERAS_BACKENDS = ("tensorflow", "jax", "torch")
 DEVICES = ("auto", "cpu", "gpu")
 
-_INSTALL = {
+_INSTALL = MappingProxyType({
     "tensorflow": "pip install 'tensorflow>=2.21,<2.22' (compare-models' own dependency)",
     "jax": "pip install 'compare-models[jax]' for the CPU, or JAX's CUDA build (pip install 'jax[cuda12]') for a GPU",
     "torch": "pip install torch (the CUDA build for a GPU)",
-}
-_FRAMEWORK = {"tensorflow": "TensorFlow", "jax": "JAX", "torch": "PyTorch"}
+})
+_FRAMEWORK = MappingProxyType({"tensorflow": "TensorFlow", "jax": "JAX", "torch": "PyTorch"})
 
 
 class BackendError(ConfigError):
