@@ -13,10 +13,11 @@ process so that each peak is its own:
 2. ``bare`` -- the same two networks' forward passes alone, compiled (JAX: ``jax.jit`` of
    ``stateless_call``; TensorFlow: ``tf.function(jit_compile=True)``; torch: eager under
    ``no_grad``), batch by batch on inputs built and put on the device beforehand, at the same
-   batch size, timed on ``--bare-positions`` positions and scaled to n. Their FLOPs: XLA's own
-   count of the compiled forward pass (``cost_analysis``, JAX), and the convolutions counted
-   from the layers' shapes (2 * H_out * W_out * k * k * C_in * C_out per sample); achieved
-   FLOP/s against the GPU's float32 peak (SMs x max SM clock x 256 FLOP per cycle: Hopper's 128
+   batch size, timed on ``--bare-positions`` positions and scaled to n. Their FLOPs: the
+   convolutions counted from the layers' shapes (2 * H_out * W_out * k * k * C_in * C_out per
+   sample; they are nearly all of the work), and XLA's own count of the compiled forward pass
+   (``cost_analysis``, JAX; on a GPU it leaves out the cuDNN convolutions, so it is kept for
+   the CPU only); achieved FLOP/s against the GPU's float32 peak (SMs x max SM clock x 256 FLOP per cycle: Hopper's 128
    FP32 lanes a SM, one FMA each), TF32 being off.
 
 It prints one table (and ``--json FILE`` keeps every figure):
@@ -332,8 +333,9 @@ def _bench_one(args, backend: str, n: int, patch_size: int) -> dict:
         for flops in ("conv_flops_per_position", "xla_flops_per_position"):
             if flops in bare[key]:
                 row[f"{key}_{flops}"] = bare[key][flops]
-        row[f"{key}_bare_tflops"] = bare[key].get("xla_flops_per_position", bare[key]["conv_flops_per_position"]) \
-            / bare[key]["seconds_per_position"] / 1e12
+        # The convolutions' count: XLA's cost analysis on a GPU leaves out the cuDNN convolutions
+        # it calls (it reported 0.2-1 MFLOP a position there, against 0.6 GFLOP of convolutions).
+        row[f"{key}_bare_tflops"] = bare[key]["conv_flops_per_position"] / bare[key]["seconds_per_position"] / 1e12
     return row
 
 
@@ -349,8 +351,8 @@ def _print_table(rows: list[dict], gpu: dict) -> None:
         stream = r["pinn_stream_s"] + r["baseline_stream_s"]
         compile_s = (r["pinn_compile_s"] or 0) + (r["baseline_compile_s"] or 0)
         gpu_gib = (r["gpu_peak_bytes"] or 0) / 2**30
-        # Achieved FLOP/s of the bare forward passes of both networks together.
-        flops = sum(r.get(f"{k}_xla_flops_per_position", r.get(f"{k}_conv_flops_per_position", 0)) for k in ("pinn", "baseline"))
+        # Achieved FLOP/s of the bare forward passes of both networks together (convolutions).
+        flops = sum(r[f"{k}_conv_flops_per_position"] for k in ("pinn", "baseline"))
         tflops = flops * r["n"] / bare / 1e12
         share = f"{100 * tflops / peak:.1f}%" if peak else ""
         print(f"{r['backend']:<11}{r['n']:>7}{r['patch_size']:>5}{r['batch']:>6}{r['total_s']:>9.2f}{stream:>10.2f}"
