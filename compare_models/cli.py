@@ -92,6 +92,8 @@ def _install_sigterm_handler():
 @click.option("--ptychi-half-sets", "ptychi_half_sets", type=click.Path(), default=None, help="Directory with the pty-chi half-set reconstructions ptychi_half1.npz and ptychi_half2.npz (or a reconstruct output directory with them in half_sets/). Default: half_sets/ beside --ptychi_recon_path when ptycho-study reconstruct --half-sets wrote it.")
 @click.option("--ptychi-half-set-paths", "ptychi_half_set_paths", type=click.Path(), nargs=2, default=None, help="The two pty-chi half-set reconstruction files, half 1 then half 2.")
 @click.option("--min-half-set-coverage", "min_half_set_coverage", type=float, default=0.9, show_default=True, help="Fraction of the scan's hull that both halves of an arm must cover for its half-set FRC; below it that arm gets none (with --half-sets, or without ground truth, the run stops) and the message names the fix (a larger --stitch-crop-size or a denser scan).")
+@click.option("--backend", "backend", type=click.Choice(["tensorflow", "jax", "torch"]), default=None, help="Keras backend that runs the networks and stitches their patches: tensorflow (the default, except:) jax (the default on a machine with an NVIDIA GPU where JAX's CUDA build is installed) or torch. Chosen once at start-up and recorded in provenance.json; YAML key 'backend'.")
+@click.option("--device", "device", type=click.Choice(["auto", "cpu", "gpu"]), default="auto", show_default=True, help="auto: the GPU when the backend sees one; gpu: an error when it sees none; cpu: the GPUs are hidden.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
 @click.option("--quiet/--verbose", "quiet", default=None, help="--quiet: warnings and errors only, no progress bars. --verbose: also the libraries' start-up lines (TensorFlow's absl, oneDNN and CUDA notices), held back by default.")
 @user_errors
@@ -123,9 +125,28 @@ def compare_main(quiet, **options):
     if not options.get("ptychi_half_set_paths"):
         options["ptychi_half_set_paths"] = None
     config = CompareConfig(**options, progress=not quiet, command_line=tuple(sys.argv)).validate()
-    # The networks need TensorFlow (and so does stitching their patches); pty-chi alone does not.
-    _quiet_tensorflow(quiet is False, needed=bool(config.pinn_dir or config.baseline_dir))
+    # The networks need a Keras backend (which stitches their patches too), chosen here once,
+    # before Keras is imported; pty-chi alone needs none.
+    if config.pinn_dir or config.baseline_dir:
+        config = _start_backend(config, verbose=quiet is False)
+    else:
+        _quiet_tensorflow(quiet is False, needed=False)
     run_compare(config, echo=click.echo)
+
+
+def _start_backend(config, *, verbose: bool):
+    """Choose and start the Keras backend of ``config`` (models.backend.start_backend) and
+    return ``config`` with the backend resolved, as provenance records it."""
+    import dataclasses
+    import logging
+
+    from .models.backend import start_backend
+
+    choice = start_backend(config.backend, config.device,
+                           before_import=lambda c: _quiet_tensorflow(verbose, needed=c.name == "tensorflow"))
+    logging.getLogger("compare_models").info("Keras backend: %s (%s), device %s", choice.name, choice.reason,
+                                             choice.device)
+    return dataclasses.replace(config, backend=choice.name)
 
 
 # --------------------------------------------------------------------------------------------
@@ -270,11 +291,12 @@ def convert_command(in_path, out_path, **options):
 def train_command(train_data, out_dir, config_path, progress, verbose, **overrides):
     """Train the PINN or the baseline and write a model bundle."""
     from .config import config_from_file_and_flags
+    from .models.backend import start_backend
     from .models.training import TrainConfig
     from .pipelines.train import describe_training, run_train
 
     config = config_from_file_and_flags(TrainConfig, config_path, "train", overrides)
-    _quiet_tensorflow(verbose)
+    start_backend("tensorflow", before_import=lambda c: _quiet_tensorflow(verbose))  # training runs on TensorFlow
     path, result = run_train(config, train_data, out_dir, progress=progress)
     click.echo(f"bundle: {path}")
     click.echo(_indent(describe_training(result)))

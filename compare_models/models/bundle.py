@@ -160,10 +160,10 @@ class Bundle:
 
     def patches_from_outputs(self, outputs):
         """First output (B, N, N, C, 2) real/imag -> the seed member's (B, N, N) complex64."""
-        import tensorflow as tf
+        from keras import ops
 
         obj = outputs[0] if isinstance(outputs, (list, tuple)) else outputs
-        return tf.complex(obj[:, :, :, 0, 0], obj[:, :, :, 0, 1])
+        return ops.view_as_complex(obj[:, :, :, 0, :])
 
     def describe(self) -> dict:
         """Format, kind, N, gridsize, intensity scale and the decoded ``bundle.json``."""
@@ -175,16 +175,25 @@ class Bundle:
 
 
 def _versions() -> dict:
-    import keras
-    import tensorflow as tf
+    """Versions that wrote the bundle: Keras, its backend and framework (without importing a
+    framework Keras does not run on)."""
+    from importlib import metadata
 
-    return {
+    import keras
+
+    backend = keras.backend.backend()
+    versions = {
         "compare_models": __version__,
-        "tensorflow": tf.__version__,
         "keras": keras.__version__,
+        "keras_backend": backend,
         "numpy": np.__version__,
         "python": platform.python_version(),
     }
+    try:
+        versions[backend] = metadata.version(backend)
+    except metadata.PackageNotFoundError:
+        pass
+    return versions
 
 
 def plot_history(history: dict, path) -> Path:

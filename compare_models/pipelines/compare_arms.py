@@ -129,7 +129,7 @@ class _StreamRun:
         self.chunk = getattr(config, f"{key}_chunk_size")
         self.per_position = model.gridsize == 1
         self.stitcher = Stitcher(
-            shape, dataset.patch_size, crop=self.crop, backend="xla", chunk=config.stitch_chunk_size,
+            shape, dataset.patch_size, crop=self.crop, backend=inference.stitch_backend(), chunk=config.stitch_chunk_size,
             interpolation=config.stitch_interpolation, n_canvases=1 if split is None else 3,
         )
         self.canvases = 0

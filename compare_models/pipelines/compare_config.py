@@ -67,6 +67,10 @@ class CompareConfig:
     # XLA for the networks (models.inference.JIT_MODES): "auto" compiles and falls back to a
     # plain tf.function, with a warning, for a network XLA cannot compile.
     predict_xla: str = "auto"
+    # The Keras backend of the networks and the device (models.backend; chosen at start-up,
+    # before Keras is imported): None = the machine's default, resolved and recorded by the CLI.
+    backend: str | None = None
+    device: str = "auto"
     overwrite: bool = False
     progress: bool = True
     # Half-set FRC for every arm (compare_halfsets): None (the default) computes it for every
