@@ -286,8 +286,8 @@ class PredictStitchStep:
     def __init__(self, model, batch_size: int, stitcher, *, n_targets: int = 1, jit: str = "auto"):
         if jit not in JIT_MODES:
             raise ConfigError(f"jit must be one of {JIT_MODES}, got {jit!r}")
-        if stitcher.backend != "xla":
-            raise ConfigError("predict_and_stitch needs a stitcher with the 'xla' backend")
+        if stitcher.backend != "tensorflow":
+            raise ConfigError("predict_and_stitch needs a stitcher with the 'tensorflow' backend")
         self.model, self.batch_size, self.stitcher = model, int(batch_size), stitcher
         self.n_targets, self.jit_mode = int(n_targets), jit
         self.jit = jit != "off"
@@ -310,18 +310,9 @@ class PredictStitchStep:
         import tensorflow as tf
 
         patches_of = _network_patches(self.model, self.batch_size)
-        kernel = self.stitcher.kernel(self.batch_size, self.n_targets)
+        add = self.stitcher.guarded_kernel(self.batch_size, self.n_targets)
         canvas_spec, input_specs, geometry_specs = self._specs()
         n_inputs = len(input_specs)
-
-        def add(canvas, patches, origins, fractions, targets, gains):
-            valid = tf.reduce_max(gains, axis=1) > 0
-            finite = tf.reduce_all(
-                tf.math.is_finite(tf.math.real(patches)) & tf.math.is_finite(tf.math.imag(patches)), axis=[1, 2]
-            )
-            nonfinite = tf.reduce_sum(tf.cast(valid & ~finite, tf.int32))
-            patches = tf.where((valid & finite)[:, None, None], patches, tf.zeros_like(patches))
-            return kernel(canvas, patches, origins, fractions, targets, gains), nonfinite
 
         if self.jit:
             def fused(canvas, *rest):
