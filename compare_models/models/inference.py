@@ -53,6 +53,8 @@ __all__ = [
     "predict_and_stitch",
     "build_predictor",
     "warm_up",
+    "stitch_backend",
+    "stream_step",
 ]
 
 log = logging.getLogger("compare_models.inference")
@@ -363,6 +365,26 @@ class PredictStitchStep:
         self.stitcher.count_nonfinite(nonfinite)
 
 
+def stitch_backend(model) -> tuple[str, object]:
+    """``(backend, device)`` of the stitcher that ``model``'s streaming step adds into: the
+    ``"torch"`` kernel on the model's device for a PyTorch model, ``"tensorflow"`` (device
+    chosen by TensorFlow) for the Keras models."""
+    if getattr(model, "backend", None) == "torch":
+        return "torch", model.device
+    return "tensorflow", None
+
+
+def stream_step(model, batch_size: int, stitcher, *, n_targets: int = 1, jit: str = "auto"):
+    """The streaming step for ``model``'s backend: :class:`PredictStitchStep` (TensorFlow/XLA)
+    or, for a PyTorch model, :class:`~compare_models.models.ptychopinn_torch.stream.TorchPredictStitchStep`
+    (``jit`` does not apply: torch runs eagerly)."""
+    if getattr(model, "backend", None) == "torch":
+        from .ptychopinn_torch.stream import TorchPredictStitchStep
+
+        return TorchPredictStitchStep(model, batch_size, stitcher, n_targets=n_targets)
+    return PredictStitchStep(model, batch_size, stitcher, n_targets=n_targets, jit=jit)
+
+
 def predict_and_stitch(
     model, dataset, stitcher, *, canvases=0, batch_size: int = 32, chunk: int = 1024, progress: bool = True,
     step: PredictStitchStep | None = None, jit: str = "auto",
@@ -405,6 +427,11 @@ def predict_and_stitch(
         A patch outside the grid (before any inference), or non-finite patches (at
         ``stitcher.result``).
     """
+    if getattr(model, "backend", None) == "torch":  # PyTorch models stream on their device
+        from .ptychopinn_torch.stream import predict_and_stitch_torch
+
+        return predict_and_stitch_torch(model, dataset, stitcher, canvases=canvases, batch_size=batch_size,
+                                        chunk=chunk, progress=progress, step=step)
     import tensorflow as tf
     from tqdm.auto import tqdm
 

@@ -98,6 +98,9 @@ class CompareConfig:
     # XLA for the networks (models.inference.JIT_MODES): "auto" compiles and falls back to a
     # plain tf.function, with a warning, for a network XLA cannot compile.
     predict_xla: str = "auto"
+    # Where PtychoPINN's PyTorch models run (models.ptychopinn_torch.device.DEVICES): "auto" is
+    # CUDA when torch sees a device, else the CPU.
+    device: str = "auto"
     overwrite: bool = False
     progress: bool = True
     # Half-set FRC for every arm (compare_halfsets): None (the default) computes it for every
@@ -121,6 +124,8 @@ class CompareConfig:
             )
         if self.predict_xla not in ("auto", "on", "off"):
             raise ConfigError(f"--predict-xla must be auto, on or off, got {self.predict_xla!r}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"--device must be auto, cpu or cuda, got {self.device!r}")
         if self.stitch_crop_size is not None and self.stitch_crop_size < 1:
             raise ConfigError(f"--stitch-crop-size must be > 0, got {self.stitch_crop_size}")
         if self.phase_align_method in RETIRED_PHASE_ALIGN_METHODS:
@@ -263,7 +268,7 @@ def _network_arm(key: str, model_path: str, dataset, shape, config: CompareConfi
     timer = _Timer()
     source = detect_model_source(model_path)
     log.info("%s: %s at %s", MODEL_NAMES[key], source.description, source.path)
-    model = timer(f"{key}.load", load_model, model_path)
+    model = timer(f"{key}.load", load_model, model_path, device=config.device)
     log.info("%s: loaded %s (kind %s, N = %d, gridsize %d)", MODEL_NAMES[key], model.model_format,
              model.kind, model.patch_size, model.gridsize)
     model.check_compatible(dataset)
@@ -276,16 +281,17 @@ def _network_arm(key: str, model_path: str, dataset, shape, config: CompareConfi
     # only, so it goes to its half's canvas in the same pass; gridsize-2 halves form their own
     # groups and are streamed afterwards (compare_halfsets.network_half_images).
     per_position = model.gridsize == 1
+    backend, device = inference.stitch_backend(model)
     stitcher = Stitcher(
-        shape, dataset.patch_size, crop=crop, backend="xla", chunk=config.stitch_chunk_size,
-        interpolation=config.stitch_interpolation, n_canvases=1 if split is None else 3,
+        shape, dataset.patch_size, crop=crop, backend=backend, chunk=config.stitch_chunk_size,
+        interpolation=config.stitch_interpolation, n_canvases=1 if split is None else 3, device=device,
     )
     canvases = 0
     if split is not None and per_position:
         from .compare_halfsets import half_canvases
 
         canvases = half_canvases(split, dataset.n_positions)
-    step = inference.PredictStitchStep(
+    step = inference.stream_step(
         model, batch, stitcher, n_targets=1 if np.ndim(canvases) == 0 else 2, jit=config.predict_xla
     )
     # computation_time_s is what a user waits for per image, without one-off compilation

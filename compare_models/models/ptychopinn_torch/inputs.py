@@ -96,7 +96,8 @@ def partition_groups(positions_xy, channels: int, *, candidates: int = 16) -> tu
     groups = np.empty((n_groups, c), np.int64)
     valid = np.ones((n_groups, c), bool)
     row = 0
-    for seed in range(m):
+    radius = np.round(np.hypot(*(positions - positions.mean(axis=0)).T), 9)
+    for seed in np.lexsort((np.arange(m), -radius)):  # the rim first, ties by index
         if grouped[seed]:
             continue
         order = _by_distance(positions, seed, nearest[seed])
@@ -180,8 +181,8 @@ def prepare_torch_inputs(dataset, channels: int) -> TorchInputs:
         "normalization_factor": float(factor),
         "grouping": (
             "one group per scan position" if channels == 1 else
-            f"every scan position in exactly one group of {channels} neighbours (greedy in dataset "
-            "order: a position and its nearest ungrouped positions); channel c = member c"
+            f"every scan position in exactly one group of {channels} neighbours (greedy from the rim "
+            "inwards: a position and its nearest ungrouped positions); channel c = member c"
         ),
         "n_groups": int(groups.shape[0]),
         "n_filler_members": int((~valid).sum()),

@@ -15,6 +15,7 @@ model never changes the first.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,8 @@ from ..interface import check_patch_size, describe_basics
 __all__ = ["LoadedTorchPinn", "load_torch_pinn", "predict_torch"]
 
 BACKEND = "torch"
+
+log = logging.getLogger("compare_models.models")
 
 
 @dataclass(frozen=True, eq=False)
@@ -140,6 +143,8 @@ def load_torch_pinn(path: str | os.PathLike, device="auto") -> LoadedTorchPinn:
     weights = generator_weights(files.state_dict, settings, files.source)
     target = resolve_device(device) if isinstance(device, str) else device
     on_device = MappingProxyType({name: tensor.to(target) for name, tensor in weights.items()})
+    log.info("%s: PyTorch %s generator (gridsize %d, N = %d, settings from %s) on %s", files.source,
+             settings.architecture, settings.gridsize, settings.patch_size, settings.settings_from, target)
     return LoadedTorchPinn(settings, on_device, target, Path(files.source), files.params)
 
 
