@@ -131,6 +131,7 @@ def predict_and_stitch_torch(model, dataset, stitcher, *, canvases=0, batch_size
     if int(batch_size) < 1 or int(chunk) < 1:
         raise ValueError(f"batch_size and chunk must be >= 1, got {batch_size}, {chunk}")
     batch_size = int(batch_size)
+    begun = time.perf_counter()
     model.check_compatible(dataset)
     inputs = model.prepare(dataset)
     m, c = inputs.n_positions, model.channels
@@ -153,6 +154,7 @@ def predict_and_stitch_torch(model, dataset, stitcher, *, canvases=0, batch_size
     geometry = tuple(torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in (
         origins, fractions.astype(np.float32), targets.astype(np.int32), gains.astype(np.float32)))
     pin = device.type == "cuda"
+    prepared_s = time.perf_counter() - begun
     groups_per_chunk = max(batch_size, -(-max(1, int(chunk) // c) // batch_size) * batch_size)
     chunk_starts = list(range(0, inputs.n_groups, groups_per_chunk))
 
@@ -198,5 +200,6 @@ def predict_and_stitch_torch(model, dataset, stitcher, *, canvases=0, batch_size
             "network_xla": False,
             "xla_fallback_reason": None,
             "input_wait_s": round(waited, 3),
+            "prepare_s": round(prepared_s, 3),
         },
     )
