@@ -366,22 +366,19 @@ class PredictStitchStep:
 
 
 def stitch_backend(model) -> tuple[str, object]:
-    """``(backend, device)`` of the stitcher that ``model``'s streaming step adds into: the
-    ``"torch"`` kernel on the model's device for a PyTorch model, ``"tensorflow"`` (device
-    chosen by TensorFlow) for the Keras models."""
-    if getattr(model, "backend", None) == "torch":
-        return "torch", model.device
-    return "tensorflow", None
+    """``(backend, device)`` of the stitcher that ``model``'s streaming step adds into: what a
+    model that streams on its own device says (``model.stitch_backend``, e.g. ``("torch",
+    cuda:0)`` for PtychoPINN's PyTorch models), else ``"tensorflow"`` (device chosen by
+    TensorFlow) for the Keras models."""
+    return tuple(getattr(model, "stitch_backend", ("tensorflow", None)))
 
 
 def stream_step(model, batch_size: int, stitcher, *, n_targets: int = 1, jit: str = "auto"):
-    """The streaming step for ``model``'s backend: :class:`PredictStitchStep` (TensorFlow/XLA)
-    or, for a PyTorch model, :class:`~compare_models.models.ptychopinn_torch.stream.TorchPredictStitchStep`
-    (``jit`` does not apply: torch runs eagerly)."""
-    if getattr(model, "backend", None) == "torch":
-        from .ptychopinn_torch.stream import TorchPredictStitchStep
-
-        return TorchPredictStitchStep(model, batch_size, stitcher, n_targets=n_targets)
+    """The streaming step for ``model``: its own (``model.stream_step``, e.g. PtychoPINN's
+    PyTorch models, which run eagerly: ``jit`` does not apply) or :class:`PredictStitchStep`
+    (TensorFlow/XLA)."""
+    if hasattr(model, "stream_step"):
+        return model.stream_step(batch_size, stitcher, n_targets=n_targets)
     return PredictStitchStep(model, batch_size, stitcher, n_targets=n_targets, jit=jit)
 
 
@@ -427,11 +424,9 @@ def predict_and_stitch(
         A patch outside the grid (before any inference), or non-finite patches (at
         ``stitcher.result``).
     """
-    if getattr(model, "backend", None) == "torch":  # PyTorch models stream on their device
-        from .ptychopinn_torch.stream import predict_and_stitch_torch
-
-        return predict_and_stitch_torch(model, dataset, stitcher, canvases=canvases, batch_size=batch_size,
-                                        chunk=chunk, progress=progress, step=step)
+    if hasattr(model, "predict_and_stitch"):  # a model that streams on its own device (PyTorch)
+        return model.predict_and_stitch(dataset, stitcher, canvases=canvases, batch_size=batch_size, chunk=chunk,
+                                        progress=progress, step=step)
     import tensorflow as tf
     from tqdm.auto import tqdm
 

@@ -148,9 +148,10 @@ def _truncated_zip_error(source: str, exc: Exception) -> PtychoPINNFormatError:
 def is_torch_bundle(path: str | os.PathLike, members: list[str] | None) -> bool:
     """Whether the zip at ``path`` is a PtychoPINN PyTorch-backend bundle, by content.
 
-    It is when its ``manifest.dill`` says version ``2.0-pytorch`` (read without unpickling),
-    or when it holds ``diffraction_to_obj/model.pth``. ``members`` is the zip's member list,
-    or None when the zip does not open (a truncated file: its local headers are read).
+    It is when it holds ``diffraction_to_obj/model.pth``, or, holding no Keras model, when its
+    ``manifest.dill`` says version ``2.0-pytorch`` (read without unpickling; a TensorFlow
+    bundle's ``.dill`` members are never opened). ``members`` is the zip's member list, or
+    None when the zip does not open (a truncated file: its local headers are read).
     """
     if members is None:
         try:
@@ -161,7 +162,7 @@ def is_torch_bundle(path: str | os.PathLike, members: list[str] | None) -> bool:
         return STATE_DICT in names or (MANIFEST in names and not any(n.endswith(".keras") for n in names))
     if STATE_DICT in members:
         return True
-    if MANIFEST not in members:
+    if MANIFEST not in members or any(name.endswith(".keras") for name in members):
         return False
     try:
         with zipfile.ZipFile(path) as archive:

@@ -99,6 +99,24 @@ class LoadedTorchPinn:
         run = cnn_forward if self.settings.architecture == "cnn" else ffno_forward
         return run(self.weights, self.settings, x, taps)
 
+    @property
+    def stitch_backend(self) -> tuple[str, object]:
+        """The stitcher this model streams into: the ``"torch"`` kernel on its device."""
+        return BACKEND, self.device
+
+    def stream_step(self, batch_size: int, stitcher, *, n_targets: int = 1):
+        """:class:`~.stream.TorchPredictStitchStep` for this model."""
+        from .stream import TorchPredictStitchStep
+
+        return TorchPredictStitchStep(self, batch_size, stitcher, n_targets=n_targets)
+
+    def predict_and_stitch(self, dataset, stitcher, **options):
+        """:func:`~.stream.predict_and_stitch_torch` of this model (the comparison's streaming
+        pass; :func:`compare_models.models.inference.predict_and_stitch` calls it)."""
+        from .stream import predict_and_stitch_torch
+
+        return predict_and_stitch_torch(self, dataset, stitcher, **options)
+
     def describe(self) -> dict:
         """Format, generator settings, device and what was read."""
         from .archive import PARAMS, SCALING_METADATA, STATE_DICT

@@ -31,6 +31,7 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from ..ptychopinn.archive import PtychoPINNFormatError
 
@@ -53,7 +54,7 @@ FFNO_INPUT_TRANSFORMS = ("none", "sqrt", "log1p", "instancenorm")
 CNN_PATCH_SIZES = (64, 128, 256)
 
 # The CNN options that change its graph, and the value this project implements.
-_CNN_FIXED = {
+_CNN_FIXED = MappingProxyType({
     "cnn_output_mode": "amp_phase",
     "use_shared_decoder": False,
     "batch_norm": False,
@@ -61,17 +62,17 @@ _CNN_FIXED = {
     "cbam_bottleneck": False,
     "object_big": True,
     "use_legacy_decoder_channel_override": False,
-}
+})
 # PtychoPINN's ModelConfig defaults for what an old params.dill may not hold.
-_MODEL_DEFAULTS = {
+_MODEL_DEFAULTS = MappingProxyType({
     "mode": "Unsupervised", "architecture": "cnn", "n_filters_scale": 2, "amp_activation": "silu",
     "cbam_encoder": True, "probe_big": True, "fno_modes": 12, "fno_width": 32, "fno_blocks": 4,
     "fno_cnn_blocks": 2, "learned_input_channels": 1, "fno_input_transform": "none",
     "generator_output_mode": "real_imag", "physics_forward_mode": "amplitude",
     "intensity_scale_trainable": False, **_CNN_FIXED,
-}
+})
 # params.dill's flat keys -> ModelConfig names.
-_PARAMS_ALIASES = {"object.big": "object_big", "probe.big": "probe_big"}
+_PARAMS_ALIASES = MappingProxyType({"object.big": "object_big", "probe.big": "probe_big"})
 
 
 @dataclass(frozen=True)
