@@ -86,13 +86,14 @@ def _install_sigterm_handler():
 @click.option("--baseline-chunk-size", "--baseline_chunk_size", "baseline_chunk_size", type=int, default=1024, show_default=True)
 @click.option("--stitch-chunk-size", "stitch_chunk_size", type=int, default=512, show_default=True, help="Patches per compiled stitching call.")
 @click.option("--predict-xla", "predict_xla", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True, help="XLA-compile each network together with its stitching (auto: fall back to a plain tf.function, with a warning, when XLA cannot compile a network).")
-@click.option("--device", "device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True, help="Where PtychoPINN's PyTorch models run, with their stitching (auto: CUDA when torch sees a GPU, else the CPU).")
 @click.option("--stitch-interpolation", "stitch_interpolation", type=click.Choice(["fourier", "bilinear"]), default="fourier", show_default=True, help="How each patch is moved by its sub-pixel residual before its central crop is added: fourier (the simulator's and pty-chi's model: stitching the recorded ground-truth patches gives the object back) or bilinear (as PtychoPINN's stitching does, to reproduce its images).")
 @click.option("--half-sets/--no-half-sets", "half_sets", default=None, help="Half-set FRC for every arm: two images from two disjoint halves of the scan (networks: from the same model; pty-chi: from --ptychi-half-sets), registered to each other and correlated; needs no ground truth. Default: computed for every arm whose halves cover enough of the scan, the others named with the reason and the fix; --half-sets requires it for every arm (an error otherwise); --no-half-sets turns it off.")
 @click.option("--half-set-split", "half_set_split", type=click.Choice(["checkerboard", "alternate"]), default="checkerboard", show_default=True, help="How the scan is split into halves: a checkerboard of the scan grid, or alternating positions along the scan path.")
 @click.option("--ptychi-half-sets", "ptychi_half_sets", type=click.Path(), default=None, help="Directory with the pty-chi half-set reconstructions ptychi_half1.npz and ptychi_half2.npz (or a reconstruct output directory with them in half_sets/). Default: half_sets/ beside --ptychi_recon_path when ptycho-study reconstruct --half-sets wrote it.")
 @click.option("--ptychi-half-set-paths", "ptychi_half_set_paths", type=click.Path(), nargs=2, default=None, help="The two pty-chi half-set reconstruction files, half 1 then half 2.")
 @click.option("--min-half-set-coverage", "min_half_set_coverage", type=float, default=0.9, show_default=True, help="Fraction of the scan's hull that both halves of an arm must cover for its half-set FRC; below it that arm gets none (with --half-sets, or without ground truth, the run stops) and the message names the fix (a larger --stitch-crop-size or a denser scan).")
+@click.option("--backend", "backend", type=click.Choice(["tensorflow", "jax", "torch"]), default=None, help="Keras backend that runs the networks and stitches their patches: tensorflow (the default, except:) jax (the default on a machine with an NVIDIA GPU where JAX's CUDA build is installed) or torch. Chosen once at start-up and recorded in provenance.json; YAML key 'backend'.")
+@click.option("--device", "device", type=click.Choice(["auto", "cpu", "gpu", "cuda"]), default="auto", show_default=True, help="auto: the GPU when the backend sees one; gpu (or cuda): an error when it sees none; cpu: the GPUs are hidden. PtychoPINN's PyTorch models run on torch, with their stitching, on the same choice.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
 @click.option("--quiet/--verbose", "quiet", default=None, help="--quiet: warnings and errors only, no progress bars. --verbose: also the libraries' start-up lines (TensorFlow's absl, oneDNN and CUDA notices), held back by default.")
 @user_errors
@@ -123,10 +124,31 @@ def compare_main(quiet, **options):
     logger.addHandler(console)
     if not options.get("ptychi_half_set_paths"):
         options["ptychi_half_set_paths"] = None
+    if options.get("device") == "cuda":  # one device flag for Keras and torch; cuda = gpu
+        options["device"] = "gpu"
     config = CompareConfig(**options, progress=not quiet, command_line=tuple(sys.argv)).validate()
-    # The networks need TensorFlow (and so does stitching their patches); pty-chi alone does not.
-    _quiet_tensorflow(quiet is False, needed=bool(config.pinn_dir or config.baseline_dir))
+    # The networks need a Keras backend (which stitches their patches too), chosen here once,
+    # before Keras is imported; pty-chi alone needs none.
+    if config.pinn_dir or config.baseline_dir:
+        config = _start_backend(config, verbose=quiet is False)
+    else:
+        _quiet_tensorflow(quiet is False, needed=False)
     run_compare(config, echo=click.echo)
+
+
+def _start_backend(config, *, verbose: bool):
+    """Choose and start the Keras backend of ``config`` (models.backend.start_backend) and
+    return ``config`` with the backend resolved, as provenance records it."""
+    import dataclasses
+    import logging
+
+    from .models.backend import start_backend
+
+    choice = start_backend(config.backend, config.device,
+                           before_import=lambda c: _quiet_tensorflow(verbose, needed=c.name == "tensorflow"))
+    logging.getLogger("compare_models").info("Keras backend: %s (%s), device %s", choice.name, choice.reason,
+                                             choice.device)
+    return dataclasses.replace(config, backend=choice.name)
 
 
 # --------------------------------------------------------------------------------------------
@@ -271,11 +293,12 @@ def convert_command(in_path, out_path, **options):
 def train_command(train_data, out_dir, config_path, progress, verbose, **overrides):
     """Train the PINN or the baseline and write a model bundle."""
     from .config import config_from_file_and_flags
+    from .models.backend import start_backend
     from .models.training import TrainConfig
     from .pipelines.train import describe_training, run_train
 
     config = config_from_file_and_flags(TrainConfig, config_path, "train", overrides)
-    _quiet_tensorflow(verbose)
+    start_backend("tensorflow", before_import=lambda c: _quiet_tensorflow(verbose))  # training runs on TensorFlow
     path, result = run_train(config, train_data, out_dir, progress=progress)
     click.echo(f"bundle: {path}")
     click.echo(_indent(describe_training(result)))

@@ -159,10 +159,10 @@ class Bundle:
 
     def patches_from_outputs(self, outputs):
         """First output (B, N, N, C, 2) real/imag -> the seed member's (B, N, N) complex64."""
-        import tensorflow as tf
+        from keras import ops
 
         obj = outputs[0] if isinstance(outputs, (list, tuple)) else outputs
-        return tf.complex(obj[:, :, :, 0, 0], obj[:, :, :, 0, 1])
+        return ops.view_as_complex(obj[:, :, :, 0, :])
 
     def describe(self) -> dict:
         """Format, kind, N, gridsize, intensity scale and the decoded ``bundle.json``."""

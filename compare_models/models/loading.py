@@ -179,9 +179,9 @@ def load_model(path, *, device: str = "auto"):
     ----------
     path : str or os.PathLike
         A directory or file (see the module docstring).
-    device : {"auto", "cpu", "cuda"}
-        Where a PyTorch model runs (``auto``: CUDA when torch sees a device); the Keras
-        models ignore it.
+    device : {"auto", "cpu", "gpu", "cuda"}
+        Where a PyTorch model runs (``auto``: CUDA when torch sees a device; ``gpu`` =
+        ``cuda``); the Keras models ignore it (their backend's device is chosen at start-up).
 
     Returns
     -------

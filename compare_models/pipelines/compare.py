@@ -98,8 +98,11 @@ class CompareConfig:
     # XLA for the networks (models.inference.JIT_MODES): "auto" compiles and falls back to a
     # plain tf.function, with a warning, for a network XLA cannot compile.
     predict_xla: str = "auto"
-    # Where PtychoPINN's PyTorch models run (models.ptychopinn_torch.device.DEVICES): "auto" is
-    # CUDA when torch sees a device, else the CPU.
+    # The Keras backend of the networks and the device (models.backend; chosen at start-up,
+    # before Keras is imported): None = the machine's default, resolved and recorded by the CLI.
+    # PtychoPINN's PyTorch models run on torch whatever the backend, on the same device choice
+    # (models.ptychopinn_torch.device: "auto" is CUDA when torch sees a GPU; "cuda" = "gpu").
+    backend: str | None = None
     device: str = "auto"
     overwrite: bool = False
     progress: bool = True
@@ -124,8 +127,8 @@ class CompareConfig:
             )
         if self.predict_xla not in ("auto", "on", "off"):
             raise ConfigError(f"--predict-xla must be auto, on or off, got {self.predict_xla!r}")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise ConfigError(f"--device must be auto, cpu or cuda, got {self.device!r}")
+        if self.device not in ("auto", "cpu", "gpu", "cuda"):
+            raise ConfigError(f"--device must be auto, cpu or gpu (or cuda), got {self.device!r}")
         if self.stitch_crop_size is not None and self.stitch_crop_size < 1:
             raise ConfigError(f"--stitch-crop-size must be > 0, got {self.stitch_crop_size}")
         if self.phase_align_method in RETIRED_PHASE_ALIGN_METHODS:
@@ -281,10 +284,10 @@ def _network_arm(key: str, model_path: str, dataset, shape, config: CompareConfi
     # only, so it goes to its half's canvas in the same pass; gridsize-2 halves form their own
     # groups and are streamed afterwards (compare_halfsets.network_half_images).
     per_position = model.gridsize == 1
-    backend, device = inference.stitch_backend(model)
     stitcher = Stitcher(
-        shape, dataset.patch_size, crop=crop, backend=backend, chunk=config.stitch_chunk_size,
-        interpolation=config.stitch_interpolation, n_canvases=1 if split is None else 3, device=device,
+        shape, dataset.patch_size, crop=crop, backend=inference.stitch_backend(model), chunk=config.stitch_chunk_size,
+        interpolation=config.stitch_interpolation, n_canvases=1 if split is None else 3,
+        device=getattr(model, "device", None),
     )
     canvases = 0
     if split is not None and per_position:

@@ -107,11 +107,10 @@ class LoadedBaseline:
 
     def patches_from_outputs(self, outputs):
         """``[amplitude, phase]`` -> ``amplitude * exp(i * phase)``, (B, N, N) complex64."""
-        import tensorflow as tf
+        from keras import ops
 
         amplitude, phase = outputs
-        amplitude = tf.cast(amplitude[..., 0], tf.complex64)
-        return amplitude * tf.exp(tf.complex(tf.zeros_like(phase[..., 0]), phase[..., 0]))
+        return ops.polar(ops.cast(amplitude[..., 0], "float32"), ops.cast(phase[..., 0], "float32"))
 
     def describe(self) -> dict:
         """Format, N and the Keras version that wrote the file."""

@@ -1,7 +1,8 @@
 """Where the PyTorch arm runs: importing torch, choosing the device, pinning float32.
 
 ``--device auto`` (the default) runs on CUDA when torch sees a CUDA device, else on the CPU;
-``cpu`` and ``cuda`` choose. On a GPU, cuDNN convolutions may use TF32 by torch's default;
+``cpu`` and ``gpu`` (or ``cuda``) choose; the comparison's one ``--device`` flag serves the
+Keras backend and these models alike. On a GPU, cuDNN convolutions may use TF32 by torch's default;
 inference here runs with TF32 off (full float32: PtychoPINN's outputs are matched to 1e-5),
 inside a context that restores torch's settings afterwards, so nothing process-wide changes.
 """
@@ -14,8 +15,8 @@ from ...errors import BundleError, ConfigError
 
 __all__ = ["DEVICES", "import_torch", "resolve_device", "full_float32", "describe_device"]
 
-#: Values of ``--device``.
-DEVICES = ("auto", "cpu", "cuda")
+#: Values of ``--device`` (``gpu`` and ``cuda`` are the same).
+DEVICES = ("auto", "cpu", "gpu", "cuda")
 
 
 def import_torch(context: str):
@@ -43,8 +44,10 @@ def resolve_device(name: str = "auto"):
     torch = import_torch(f"--device {name}")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: torch sees no CUDA device here; use --device cpu (or auto)")
+    if name in ("gpu", "cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {name}: torch sees no CUDA device here; use --device cpu (or auto)")
+        return torch.device("cuda")
     return torch.device(name)
 
 

@@ -100,9 +100,9 @@ class LoadedTorchPinn:
         return run(self.weights, self.settings, x, taps)
 
     @property
-    def stitch_backend(self) -> tuple[str, object]:
-        """The stitcher this model streams into: the ``"torch"`` kernel on its device."""
-        return BACKEND, self.device
+    def stitch_backend(self) -> str:
+        """The stitcher this model streams into: the ``"torch"`` kernel, canvas on :attr:`device`."""
+        return BACKEND
 
     def stream_step(self, batch_size: int, stitcher, *, n_targets: int = 1):
         """:class:`~.stream.TorchPredictStitchStep` for this model."""
@@ -140,8 +140,8 @@ def load_torch_pinn(path: str | os.PathLike, device="auto") -> LoadedTorchPinn:
     Parameters
     ----------
     path : path-like
-    device : {"auto", "cpu", "cuda"} or torch.device
-        ``auto``: CUDA when torch sees a device, else the CPU.
+    device : {"auto", "cpu", "gpu", "cuda"} or torch.device
+        ``auto``: CUDA when torch sees a device, else the CPU; ``gpu`` and ``cuda`` the same.
 
     Raises
     ------
