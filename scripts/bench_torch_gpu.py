@@ -22,8 +22,8 @@ in full float32 (what the comparison runs) and with TF32 allowed (torch's defaul
 convolutions on a GPU).
 
 It prints one table (and ``--json FILE`` keeps the figures): per size and arm, the streaming
-pass (predict + stitch on the device, and the canvas brought back) against the bare forward
-pass, the comparison's wall time, and peak host and GPU memory.
+pass (predict + stitch on the device, and the canvas brought back; of it, ``prep``: the scale
+factor's pass over the data, the groups and the placements) against the bare forward pass, the comparison's wall time, and peak host and GPU memory.
 
     python scripts/bench_torch_gpu.py --cnn torch_cnn_gs1/wts.h5.zip --ffno torch_ffno_gs2/wts.h5.zip \\
         --source probe_object.npz --work /tmp/bench_torch
@@ -138,7 +138,7 @@ def _bare_child(args) -> dict:
     result = {}
     for key, path in (("pinn", args.cnn), ("baseline", args.ffno)):
         model = load_torch_pinn(path, device=args.device)
-        inputs = model.prepare(dataset.subset(range(args.batch_size * model.channels)))
+        inputs = model.prepare(dataset.subset(range(min(dataset.n_positions, args.batch_size * model.channels))))
         x = torch.from_numpy(inputs.build(np.arange(inputs.n_groups))).to(model.device)
         n_batches = math.ceil(math.ceil(dataset.n_positions / model.channels) / args.batch_size)
 
@@ -227,7 +227,7 @@ def _print(results: list[dict]) -> None:
     device = results[0]["compare"]["device_name"]
     print(f"\nPtychoPINN PyTorch bundles in compare-models on {device} (batch {results[0]['compare']['streaming']['pinn']['batch_size']} groups, "
           "float32, TF32 off, no half sets, no pty-chi)")
-    head = (f"{'positions':>9} {'arm':<9} {'generator':<9} {'groups':>7} {'stream s':>9} {'bare s':>8} "
+    head = (f"{'positions':>9} {'arm':<9} {'generator':<9} {'groups':>7} {'stream s':>9} {'(prep s)':>9} {'bare s':>8} "
             f"{'ratio':>6} {'compare s':>10} {'RSS GiB':>8} {'GPU GiB':>8}")
     print(head)
     print("-" * len(head))
@@ -237,8 +237,9 @@ def _print(results: list[dict]) -> None:
             stream = timings[f"{key}.predict_stitch"] + timings[f"{key}.stitch_finish"]
             bare = r["bare"][key]["seconds"]
             gpu = r["compare"]["peak_gpu_gib"]
+            prep = r["compare"]["streaming"][key].get("prepare_s", float("nan"))
             print(f"{r['n']:>9} {key:<9} {r['bare'][key]['generator']:<9} {r['compare']['n_groups'][key]:>7} "
-                  f"{stream:>9.2f} {bare:>8.2f} {stream / bare:>6.2f} {r['compare']['total_s']:>10.1f} "
+                  f"{stream:>9.2f} {prep:>9.2f} {bare:>8.2f} {stream / bare:>6.2f} {r['compare']['total_s']:>10.1f} "
                   f"{r['compare']['peak_rss_gib']:>8.2f} {'-' if gpu is None else f'{gpu:.2f}':>8}")
     print("\nstages of each comparison (s):")
     for r in results:
