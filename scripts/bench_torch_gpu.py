@@ -10,7 +10,9 @@ In one run, for each scan size (default 5088 and 81408 positions, N = 64):
 2. ``compare-models`` runs on it in a child process (PINN arm: the cnn bundle, baseline arm: the
    ffno bundle; ``--no-half-sets``; no pty-chi arm), timed stage by stage, with the child's peak
    host RSS (VmHWM) and peak GPU memory (torch's allocator);
-3. the bare forward pass of each generator on the same device, in another child: one batch of
+3. the streaming passes alone, in a third child (both arms predicted and stitched, nothing
+   scored or written): its peak host RSS and GPU memory, against the size of the canvases;
+4. the bare forward pass of each generator on the same device, in another child: one batch of
    real inputs already on the device, run as many times as the comparison has batches (n/C
    groups in batches of ``--batch-size``), under ``torch.no_grad`` with TF32 off, synchronised.
 
@@ -125,6 +127,29 @@ def _compare_child(args) -> dict:
     }
 
 
+def _stream_child(args) -> dict:
+    """Memory of the streaming pass alone: both arms predicted and stitched (full images,
+    nothing scored or written), the child's peak RSS and GPU memory against the canvases'."""
+    import numpy as np
+    import torch
+
+    from compare_models.imaging.stitching import Stitcher
+    from compare_models.io.dispatch import load_dataset
+    from compare_models.models.ptychopinn_torch.model import load_torch_pinn
+
+    dataset = load_dataset(args.test)
+    canvas_bytes = 0
+    for path in (args.cnn, args.ffno):
+        model = load_torch_pinn(path, device=args.device)
+        stitcher = Stitcher(dataset.object_truth.shape, model.patch_size, crop=20, backend="torch", device=model.device)
+        model.predict_and_stitch(dataset, stitcher, batch_size=args.batch_size, progress=False)
+        image, _ = stitcher.result(0)
+        canvas_bytes += int(np.prod(stitcher.canvas_shape)) * 4
+        del stitcher, image
+    gpu = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
+    return {"stream_peak_gpu_gib": gpu, "canvas_gib": canvas_bytes / 2**30}
+
+
 def _bare_child(args) -> dict:
     """Seconds of each generator's forward pass over the comparison's number of batches."""
     import numpy as np
@@ -219,8 +244,9 @@ def _bench_one(n: int, args) -> dict:
             "--batch-size", str(args.batch_size), "--device", args.device]
     compare = _run_child("compare", argv)
     bare = _run_child("bare", argv)
+    stream = _run_child("stream", argv)
     test.unlink()
-    return {"n": n, **scan, "compare": compare, "bare": bare}
+    return {"n": n, **scan, "compare": compare, "bare": bare, "stream": stream}
 
 
 def _print(results: list[dict]) -> None:
@@ -241,6 +267,11 @@ def _print(results: list[dict]) -> None:
             print(f"{r['n']:>9} {key:<9} {r['bare'][key]['generator']:<9} {r['compare']['n_groups'][key]:>7} "
                   f"{stream:>9.2f} {prep:>9.2f} {bare:>8.2f} {stream / bare:>6.2f} {r['compare']['total_s']:>10.1f} "
                   f"{r['compare']['peak_rss_gib']:>8.2f} {'-' if gpu is None else f'{gpu:.2f}':>8}")
+    print("\nthe streaming passes alone (both arms, full images; no scoring, no outputs):")
+    for r in results:
+        st = r["stream"]
+        gpu = "-" if st["stream_peak_gpu_gib"] is None else f"{st['stream_peak_gpu_gib']:.2f}"
+        print(f"  {r['n']}: peak RSS {st['peak_rss_gib']:.2f} GiB, peak GPU {gpu} GiB, canvases {st['canvas_gib']:.3f} GiB")
     print("\nstages of each comparison (s):")
     for r in results:
         t = r["compare"]["timings_s"]
@@ -252,7 +283,7 @@ def _print(results: list[dict]) -> None:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--child", choices=("compare", "bare"))
+    parser.add_argument("--child", choices=("compare", "bare", "stream"))
     parser.add_argument("--work", default="/tmp/bench_torch")
     parser.add_argument("--test")
     parser.add_argument("--cnn", required=True, help="torch_cnn_gs1/wts.h5.zip")
@@ -265,7 +296,7 @@ def main():
     parser.add_argument("--parity", nargs="*", default=[], help="PtychoPINN reference NPZs (ref_torch_*.npz)")
     args = parser.parse_args()
     if args.child:
-        report = _compare_child(args) if args.child == "compare" else _bare_child(args)
+        report = {"compare": _compare_child, "bare": _bare_child, "stream": _stream_child}[args.child](args)
         report["peak_rss_gib"] = _peak_rss_gib()
         print(json.dumps(report))
         return
