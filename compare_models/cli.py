@@ -93,7 +93,7 @@ def _install_sigterm_handler():
 @click.option("--ptychi-half-set-paths", "ptychi_half_set_paths", type=click.Path(), nargs=2, default=None, help="The two pty-chi half-set reconstruction files, half 1 then half 2.")
 @click.option("--min-half-set-coverage", "min_half_set_coverage", type=float, default=0.9, show_default=True, help="Fraction of the scan's hull that both halves of an arm must cover for its half-set FRC; below it that arm gets none (with --half-sets, or without ground truth, the run stops) and the message names the fix (a larger --stitch-crop-size or a denser scan).")
 @click.option("--backend", "backend", type=click.Choice(["tensorflow", "jax", "torch"]), default=None, help="Keras backend that runs the networks and stitches their patches: tensorflow (the default, except:) jax (the default on a machine with an NVIDIA GPU where JAX's CUDA build is installed) or torch. Chosen once at start-up and recorded in provenance.json; YAML key 'backend'.")
-@click.option("--device", "device", type=click.Choice(["auto", "cpu", "gpu"]), default="auto", show_default=True, help="auto: the GPU when the backend sees one; gpu: an error when it sees none; cpu: the GPUs are hidden.")
+@click.option("--device", "device", type=click.Choice(["auto", "cpu", "gpu", "cuda"]), default="auto", show_default=True, help="auto: the GPU when the backend sees one; gpu (or cuda): an error when it sees none; cpu: the GPUs are hidden. PtychoPINN's PyTorch models run on torch, with their stitching, on the same choice.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
 @click.option("--quiet/--verbose", "quiet", default=None, help="--quiet: warnings and errors only, no progress bars. --verbose: also the libraries' start-up lines (TensorFlow's absl, oneDNN and CUDA notices), held back by default.")
 @user_errors
@@ -124,6 +124,8 @@ def compare_main(quiet, **options):
     logger.addHandler(console)
     if not options.get("ptychi_half_set_paths"):
         options["ptychi_half_set_paths"] = None
+    if options.get("device") == "cuda":  # one device flag for Keras and torch; cuda = gpu
+        options["device"] = "gpu"
     config = CompareConfig(**options, progress=not quiet, command_line=tuple(sys.argv)).validate()
     # The networks need a Keras backend (which stitches their patches too), chosen here once,
     # before Keras is imported; pty-chi alone needs none.

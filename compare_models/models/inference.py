@@ -72,6 +72,7 @@ __all__ = [
     "build_predictor",
     "warm_up",
     "stitch_backend",
+    "stream_step",
 ]
 
 log = logging.getLogger("compare_models.inference")
@@ -111,9 +112,13 @@ class Prediction:
             )
 
 
-def stitch_backend() -> str:
+def stitch_backend(model=None) -> str:
     """The :class:`~compare_models.imaging.stitching.Stitcher` backend whose canvas lives with
-    the network's tensors: the Keras backend of this process (imports Keras)."""
+    the network's tensors: the Keras backend of this process (imports Keras), or, for a model
+    that runs on its own device (``model.stitch_backend``: PtychoPINN's PyTorch models,
+    ``"torch"``, canvas on ``model.device``), that one (imports nothing)."""
+    if model is not None and hasattr(model, "stitch_backend"):
+        return model.stitch_backend
     from .backend import active_backend
 
     return active_backend()
@@ -537,6 +542,15 @@ class PredictStitchStep:
         self._wait((self.stitcher.canvas,))
 
 
+def stream_step(model, batch_size: int, stitcher, *, n_targets: int = 1, jit: str = "auto"):
+    """The streaming step for ``model``: its own (``model.stream_step``, e.g. PtychoPINN's
+    PyTorch models, which run eagerly: ``jit`` does not apply) or :class:`PredictStitchStep`
+    (TensorFlow/XLA)."""
+    if hasattr(model, "stream_step"):
+        return model.stream_step(batch_size, stitcher, n_targets=n_targets)
+    return PredictStitchStep(model, batch_size, stitcher, n_targets=n_targets, jit=jit)
+
+
 def predict_and_stitch(
     model, dataset, stitcher, *, canvases=0, batch_size: int = 32, chunk: int = 1024, progress: bool = True,
     step: PredictStitchStep | None = None, jit: str = "auto", prefetch_workers: int | None = None,
@@ -585,6 +599,9 @@ def predict_and_stitch(
         A patch outside the grid (before any inference), or non-finite patches (at
         ``stitcher.result``).
     """
+    if hasattr(model, "predict_and_stitch"):  # a model that streams on its own device (PyTorch)
+        return model.predict_and_stitch(dataset, stitcher, canvases=canvases, batch_size=batch_size, chunk=chunk,
+                                        progress=progress, step=step)
     from tqdm.auto import tqdm
 
     from .backend import describe_runtime

@@ -93,7 +93,7 @@ def network_arm(key: str, model_path: str, dataset, shape, config, split=None) -
     timer = Timer()
     source = detect_model_source(model_path)
     log.info("%s: %s at %s", MODEL_NAMES[key], source.description, source.path)
-    model = timer(f"{key}.load", load_model, model_path)
+    model = timer(f"{key}.load", load_model, model_path, device=config.device)
     log.info("%s: loaded %s (kind %s, N = %d, gridsize %d)", MODEL_NAMES[key], model.model_format,
              model.kind, model.patch_size, model.gridsize)
     model.check_compatible(dataset)
@@ -129,15 +129,16 @@ class _StreamRun:
         self.chunk = getattr(config, f"{key}_chunk_size")
         self.per_position = model.gridsize == 1
         self.stitcher = Stitcher(
-            shape, dataset.patch_size, crop=self.crop, backend=inference.stitch_backend(), chunk=config.stitch_chunk_size,
+            shape, dataset.patch_size, crop=self.crop, backend=inference.stitch_backend(model), chunk=config.stitch_chunk_size,
             interpolation=config.stitch_interpolation, n_canvases=1 if split is None else 3,
+            device=getattr(model, "device", None),
         )
         self.canvases = 0
         if split is not None and self.per_position:
             from .compare_halfsets import half_canvases
 
             self.canvases = half_canvases(split, dataset.n_positions)
-        self.step = inference.PredictStitchStep(
+        self.step = inference.stream_step(
             model, self.batch, self.stitcher, n_targets=1 if np.ndim(self.canvases) == 0 else 2,
             jit=config.predict_xla,
         )

@@ -69,6 +69,8 @@ class CompareConfig:
     predict_xla: str = "auto"
     # The Keras backend of the networks and the device (models.backend; chosen at start-up,
     # before Keras is imported): None = the machine's default, resolved and recorded by the CLI.
+    # PtychoPINN's PyTorch models run on torch whatever the backend, on the same device choice
+    # (models.ptychopinn_torch.device: "auto" is CUDA when torch sees a GPU; "cuda" = "gpu").
     backend: str | None = None
     device: str = "auto"
     overwrite: bool = False
@@ -94,6 +96,8 @@ class CompareConfig:
             )
         if self.predict_xla not in ("auto", "on", "off"):
             raise ConfigError(f"--predict-xla must be auto, on or off, got {self.predict_xla!r}")
+        if self.device not in ("auto", "cpu", "gpu", "cuda"):
+            raise ConfigError(f"--device must be auto, cpu or gpu (or cuda), got {self.device!r}")
         if self.stitch_crop_size is not None and self.stitch_crop_size < 1:
             raise ConfigError(f"--stitch-crop-size must be > 0, got {self.stitch_crop_size}")
         if self.phase_align_method in RETIRED_PHASE_ALIGN_METHODS:
