@@ -173,6 +173,35 @@ def test_optional_sections_render_when_present(compare_dirs):
     assert ">amplitude_scale<" in text and ">1.2345<" in text
 
 
+def _metrics_of(values: dict) -> dict:
+    """A metrics.json document with arms whose amplitude and phase metrics are ``values[arm]``."""
+    return {"ground_truth": True, "models": {
+        name: {"metrics": {"amplitude": dict(metrics), "phase": dict(metrics)}} for name, metrics in values.items()
+    }}
+
+
+def _cells_of_row(text: str, label: str) -> list[str]:
+    """The <td> elements of the metrics table's row whose first cell starts with ``label``."""
+    row = re.search(r'<tr><td class="text">' + re.escape(html.escape(label)) + r"[^<]*</td>(.*?)</tr>", text)
+    assert row, f"no row {label!r}"
+    return re.findall(r"<td[^>]*>[^<]*</td>", row.group(1))
+
+
+def test_legacy_frc1over7_is_never_ranked():
+    """The 1/7 crossing against ground truth is a legacy number, not a resolution: no arm is
+    bolded as best on it, however the values differ; the ranked rows still mark one best."""
+    text = render_compare_report(_metrics_of({
+        "PtychoPINN": {"frc50": 0.2, "frc1over7": 0.9, "ssim": 0.5},
+        "PtyChi": {"frc50": 0.7, "frc1over7": 0.3, "ssim": 0.8},
+    }), {}, {})
+    assert "frc1over7 (legacy, not ranked)" in text
+    legacy = _cells_of_row(text, "frc1over7")
+    assert len(legacy) == 4 and not any('class="best"' in cell for cell in legacy)
+    for ranked in ("frc50", "ssim"):
+        cells = _cells_of_row(text, ranked)
+        assert [i for i, cell in enumerate(cells) if 'class="best"' in cell] == [2, 3]  # PtyChi's two
+
+
 def test_report_reads_initialisation_from_the_reconstruction_file(compare_dirs, tiny_study):
     if tiny_study["ptychi"] is None:
         pytest.skip("pty-chi is not installed, so the tiny study has no reconstruction")

@@ -61,7 +61,8 @@ import json
 import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from types import MappingProxyType
+
+from .vocabulary import LEGACY_METRICS, RANKED_METRICS
 
 __all__ = [
     "REPORT_NAME",
@@ -86,11 +87,9 @@ METRIC_ORDER = (
 )
 # Not metric rows: shown in the region and settings section or as notes.
 NOT_METRIC_ROWS = frozenset({"data_range", "data_range_source", "ms_ssim_sigma", "ms_ssim_note", "ms_ssim_weights"})
-# +1: higher is better, -1: lower is better (the best value of a row is marked).
-BETTER = MappingProxyType({
-    "mae": -1, "mse": -1, "psnr": 1, "ssim": 1, "ms_ssim": 1,
-    "frc50": 1, "frc1over7": 1, "frc_1bit": 1, "frc_halfbit": 1,
-})
+# +1: higher is better, -1: lower is better (the best value of a row is marked). Legacy rows
+# (frc1over7 ...) are never ranked: they are not measures of quality.
+BETTER = RANKED_METRICS
 COMPONENTS = ("amplitude", "phase")
 
 CSS = """
@@ -355,7 +354,8 @@ def _metrics_section(metrics: Mapping) -> list[str]:
                           and not math.isnan(cells[(n, component)])]
                 if finite:
                     best[component] = max(finite) if direction > 0 else min(finite)
-        row = [f'<td class="text">{esc(metric)}</td>']
+        label = f"{metric} (legacy, not ranked)" if metric in LEGACY_METRICS else metric
+        row = [f'<td class="text">{esc(label)}</td>']
         for name in names:
             for component in COMPONENTS:
                 value = cells[(name, component)]
@@ -363,7 +363,9 @@ def _metrics_section(metrics: Mapping) -> list[str]:
                 row.append(f'<td class="{css}">{esc(fmt(value))}</td>')
         body.append("<tr>" + "".join(row) + "</tr>")
     out.append(f"<table><thead>{header}</thead><tbody>{''.join(body)}</tbody></table>")
-    out.append('<p class="subtitle">Bold: the best value of a row. FRC cut-offs are fractions of '
+    out.append('<p class="subtitle">Bold: the best value of a ranked row (mae, mse, psnr, ssim, ms_ssim, '
+               "frc50); legacy rows such as frc1over7 (the 1/7 crossing against ground truth, kept for "
+               "old scripts, not a resolution) are never ranked. FRC cut-offs are fractions of "
                "Nyquist (see the FRC section for rings and metres). Every arm is scored on the same "
                "region of the ground-truth grid.</p>")
     return out

@@ -18,6 +18,8 @@ __all__ = [
     "HALF_SET_TABLE_TITLE",
     "HALF_SET_TABLE_ROWS",
     "FRC_KIND_LABELS",
+    "RANKED_METRICS",
+    "LEGACY_METRICS",
 ]
 
 #: Model names in comparison_metrics.csv, as the existing aggregation scripts expect them.
@@ -103,3 +105,12 @@ FRC_KIND_LABELS = MappingProxyType(
         "half_set": "half-set FRC (two disjoint halves, no ground truth)",
     }
 )
+
+#: The metrics against ground truth that rank arms, and which way is better (+1: higher, -1:
+#: lower). Only these are ever marked "best" or compared with the chance level.
+RANKED_METRICS = MappingProxyType({"mae": -1, "mse": -1, "psnr": 1, "ssim": 1, "ms_ssim": 1, "frc50": 1})
+
+#: Numbers kept for existing scripts that are not measures of quality: never ranked, never
+#: marked best, never compared with the chance level (``frc1over7``: 1/7 against ground truth;
+#: ``frc_1bit``, ``frc_halfbit``: half-set thresholds that older files applied to the truth).
+LEGACY_METRICS = ("frc1over7", "frc_1bit", "frc_halfbit")
