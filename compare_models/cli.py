@@ -108,6 +108,11 @@ def compare_main(quiet, **options):
     Half-set FRC (on by default; --no-half-sets turns it off) gives every arm a resolution
     without ground truth: two images from two disjoint halves of the scan, correlated. Data
     without objectGuess gets the half-set numbers, the images and the figures.
+
+    Exit status: 0 when every arm was scored; 3 when the comparison completed and was written
+    but an arm could not be made or scored (the summary, metrics.json and report.html name it
+    with the reason and the fix); 2 for bad input, or when no arm has any number (then only
+    logs/ and FAILED are written).
     """
     import logging
 
@@ -125,7 +130,11 @@ def compare_main(quiet, **options):
     config = CompareConfig(**options, progress=not quiet, command_line=tuple(sys.argv)).validate()
     # The networks need TensorFlow (and so does stitching their patches); pty-chi alone does not.
     _quiet_tensorflow(quiet is False, needed=bool(config.pinn_dir or config.baseline_dir))
-    run_compare(config, echo=click.echo)
+    comparison = run_compare(config, echo=click.echo)
+    if comparison.failures:  # written and complete, but an arm failed: the summary names it
+        from .report.vocabulary import EXIT_FAILED_ARMS
+
+        sys.exit(EXIT_FAILED_ARMS)
 
 
 # --------------------------------------------------------------------------------------------

@@ -416,6 +416,55 @@ def test_shift_beyond_the_bound_fails_with_its_value(tiny_study, tmp_path):
     _assert_clean_failure(result, out, "exceeds max_shift")
 
 
+def _metric_values(out, model) -> dict:
+    """``(metric, component) -> value`` of one model's rows against ground truth, timings left out."""
+    values = {}
+    for row in read_metrics_csv(out / "comparison_metrics.csv"):
+        if row["model"] == model and not row["metric"].endswith("time_s"):
+            values[(row["metric"], "amplitude")] = row["amplitude"]
+            values[(row["metric"], "phase")] = row["phase"]
+            values[(row["metric"], "value")] = row["value"]
+    return values
+
+
+def test_failed_arms_are_named_and_cost_the_others_nothing(tiny_study, tmp_path):
+    """A model that cannot run (a truncated .keras file) and a reconstruction displaced past
+    --max-shift: the run completes (no FAILED), writes the PINN's numbers exactly as a run
+    with the PINN alone does, names both failed arms with the reason and the fix in the
+    printed summary, metrics.json and report.html, and exits 3."""
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_study["baseline"], broken)
+    (broken / "model.keras").write_bytes((broken / "model.keras").read_bytes()[:200])
+    far = _foreign_reconstruction(tiny_study, tmp_path, 25)
+    common = ["--test_data", tiny_study["test"], "--stitch-crop-size", "8", "--register-ptychi-only",
+              "--no-half-sets", "--max-shift", "10", "--quiet"]
+    out = tmp_path / "out"
+    result = _invoke(["--pinn_dir", tiny_study["pinn"], "--baseline_dir", broken, "--ptychi_recon_path", far,
+                      "--output_dir", out, *common])
+    assert result.exit_code == 3, result.output
+    assert not (out / "FAILED").exists() and (out / "report.html").exists()
+    models = {row["model"] for row in read_metrics_csv(out / "comparison_metrics.csv")}
+    assert "PtychoPINN" in models and not models & {"Baseline", "PtyChi"}
+    document = json.loads((out / "metrics.json").read_text())
+    failures = document["failures"]["arms"]
+    assert set(failures) == {"Baseline", "PtyChi"} and document["failures"]["exit_status"] == 3
+    (baseline,), (ptychi,) = failures["Baseline"], failures["PtyChi"]
+    assert baseline["stage"] == "making the image" and "model.keras" in baseline["reason"]
+    assert "--baseline_dir" in baseline["fix"]
+    assert ptychi["step"] == "shift" and "exceeds max_shift" in ptychi["reason"] and "--max-shift" in ptychi["fix"]
+    assert document["models"]["PtyChi"]["failure"] == ptychi
+    printed = [line for line in result.output.splitlines() if "Fix:" in line]
+    assert any(line.strip().startswith("Baseline:") for line in printed)
+    assert any(line.strip().startswith("PtyChi:") and "--max-shift" in line for line in printed)
+    page = (out / "report.html").read_text()
+    assert "Failed arms" in page and "exceeds max_shift" in page and "model.keras" in page
+    # The failed arms did not shape the PINN's region or numbers: a run without them agrees.
+    alone = tmp_path / "alone"
+    result = _invoke(["--pinn_dir", tiny_study["pinn"], "--output_dir", alone, *common])
+    assert result.exit_code == 0, result.output
+    assert _metric_values(out, "PtychoPINN") == _metric_values(alone, "PtychoPINN")
+
+
 # ---- bad inputs, as a new user would try them: one line, exit 2, nothing that looks finished
 
 

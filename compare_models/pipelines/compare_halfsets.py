@@ -300,8 +300,12 @@ def evaluate_half_sets(
         A half leaves too little: both halves of an arm cover less than
         ``config.min_half_set_coverage`` of the hull, or the region is under
         :data:`MIN_REGION_SIDE_PX` a side; the message names the fix.
-    RegistrationError
-        A half-to-half shift beyond ``config.max_shift_px``.
+
+    Notes
+    -----
+    An arm whose half sets cannot be scored (a half-to-half shift beyond
+    ``config.max_shift_px``, halves the gauge or the FRC cannot use) costs the others nothing:
+    it is recorded in ``failures`` with the fix, and the others are scored without it.
     """
     from ..imaging.region import scan_hull
     from ..imaging.scoring import score_images
@@ -322,11 +326,30 @@ def evaluate_half_sets(
     inputs = [_half_set_input(arm, masks[arm.name], estimate_shift_for(arm)) for arm in with_halves]
     rules = scoring_rules_for("half_set", config, pixel_size_m)
     scoring = score_images(inputs, hull, rules, check_region=_check_half_set_region, timer=timer)
+    failures = _half_set_failures(with_halves, scoring, config)
+    if scoring.region is None:
+        return HalfSetScoring(computed=False, not_computed=not_computed, failures=failures)
     info = _half_set_region_info(scoring.region, coverage, hull, config)
-    scores = {arm.name: _half_set_score(arm, scoring.scores[arm.name], coverage[arm.name]) for arm in with_halves}
+    scores = {
+        arm.name: _half_set_score(arm, scoring.scores[arm.name], coverage[arm.name])
+        for arm in with_halves if arm.name in scoring.scores
+    }
     return HalfSetScoring(
-        computed=True, region=scoring.region.mask, region_info=info, arms=scores, not_computed=not_computed
+        computed=True, region=scoring.region.mask, region_info=info, arms=scores, not_computed=not_computed,
+        failures=failures,
     )
+
+
+def _half_set_failures(arms, scoring, config) -> dict:
+    """The records of the arms whose half sets could not be scored (logged)."""
+    from .compare_failures import HALF_SETS, scoring_failure
+
+    failures = {}
+    for arm in arms:
+        if arm.name in scoring.failures:
+            failures[arm.name] = scoring_failure(arm.key, scoring.failures[arm.name], config, stage=HALF_SETS)
+            log.error("%s", failures[arm.name].line(arm.name))
+    return failures
 
 
 def _half_set_score(arm, score, coverage) -> HalfSetScore:

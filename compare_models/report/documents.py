@@ -21,7 +21,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from .records import ArmScore, Comparison, HalfSetScore, HalfSetScoring, TruthScoring
-from .vocabulary import DEFINITIONS, HALF_SET_DEFINITIONS, HALF_SET_REGION_RULE
+from .vocabulary import (
+    DEFINITIONS,
+    EXIT_FAILED_ARMS,
+    FAILURE_RULE,
+    HALF_SET_DEFINITIONS,
+    HALF_SET_REGION_RULE,
+)
 
 __all__ = [
     "METRICS_SCHEMA",
@@ -37,6 +43,7 @@ __all__ = [
     "model_entry",
     "half_set_entry",
     "half_sets_document",
+    "failures_document",
     "metrics_document",
     "image_key",
     "image_sets",
@@ -84,9 +91,11 @@ def _truth_rows(name: str, arm: ArmScore, region_info: dict | None) -> list[tupl
         rows.append((name, "registration_offset_dx", None, None, dx))
         for row_name, key in GAUGE_ROWS:
             rows.append((name, row_name, None, None, registration["gauge"][key]))
-    if region_info is not None:
+    if region_info is not None and metrics is not None:
         rows.append((name, "region_pixels", None, None, region_info["n_pixels"]))
-        rows.append((name, "hull_lost_fraction", None, None, region_info["hull_lost_fraction"][name]))
+        lost = region_info["hull_lost_fraction"].get(name)
+        if lost is not None:  # an image scored on the region without adding to it has none
+            rows.append((name, "hull_lost_fraction", None, None, lost))
     if arm.computation_time_s is not None:
         rows.append((name, "computation_time_s", None, None, arm.computation_time_s))
     if arm.compile_time_s is not None:
@@ -276,12 +285,25 @@ def half_set_rules(config, split) -> dict:
 
 def model_entry(arm: ArmScore) -> dict:
     """metrics.json's ``models.<model>``: metrics and registration (with ground truth), the
-    timings, and the arm's notes."""
+    timings, the arm's notes, and its failure against the truth when it could not be scored."""
     entry = {}
     if arm.score is not None:
         entry.update(metrics=arm.metrics, registration=arm.registration)
     entry.update(computation_time_s=arm.computation_time_s, compile_time_s=arm.compile_time_s, **arm.notes)
+    if arm.failure is not None:
+        entry["failure"] = arm.failure.to_dict()
     return entry
+
+
+def failures_document(comparison: Comparison) -> dict:
+    """metrics.json's ``failures``: every arm that lacks numbers because something failed, with
+    each failure's stage, step, reason and fix; empty when nothing failed."""
+    failures = comparison.failures
+    return {
+        "arms": {name: [f.to_dict() for f in items] for name, items in failures.items()},
+        "exit_status": EXIT_FAILED_ARMS if failures else 0,
+        "rule": FAILURE_RULE,
+    }
 
 
 def half_set_entry(score: HalfSetScore) -> dict:
@@ -310,6 +332,7 @@ def half_sets_document(half_sets: HalfSetScoring | None, config, split) -> dict:
         "computed": half_sets.computed,
         "region": half_sets.region_info,
         "not_computed": half_sets.not_computed,
+        "failures": {name: failure.to_dict() for name, failure in half_sets.failures.items()},
     }
 
 
@@ -320,6 +343,10 @@ def metrics_document(comparison: Comparison, config, *, ground_truth: bool) -> d
     if comparison.half_sets is not None:
         for name, score in comparison.half_sets.arms.items():
             models[name]["half_set_frc"] = half_set_entry(score)
+        for name, failure in comparison.half_sets.failures.items():
+            models[name]["half_set_failure"] = failure.to_dict()
+    for name, failure in comparison.making_failures.items():
+        models[name] = {"failure": failure.to_dict()}
     return {
         "schema": METRICS_SCHEMA,
         "object_shape": list(truth.object_shape),
@@ -328,6 +355,7 @@ def metrics_document(comparison: Comparison, config, *, ground_truth: bool) -> d
         "region_pixels": truth.region_pixels,
         "scoring": truth.rules,
         "half_sets": half_sets_document(comparison.half_sets, config, comparison.split),
+        "failures": failures_document(comparison),
         "models": models,
     }
 
@@ -418,6 +446,7 @@ def provenance_document(
         "scored_region": truth.region_info,
         "scoring": truth.rules,
         "half_sets": metrics_doc["half_sets"],
+        "failures": metrics_doc["failures"],
         "seen_in_training": dict(seen_in_training),
         "timings_s": dict(timings_s),
     }

@@ -398,8 +398,26 @@ def _initialisation_notes(provenance: Mapping) -> list[str]:
     return out
 
 
+def _failure_notes(metrics: Mapping) -> list[str]:
+    """A warning naming every arm that failed, with the reason and the fix
+    (metrics.json ``failures``)."""
+    failures = metrics.get("failures") if isinstance(metrics.get("failures"), Mapping) else {}
+    arms = failures.get("arms") if isinstance(failures.get("arms"), Mapping) else {}
+    if not arms:
+        return []
+    items = []
+    for name, records in arms.items():
+        for record in records if isinstance(records, list) else []:
+            step = f" (at the {record.get('step')} step)" if record.get("step") else ""
+            items.append(f"<li><b>{esc(name)}</b>: {esc(record.get('stage'))}{esc(step)} failed: "
+                         f"{esc(record.get('reason'))}<br><b>Fix:</b> {esc(record.get('fix'))}</li>")
+    text = (f"<strong>Failed arms (exit status {esc(failures.get('exit_status'))}).</strong> Every other arm "
+            f"was scored and written as if these had not been given.<ul>{''.join(items)}</ul>")
+    return [note(text, warning=True, markup=True)]
+
+
 def _notes(metrics: Mapping, provenance: Mapping) -> list[str]:
-    out = _initialisation_notes(provenance)
+    out = _failure_notes(metrics) + _initialisation_notes(provenance)
     seen = set()
     for entry in _models(metrics).values():
         for component in COMPONENTS:

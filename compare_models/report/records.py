@@ -12,8 +12,11 @@ builders (:mod:`compare_models.report.documents`) and the printed summary
 * :class:`HalfSetScoring`: every arm's half sets, on one region, and the arms left out.
 * :class:`Comparison`: all of the above for one run.
 
-Every record carries ``failure`` (None, or why that arm could not be scored) so that an arm
-that cannot be scored can be recorded beside the others.
+* :class:`ArmFailure`: why an arm could not be made or scored, and the fix.
+
+An arm that cannot be made or scored never costs the others their numbers: it is recorded
+beside them (``ArmScore.failure``, ``HalfSetScoring.failures``,
+``Comparison.making_failures``; all of them in :attr:`Comparison.failures`).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from ..imaging.scoring import ImageScore
 from .vocabulary import MODEL_NAMES
 
 __all__ = [
+    "ArmFailure",
     "HalfImages",
     "ArmImage",
     "ArmScore",
@@ -35,6 +39,39 @@ __all__ = [
     "Comparison",
     "registration_record",
 ]
+
+
+@dataclass(frozen=True)
+class ArmFailure:
+    """Why an arm has no numbers of one kind, and what to do about it.
+
+    Attributes
+    ----------
+    stage : str
+        What could not be done, in words ("making the image", "scoring against ground truth",
+        "half-set FRC").
+    step : str or None
+        Where inside the scoring it failed (``region``, ``shift``, ``registration``,
+        ``measure``; :data:`compare_models.imaging.scoring.SCORING_STEPS`), None while making
+        the image.
+    reason : str
+        The error, in one line.
+    fix : str
+        What to change (a flag, a file) to get the arm's numbers.
+    """
+
+    stage: str
+    step: str | None
+    reason: str
+    fix: str
+
+    def to_dict(self) -> dict:
+        return {"stage": self.stage, "step": self.step, "reason": self.reason, "fix": self.fix}
+
+    def line(self, name: str) -> str:
+        """One line for the printed summary and the logs."""
+        where = self.stage if self.step is None else f"{self.stage} (at the {self.step} step)"
+        return f"{name}: {where} failed: {self.reason}. Fix: {self.fix}"
 
 
 @dataclass(frozen=True, eq=False)
@@ -114,25 +151,26 @@ class ArmScore:
     ----------
     name : str
         The arm's name (:data:`MODEL_NAMES`).
-    image : ndarray (H, W) complex
-        The image as scored: registered onto the truth, or as stitched without ground truth.
+    image : ndarray (H, W) complex or None
+        The image as scored: registered onto the truth, or as stitched without ground truth;
+        None when the arm could not be scored.
     computation_time_s, compile_time_s : float or None
         What a user waits for per image (no one-off compilation), and the compilation.
     notes : dict
         What metrics.json says besides the numbers (``model_format``, ``initialisation``).
     score : ImageScore or None
         Registration and metrics; None without ground truth.
-    failure : str or None
+    failure : ArmFailure or None
         Why the arm could not be scored; None when it was (or when nothing was to be scored).
     """
 
     name: str
-    image: np.ndarray
+    image: np.ndarray | None
     computation_time_s: float | None
     compile_time_s: float | None
     notes: dict
     score: ImageScore | None = None
-    failure: str | None = None
+    failure: ArmFailure | None = None
 
     @property
     def metrics(self) -> dict | None:
@@ -178,8 +216,8 @@ class TruthScoring:
 
     @property
     def aligned(self) -> dict:
-        """Arm name -> the image as scored."""
-        return {name: arm.image for name, arm in self.arms.items()}
+        """Arm name -> the image as scored (arms that failed left out)."""
+        return {name: arm.image for name, arm in self.arms.items() if arm.failure is None}
 
 
 @dataclass(frozen=True, eq=False)
@@ -197,8 +235,6 @@ class HalfSetScore:
         How the halves were chosen and made (:class:`HalfImages`).
     coverage : dict
         Fractions of the hull that half 1, half 2 and both cover.
-    failure : str or None
-        Why the arm's half sets could not be scored.
     """
 
     name: str
@@ -207,7 +243,6 @@ class HalfSetScore:
     split: dict
     how: str
     coverage: dict
-    failure: str | None = None
 
     kind = "half_set"
 
@@ -249,7 +284,10 @@ class HalfSetScoring:
         The region (:meth:`ScoredRegion.to_dict`) with its rule and coverage.
     arms : dict of str to HalfSetScore
     not_computed : dict of str to str
-        Arm name -> why it has no half-set FRC (and the fix).
+        Arm name -> why it has no half-set FRC (and the fix), for arms left out by design (no
+        half images, halves that cover too little).
+    failures : dict of str to ArmFailure
+        Arm name -> why its half sets could not be scored (an error, not a design).
     """
 
     computed: bool
@@ -257,6 +295,7 @@ class HalfSetScoring:
     region_info: dict | None = None
     arms: dict = field(default_factory=dict)
     not_computed: dict = field(default_factory=dict)
+    failures: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True, eq=False)
@@ -273,6 +312,8 @@ class Comparison:
         How the test scan was split into halves.
     timings_s : dict
         Stage -> seconds: the run's and every arm's.
+    making_failures : dict of str to ArmFailure
+        Arms the config names whose image could not be made (not in ``arms``).
     """
 
     arms: tuple
@@ -280,3 +321,16 @@ class Comparison:
     half_sets: HalfSetScoring | None
     split: object = None
     timings_s: dict = field(default_factory=dict)
+    making_failures: dict = field(default_factory=dict)
+
+    @property
+    def failures(self) -> dict:
+        """Arm name -> list of :class:`ArmFailure`: every arm that lacks numbers because
+        something failed (its image, its score against the truth, its half sets)."""
+        failures = {name: [failure] for name, failure in self.making_failures.items()}
+        for name, arm in self.truth.arms.items():
+            if arm.failure is not None:
+                failures.setdefault(name, []).append(arm.failure)
+        for name, failure in (self.half_sets.failures if self.half_sets is not None else {}).items():
+            failures.setdefault(name, []).append(failure)
+        return failures

@@ -17,6 +17,7 @@ __all__ = [
     "format_scoring_summary",
     "arm_notes",
     "summary_notes",
+    "format_failures",
     "printed_summary",
 ]
 
@@ -195,9 +196,28 @@ def summary_notes(arms) -> list[str]:
     return lines
 
 
+def format_failures(document: Mapping) -> list[str]:
+    """Lines naming every arm that failed, with the reason and the fix, from metrics.json's
+    ``failures``; none when nothing failed."""
+    failures = document.get("failures") or {}
+    arms = failures.get("arms") or {}
+    if not arms:
+        return []
+    lines = [
+        f"FAILED ARMS ({len(arms)}; exit status {failures.get('exit_status')}): every other arm was "
+        "scored and written, as if the failed ones had not been given"
+    ]
+    for name, items in arms.items():
+        for failure in items:
+            where = failure["stage"] if failure.get("step") is None else f"{failure['stage']} (at the {failure['step']} step)"
+            lines.append(f"  {name}: {where} failed: {failure['reason']}. Fix: {failure['fix']}")
+    return lines
+
+
 def printed_summary(rows, document: Mapping, arms, *, ground_truth: bool, dose_summary: str, output_dir) -> list[str]:
     """What compare-models prints when it is done: the table against the truth, the half-set
-    table, how the numbers were made, the dose, each arm's notes and where the results are."""
+    table, how the numbers were made, the dose, each arm's notes, the arms that failed and
+    where the results are."""
     lines = []
     if ground_truth:
         lines += [GROUND_TRUTH_TABLE_TITLE, format_metrics_table(rows)]
@@ -208,5 +228,6 @@ def printed_summary(rows, document: Mapping, arms, *, ground_truth: bool, dose_s
         lines.append(summary)
     lines.append(f"test data: {dose_summary}")
     lines += summary_notes(arms)
+    lines += format_failures(document)
     lines.append(f"results: {output_dir}")
     return lines

@@ -20,6 +20,8 @@ __all__ = [
     "FRC_KIND_LABELS",
     "RANKED_METRICS",
     "LEGACY_METRICS",
+    "EXIT_FAILED_ARMS",
+    "FAILURE_RULE",
 ]
 
 #: Model names in comparison_metrics.csv, as the existing aggregation scripts expect them.
@@ -114,3 +116,17 @@ RANKED_METRICS = MappingProxyType({"mae": -1, "mse": -1, "psnr": 1, "ssim": 1, "
 #: marked best, never compared with the chance level (``frc1over7``: 1/7 against ground truth;
 #: ``frc_1bit``, ``frc_halfbit``: half-set thresholds that older files applied to the truth).
 LEGACY_METRICS = ("frc1over7", "frc_1bit", "frc_halfbit")
+
+#: Exit status of a comparison that completed and wrote every arm it could score, with at least
+#: one arm that failed (2 is bad input: then only logs/ and FAILED are written).
+EXIT_FAILED_ARMS = 3
+
+#: What happens to an arm that fails, as metrics.json records it.
+FAILURE_RULE = (
+    "one arm never costs the others their numbers: an arm whose image cannot be made, or that "
+    "cannot be scored (no data inside the scan's hull, a shift that cannot be estimated or "
+    "exceeds --max-shift, an image the gauge or a metric cannot use), is named here with its "
+    "reason and fix; every other arm is scored as if it had not been given (the region and the "
+    "largest shift leave it out) and written; the run exits 3. A run in which no arm has any "
+    "number fails as a whole (exit 2, FAILED)"
+)
