@@ -63,8 +63,8 @@ def test_full_run_writes_every_output(full_run, tiny_study):
         assert (out / name).is_file(), name
     assert not (out / "FAILED").exists()
     models = {row["model"] for row in read_metrics_csv(out / "comparison_metrics.csv")}
-    expected = {"PtychoPINN", "Baseline"} | ({"PtyChi"} if tiny_study["ptychi"] else set())
-    assert models == expected
+    expected = {"PtychoPINN", "Baseline", "Constant"} | ({"PtyChi"} if tiny_study["ptychi"] else set())
+    assert models == expected  # Constant: the chance level
     # The table the demo prints.
     assert "ms_ssim" in result.output and "PtychoPINN" in result.output
 
@@ -134,19 +134,22 @@ def test_metrics_json_and_provenance_state_how_the_numbers_were_made(full_run):
     region = document["region"]
     assert "convex hull" in region["rule"] and region["n_pixels"] == document["region_pixels"] > 0
     assert region["erosion_px"] == math.ceil(region["largest_shift_px"] - 1e-9) + region["margin_px"]
-    assert set(region["hull_lost_fraction"]) == set(document["models"])
+    assert set(region["hull_lost_fraction"]) == set(document["models"]) - {"Constant"}  # chance adds no mask
     scoring = document["scoring"]
     assert scoring["ms_ssim"]["weights"] == [0.0448, 0.2856, 0.3001, 0.2363, 0.1333]
     assert scoring["ms_ssim"]["sigma"] is None
     assert scoring["frc"]["kind"] == "ground_truth" and "Rosenthal" in scoring["frc"]["resolution"]
     assert "amplitude-weighted" in scoring["gauge"]["description"]
-    for entry in document["models"].values():
+    for name, entry in document["models"].items():
         for component in ("amplitude", "phase"):
             assert entry["metrics"][component]["frc"]["kind"] == "ground_truth"
+            if name == "Constant":  # the chance level has no half sets
+                continue
             half = entry["half_set_frc"][component]
             assert half["kind"] == "half_set" and set(half["cutoffs"]) == {"1/7", "halfbit", "1bit"}
             assert len(half["thresholds"]["halfbit"]) == len(half["curve"])
-        assert entry["half_set_frc"]["registration"]["direction"].startswith("half 2 registered onto half 1")
+        if name != "Constant":
+            assert entry["half_set_frc"]["registration"]["direction"].startswith("half 2 registered onto half 1")
     halves = document["half_sets"]
     assert halves["computed"] and halves["split"]["method"] == "checkerboard"
     assert halves["split"]["n_half1"] + halves["split"]["n_half2"] == halves["split"]["n_positions"]
@@ -444,7 +447,7 @@ def test_failed_arms_are_named_and_cost_the_others_nothing(tiny_study, tmp_path)
     assert result.exit_code == 3, result.output
     assert not (out / "FAILED").exists() and (out / "report.html").exists()
     models = {row["model"] for row in read_metrics_csv(out / "comparison_metrics.csv")}
-    assert "PtychoPINN" in models and not models & {"Baseline", "PtyChi"}
+    assert models == {"PtychoPINN", "Constant"}
     document = json.loads((out / "metrics.json").read_text())
     failures = document["failures"]["arms"]
     assert set(failures) == {"Baseline", "PtyChi"} and document["failures"]["exit_status"] == 3

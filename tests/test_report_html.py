@@ -23,7 +23,7 @@ from compare_models.io.npz import save_dataset
 from compare_models.pipelines.sweep import Cell
 from compare_models.report.html import fmt, render_compare_report
 from compare_models.report.sweep_report import summarise, t_interval, write_sweep_report
-from compare_models.report.writers import write_metrics_csv
+from compare_models.report.writers import read_metrics_csv, write_metrics_csv
 
 CHROMIUM = find_chromium()
 needs_chromium = pytest.mark.skipif(
@@ -274,6 +274,34 @@ def test_single_seed_sweep_draws_no_interval_and_says_so(tmp_path):
     assert "– (1 seed)" in text
     assert "With one seed per dose no interval can be given, and none is drawn." in text
     assert "– (1 seed)" in (tmp_path / "sweep_report.md").read_text()
+
+
+def test_sweep_plots_draw_the_constant_as_the_chance_line(tmp_path):
+    """The Constant rows of every cell are the chance level: a dashed grey line in each plot,
+    labelled as such, and a note in the report."""
+    from compare_models.report.sweep_report import _figure
+
+    cells = _fake_sweep(tmp_path, (0, 1), {(1e3, 0): 0.5, (1e3, 1): 0.6, (1e5, 0): 0.9, (1e5, 1): 0.8})
+    for cell in cells:
+        path = tmp_path / "cells" / cell.name / "compare" / "comparison_metrics.csv"
+        rows = [(r["model"], r["metric"], r["amplitude"], r["phase"], r["value"]) for r in read_metrics_csv(path)]
+        write_metrics_csv(rows + [("Constant", "ms_ssim", 0.3, 0.2, None)], path)
+    written = write_sweep_report(tmp_path, cells)
+    summaries = summarise(_sweep_rows(tmp_path))
+    figure_ = _figure(summaries, "ms_ssim")
+    for ax in figure_.axes:
+        chance = [line for line in ax.get_lines() if line.get_label() == "Constant (chance level)"]
+        assert len(chance) == 1 and chance[0].get_linestyle() == "--"
+        assert chance[0].get_ydata() == pytest.approx([0.3, 0.3]) or chance[0].get_ydata() == pytest.approx([0.2, 0.2])
+    assert "chance level" in written["html"].read_text()
+
+
+def _sweep_rows(out: Path) -> list[dict]:
+    import csv
+
+    with (out / "sweep_metrics.csv").open() as handle:
+        return [{**row, "dose_nominal": float(row["dose_nominal"]), "dose_measured": float(row["dose_measured"]),
+                 "seed": int(row["seed"]), "value": float(row["value"])} for row in csv.DictReader(handle)]
 
 
 # --------------------------------------------------------------------------------------------

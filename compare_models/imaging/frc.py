@@ -226,6 +226,12 @@ def frc(
     ``1 / f`` pixels. The search for a crossing starts at ring 1 (ring 0 is the mean). The
     images are used as given: no mean subtraction, no apodisation.
 
+    A ring where one image has no power correlates nothing: its FRC is 0. So an image with no
+    power at any non-zero frequency (a constant) against one with structure has an FRC of 0 at
+    every ring above ring 0: it never reaches a threshold, and every cut-off is ring 1 (``reached`` False),
+    the floor of the measure, which is what a chance-level constant image scores. Two images
+    without structure, or whose powers share no ring, have no FRC (a MetricError).
+
     References
     ----------
     .. [1] van Heel and Schatz, J. Struct. Biol. 151, 250 (2005).
@@ -255,7 +261,7 @@ def frc(
     denominator = np.sqrt(power_a * power_b)
     scale = max(power_a.max(), power_b.max())
     zero = (power_a <= 1e-24 * scale) | (power_b <= 1e-24 * scale) | (n_pixels == 0)
-    if zero[1:].all():
+    if zero[1:].all() and not _one_without_structure(power_a, power_b, scale):
         raise MetricError("FRC undefined: one image has no power at any non-zero frequency")
     raw = np.where(zero, 0.0, cross / np.where(zero, 1.0, denominator))
     curve = raw
@@ -420,3 +426,11 @@ def frc_against_truth(ring: FRCResult) -> dict:
         "pixel_size_m": ring.pixel_size_m,
         "smoothing_sigma": ring.smoothing_sigma,
     }
+
+
+def _one_without_structure(power_a, power_b, scale) -> bool:
+    """Whether exactly one of two images has no power at any non-zero frequency (the other
+    has some): their FRC is then 0 at every ring, not undefined."""
+    flat_a = bool((power_a[1:] <= 1e-24 * scale).all())
+    flat_b = bool((power_b[1:] <= 1e-24 * scale).all())
+    return flat_a != flat_b

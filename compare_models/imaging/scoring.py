@@ -403,7 +403,7 @@ def constant_image(reference, region) -> np.ndarray:
 
     Returns
     -------
-    ndarray (H, W) complex128
+    ndarray (H, W) complex (the reference's precision, at least complex64)
         ``mean(|reference|) * exp(i angle(mean(exp(i angle(reference)))))`` over the region
         everywhere: the phase is the angle of the mean unit phasor, a mean that a 2 pi wrap
         does not move (the arithmetic mean of phases near +pi and -pi would be 0).
@@ -427,7 +427,7 @@ def constant_image(reference, region) -> np.ndarray:
     if abs(phasor) < 1e-12:
         raise MetricError("constant image: the reference's phases cancel over the region (no mean phase)")
     value = np.mean(np.abs(values)) * np.exp(1j * np.angle(phasor))
-    return np.full(np.shape(reference), value, dtype=np.complex128)
+    return np.full(np.shape(reference), value, dtype=np.result_type(np.asarray(reference).dtype, np.complex64))
 
 
 def _measure(aligned, reference, region, rules: ScoringRules) -> dict:

@@ -33,7 +33,7 @@ import numpy as np
 from ..errors import CompareModelsError, ConfigError, DatasetError
 from ..report.records import ArmImage, ArmScore, Comparison, TruthScoring
 from ..report.staging import StagedOutput
-from ..report.vocabulary import MODEL_NAMES
+from ..report.vocabulary import CHANCE_DEFINITION, CHANCE_NAME, MODEL_NAMES
 from .compare_arms import Timer, compile_time, computation_time
 from .compare_config import CompareConfig, resolve_crop, scoring_rules_for
 from .compare_failures import ArmsFailedError, all_failed_message, making_failure, scoring_failure
@@ -329,7 +329,10 @@ def evaluate(arms, truth, positions_xy, config: CompareConfig, *, pixel_size_m=N
         )
         for arm in arms
     ]
-    scoring = score_images(inputs, hull, scoring_rules_for("ground_truth", config, pixel_size_m), timer=timer)
+    scoring = score_images(
+        inputs, hull, scoring_rules_for("ground_truth", config, pixel_size_m), timer=timer,
+        on_region=lambda region: [_chance_input(truth, region.mask)],
+    )
     scores = _scored_arms(arms, scoring, config)
     region = scoring.region
     if region is None:  # no arm could be scored: the figures show where the arms have data
@@ -341,8 +344,32 @@ def evaluate(arms, truth, positions_xy, config: CompareConfig, *, pixel_size_m=N
         region.n_pixels, region.hull_pixels, lost, region.erosion_px,
     )
     return TruthScoring(
-        object_shape=shape, region=region.mask, region_info=region.to_dict(), hull=hull, rules=rules, arms=scores
+        object_shape=shape, region=region.mask, region_info=region.to_dict(), hull=hull, rules=rules, arms=scores,
+        chance=_chance_score(scoring, config),
     )
+
+
+def _chance_input(truth, region):
+    """The chance level as a scoring input: a constant image of the truth's mean amplitude and
+    mean phase over the scored region, with no shift, a full valid mask and no mask of its own
+    in the region."""
+    from ..imaging.scoring import ScoringInput, constant_image
+
+    return ScoringInput(
+        name=CHANCE_NAME, image=constant_image(truth, region), valid=np.ones(truth.shape, bool),
+        reference=truth, region_masks={}, estimate_shift=False, stage="constant",
+    )
+
+
+def _chance_score(scoring, config: CompareConfig) -> ArmScore:
+    """The chance level's record: its score, or why it could not be scored."""
+    notes = {"what": CHANCE_DEFINITION}
+    if CHANCE_NAME in scoring.scores:
+        score = scoring.scores[CHANCE_NAME]
+        return ArmScore(CHANCE_NAME, score.aligned, None, None, notes, score=score)
+    failure = scoring_failure("chance", scoring.failures[CHANCE_NAME], config)
+    log.error("%s", failure.line(CHANCE_NAME))
+    return ArmScore(CHANCE_NAME, None, None, None, notes, failure=failure)
 
 
 def _without_truth(arms, positions_xy, shape, valids, rules) -> TruthScoring:

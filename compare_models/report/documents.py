@@ -22,11 +22,14 @@ from collections.abc import Mapping
 
 from .records import ArmScore, Comparison, HalfSetScore, HalfSetScoring, TruthScoring
 from .vocabulary import (
+    CHANCE_DEFINITION,
+    CHANCE_NAME,
     DEFINITIONS,
     EXIT_FAILED_ARMS,
     FAILURE_RULE,
     HALF_SET_DEFINITIONS,
     HALF_SET_REGION_RULE,
+    RANKED_METRICS,
 )
 
 __all__ = [
@@ -44,6 +47,8 @@ __all__ = [
     "half_set_entry",
     "half_sets_document",
     "failures_document",
+    "chance_flags",
+    "chance_document",
     "metrics_document",
     "image_key",
     "image_sets",
@@ -71,10 +76,13 @@ HALF_SET_CSV_ORDER = ("1/7", "halfbit", "1bit")
 
 def metric_rows(truth: TruthScoring, half_sets: HalfSetScoring | None = None) -> list[tuple]:
     """Rows of ``comparison_metrics.csv`` (``model,metric,amplitude,phase,value``): each arm's
-    metrics against the truth, registration, region and timings, then the half-set rows."""
+    metrics against the truth, registration, region and timings, the chance level's (model
+    ``Constant``), then the half-set rows."""
     rows = []
     for name, arm in truth.arms.items():
         rows += _truth_rows(name, arm, truth.region_info)
+    if truth.chance is not None:
+        rows += _truth_rows(truth.chance.name, truth.chance, truth.region_info)
     return rows + half_set_rows(half_sets)
 
 
@@ -144,7 +152,8 @@ def frc_curves(truth: TruthScoring, half_sets: HalfSetScoring | None = None) -> 
     """``{kind: {model: {component: curve}}}``: FRC against ground truth (``"ground_truth"``)
     and between half sets (``"half_set"``), whichever were computed."""
     curves = {}
-    for name, arm in truth.arms.items():
+    scored = list(truth.arms.items()) + ([(truth.chance.name, truth.chance)] if truth.chance is not None else [])
+    for name, arm in scored:
         metrics = arm.metrics
         if metrics is None:
             continue
@@ -242,7 +251,7 @@ def scoring_rules(config) -> dict:
                 else "not computed (--no-half-sets)"
             ),
         },
-        "definitions": dict(DEFINITIONS),
+        "definitions": {**DEFINITIONS, CHANCE_NAME: CHANCE_DEFINITION},
     }
 
 
@@ -293,6 +302,51 @@ def model_entry(arm: ArmScore) -> dict:
     if arm.failure is not None:
         entry["failure"] = arm.failure.to_dict()
     return entry
+
+
+def chance_flags(truth: TruthScoring) -> dict:
+    """Arm name -> the ranked metrics on which it does not beat the chance level.
+
+    Returns
+    -------
+    dict
+        ``{arm: [{"component", "metric", "value", "chance"}, ...]}`` for every arm scored
+        against the truth (an empty list: it beats the constant image on every ranked metric,
+        :data:`~compare_models.report.vocabulary.RANKED_METRICS`); a tie does not beat it.
+        Empty without a chance level.
+    """
+    chance = truth.chance
+    if chance is None or chance.metrics is None:
+        return {}
+    flags = {}
+    for name, arm in truth.arms.items():
+        if arm.metrics is None:
+            continue
+        flags[name] = [
+            {"component": component, "metric": metric, "value": arm.metrics[component][metric],
+             "chance": chance.metrics[component][metric]}
+            for component in ("amplitude", "phase")
+            for metric, better in RANKED_METRICS.items()
+            if not _beats(arm.metrics[component][metric], chance.metrics[component][metric], better)
+        ]
+    return flags
+
+
+def _beats(value, level, better: int) -> bool:
+    return value > level if better > 0 else value < level
+
+
+def chance_document(truth: TruthScoring) -> dict | None:
+    """metrics.json's ``chance``: what the chance level is, and per arm the ranked metrics on
+    which it does not beat it; None without a chance level."""
+    if truth.chance is None:
+        return None
+    return {
+        "model": truth.chance.name,
+        "definition": CHANCE_DEFINITION,
+        "ranked_metrics": list(RANKED_METRICS),
+        "not_beaten": chance_flags(truth),
+    }
 
 
 def failures_document(comparison: Comparison) -> dict:
@@ -347,6 +401,10 @@ def metrics_document(comparison: Comparison, config, *, ground_truth: bool) -> d
             models[name]["half_set_failure"] = failure.to_dict()
     for name, failure in comparison.making_failures.items():
         models[name] = {"failure": failure.to_dict()}
+    for name, flags in chance_flags(truth).items():
+        models[name]["not_better_than_chance"] = [f"{f['component']} {f['metric']}" for f in flags]
+    if truth.chance is not None:
+        models[truth.chance.name] = model_entry(truth.chance)
     return {
         "schema": METRICS_SCHEMA,
         "object_shape": list(truth.object_shape),
@@ -356,6 +414,7 @@ def metrics_document(comparison: Comparison, config, *, ground_truth: bool) -> d
         "scoring": truth.rules,
         "half_sets": half_sets_document(comparison.half_sets, config, comparison.split),
         "failures": failures_document(comparison),
+        "chance": chance_document(truth),
         "models": models,
     }
 

@@ -62,7 +62,7 @@ import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from .vocabulary import LEGACY_METRICS, RANKED_METRICS
+from .vocabulary import CHANCE_FLAG, LEGACY_METRICS, RANKED_METRICS
 
 __all__ = [
     "REPORT_NAME",
@@ -107,6 +107,9 @@ td.text, th.text { text-align: left; white-space: normal; }
 td.mono, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 0.9em;
                  text-align: left; word-break: break-all; white-space: normal; }
 td.best { font-weight: bold; background: #eaf5ea; }
+td.chance, th.chance { color: #555; font-style: italic; background: #f4f4f4; }
+td.below-chance { background: #fdecea; }
+.flag { color: #a33; font-size: 0.8em; font-style: normal; }
 .note { border-left: 4px solid #888; background: #f6f6f6; padding: 0.5em 0.8em; margin: 0.6em 0; }
 .warning { border-left-color: #d08700; background: #fff6e0; }
 figure { margin: 1em 0; }
@@ -336,9 +339,11 @@ def _metrics_section(metrics: Mapping) -> list[str]:
                         "the images, timings and provenance follow."))
         return out
     names = list(with_metrics)
-    header = "<tr><th class=\"text\" rowspan=\"2\">metric</th>" + "".join(
-        f'<th colspan="2">{esc(n)}</th>' for n in names
-    ) + "</tr><tr>" + "".join("<th>amplitude</th><th>phase</th>" for _ in names) + "</tr>"
+    chance, flagged = _chance(metrics)
+    arms = [n for n in names if n != chance]
+    heads = {n: ('<th colspan="2" class="chance">' + esc(f"{n} (chance)") if n == chance
+                 else '<th colspan="2">' + esc(n)) + "</th>" for n in names}
+    header = "<tr><th class=\"text\" rowspan=\"2\">metric</th>" + "".join(heads.values()) + "</tr><tr>" + "".join("<th>amplitude</th><th>phase</th>" for _ in names) + "</tr>"
     body = []
     for metric in _metric_rows(with_metrics):
         cells = {}
@@ -346,29 +351,69 @@ def _metrics_section(metrics: Mapping) -> list[str]:
             for component in COMPONENTS:
                 value = ((with_metrics[name]["metrics"].get(component)) or {}).get(metric)
                 cells[(name, component)] = _number(value)
-        best = {}
-        direction = BETTER.get(metric)
-        if direction and len(names) > 1:
-            for component in COMPONENTS:
-                finite = [cells[(n, component)] for n in names if cells[(n, component)] is not None
-                          and not math.isnan(cells[(n, component)])]
-                if finite:
-                    best[component] = max(finite) if direction > 0 else min(finite)
+        best = _best(cells, arms, BETTER.get(metric))
         label = f"{metric} (legacy, not ranked)" if metric in LEGACY_METRICS else metric
         row = [f'<td class="text">{esc(label)}</td>']
         for name in names:
             for component in COMPONENTS:
                 value = cells[(name, component)]
-                css = "best" if value is not None and best.get(component) == value else ""
-                row.append(f'<td class="{css}">{esc(fmt(value))}</td>')
+                text = esc(fmt(value))
+                css = "chance" if name == chance else "best" if value is not None and best.get(component) == value else ""
+                if (name, component, metric) in flagged:
+                    css, text = f"{css} below-chance", f'{text} <span class="flag">≤ chance</span>'
+                row.append(f'<td class="{css}">{text}</td>')
         body.append("<tr>" + "".join(row) + "</tr>")
     out.append(f"<table><thead>{header}</thead><tbody>{''.join(body)}</tbody></table>")
-    out.append('<p class="subtitle">Bold: the best value of a ranked row (mae, mse, psnr, ssim, ms_ssim, '
+    out.append('<p class="subtitle">Bold: the best arm on a ranked row (mae, mse, psnr, ssim, ms_ssim, '
                "frc50); legacy rows such as frc1over7 (the 1/7 crossing against ground truth, kept for "
                "old scripts, not a resolution) are never ranked. FRC cut-offs are fractions of "
                "Nyquist (see the FRC section for rings and metres). Every arm is scored on the same "
                "region of the ground-truth grid.</p>")
+    out += _chance_notes(metrics, chance)
     return out
+
+
+def _chance(metrics: Mapping) -> tuple[str | None, set]:
+    """The chance level's model name (metrics.json ``chance``) and the set of
+    ``(arm, component, metric)`` on which an arm does not beat it."""
+    chance = metrics.get("chance") if isinstance(metrics.get("chance"), Mapping) else None
+    if not chance:
+        return None, set()
+    flagged = {
+        (name, flag.get("component"), flag.get("metric"))
+        for name, flags in (chance.get("not_beaten") or {}).items()
+        for flag in flags if isinstance(flag, Mapping)
+    }
+    return chance.get("model"), flagged
+
+
+def _best(cells: Mapping, arms, direction) -> dict:
+    """Component -> the best value among the arms (not the chance level) on a ranked row."""
+    best = {}
+    if direction and len(arms) > 1:
+        for component in COMPONENTS:
+            finite = [cells[(n, component)] for n in arms if cells[(n, component)] is not None
+                      and not math.isnan(cells[(n, component)])]
+            if finite:
+                best[component] = max(finite) if direction > 0 else min(finite)
+    return best
+
+
+def _chance_notes(metrics: Mapping, chance: str | None) -> list[str]:
+    """What the chance column is, and which arm does not beat it where."""
+    if chance is None:
+        return []
+    record = metrics["chance"]
+    items = []
+    for name, flags in (record.get("not_beaten") or {}).items():
+        if flags:
+            lost = ", ".join(f"{f.get('component')} {f.get('metric')}" for f in flags if isinstance(f, Mapping))
+            items.append(f"<li><b>{esc(name)}</b> {esc(CHANCE_FLAG)} on: {esc(lost)}</li>")
+        else:
+            items.append(f"<li><b>{esc(name)}</b> beats it on every ranked metric</li>")
+    text = (f"<strong>{esc(chance)} (chance level).</strong> {esc(record.get('definition', ''))}."
+            f"<ul>{''.join(items)}</ul>")
+    return [note(text, warning=any(record.get("not_beaten", {}).values()), markup=True)]
 
 
 def _initialisation(details: Mapping) -> str | None:
@@ -637,8 +682,10 @@ def _registration_section(metrics: Mapping) -> list[str]:
 def _timings_section(metrics: Mapping, provenance: Mapping) -> list[str]:
     out = ["<h2>Timings</h2>"]
     rows = []
+    chance, _ = _chance(metrics)
     for name, entry in _models(metrics).items():
-        rows.append((name, _number(entry.get("computation_time_s")), _number(entry.get("compile_time_s"))))
+        if name != chance:  # the chance level is not computed by anyone
+            rows.append((name, _number(entry.get("computation_time_s")), _number(entry.get("compile_time_s"))))
     if rows:
         out.append(table(("arm", "computation time (s)", "compile time (s)"), rows))
         out.append('<p class="subtitle">Computation time: what a user waits for per image (network: '
@@ -762,8 +809,11 @@ def render_compare_report(
         parts.append(f"N = {data['patch_size']}")
     if _number(data.get("dose_measured")) is not None:
         parts.append(f"measured dose {fmt(_number(data['dose_measured']), 4)} photons per pattern")
+    chance, _ = _chance(metrics)
     if models:
-        parts.append("arms: " + ", ".join(models))
+        parts.append("arms: " + ", ".join(name for name in models if name != chance))
+    if chance:
+        parts.append(f"chance level: {chance}")
     parts.append("with ground truth" if metrics.get("ground_truth", bool(metrics.get("models"))) else "no ground truth")
     body = [*_notes(metrics, provenance)]
     body += _metrics_section(metrics)

@@ -201,6 +201,10 @@ class TruthScoring:
         The scoring rules in words and numbers (metrics.json ``scoring``).
     arms : dict of str to ArmScore
         In the order of the arms.
+    chance : ArmScore or None
+        The chance level: a constant image of the truth's mean scored on the region by the same
+        rules (:data:`compare_models.report.vocabulary.CHANCE_DEFINITION`); None without ground
+        truth or when no arm was scored.
     """
 
     object_shape: tuple
@@ -209,6 +213,7 @@ class TruthScoring:
     hull: np.ndarray | None
     rules: dict
     arms: dict
+    chance: ArmScore | None = None
 
     @property
     def region_pixels(self) -> int:
@@ -328,7 +333,10 @@ class Comparison:
         """Arm name -> list of :class:`ArmFailure`: every arm that lacks numbers because
         something failed (its image, its score against the truth, its half sets)."""
         failures = {name: [failure] for name, failure in self.making_failures.items()}
-        for name, arm in self.truth.arms.items():
+        scored = list(self.truth.arms.items())
+        if self.truth.chance is not None:
+            scored.append((self.truth.chance.name, self.truth.chance))
+        for name, arm in scored:
             if arm.failure is not None:
                 failures.setdefault(name, []).append(arm.failure)
         for name, failure in (self.half_sets.failures if self.half_sets is not None else {}).items():

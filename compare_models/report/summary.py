@@ -9,7 +9,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 
-from .vocabulary import GROUND_TRUTH_TABLE_TITLE, HALF_SET_TABLE_ROWS, HALF_SET_TABLE_TITLE
+from .vocabulary import (
+    CHANCE_FLAG,
+    GROUND_TRUTH_TABLE_TITLE,
+    HALF_SET_TABLE_ROWS,
+    HALF_SET_TABLE_TITLE,
+)
 
 __all__ = [
     "format_metrics_table",
@@ -17,6 +22,7 @@ __all__ = [
     "format_scoring_summary",
     "arm_notes",
     "summary_notes",
+    "format_chance",
     "format_failures",
     "printed_summary",
 ]
@@ -196,6 +202,25 @@ def summary_notes(arms) -> list[str]:
     return lines
 
 
+def format_chance(document: Mapping) -> list[str]:
+    """Lines saying, per arm, on which ranked metrics it does not beat the chance level (the
+    ``Constant`` rows), from metrics.json's ``chance``; none without one."""
+    chance = document.get("chance")
+    if not chance:
+        return []
+    lines = [
+        f"chance level ({chance['model']} rows): a constant image of the truth's mean amplitude and mean "
+        "phase over the region, scored by the same rules; a tie does not beat it"
+    ]
+    for name, flags in (chance.get("not_beaten") or {}).items():
+        if not flags:
+            lines.append(f"  {name}: beats the constant image on every ranked metric ({', '.join(chance['ranked_metrics'])})")
+            continue
+        lost = ", ".join(f"{f['component']} {f['metric']} ({_fmt(f['value'])}; chance {_fmt(f['chance'])})" for f in flags)
+        lines.append(f"  {name} {CHANCE_FLAG} on: {lost}")
+    return lines
+
+
 def format_failures(document: Mapping) -> list[str]:
     """Lines naming every arm that failed, with the reason and the fix, from metrics.json's
     ``failures``; none when nothing failed."""
@@ -221,6 +246,7 @@ def printed_summary(rows, document: Mapping, arms, *, ground_truth: bool, dose_s
     lines = []
     if ground_truth:
         lines += [GROUND_TRUTH_TABLE_TITLE, format_metrics_table(rows)]
+        lines += format_chance(document)
     if any(row[1].startswith("halfset_") for row in rows):
         lines += [HALF_SET_TABLE_TITLE, format_half_set_table(rows)]
     summary = format_scoring_summary(document)

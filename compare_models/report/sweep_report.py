@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .html import METRIC_ORDER, Markup, esc, figure, fmt, note, page, table
+from .vocabulary import CHANCE_NAME
 from .writers import read_metrics_csv
 
 __all__ = [
@@ -194,6 +195,9 @@ REPORT_NOTES = (
     "halfset_coverage is the fraction of the scan's hull that both halves cover.",
     "PSNR and SSIM use the truth's max - min over the region as data range, for amplitude and "
     "phase alike; computation_time_s excludes one-off compilation (compile_time_s).",
+    f"{CHANCE_NAME} is the chance level (the dashed grey line): a constant image of the truth's mean "
+    "amplitude and mean phase over the region, scored by the same rules; a model on or below it on "
+    "a metric has learned nothing that metric can measure.",
 )
 
 
@@ -269,7 +273,10 @@ def _figure(summaries, metric: str):
         for model, series in sorted(summaries[key].items()):
             x = np.array([p.dose_axis for p in series])
             mean = np.array([p.mean for p in series])
-            (line,) = ax.plot(x, mean, marker="o", label=model)
+            if model == CHANCE_NAME:  # the chance line: what a constant image scores
+                (line,) = ax.plot(x, mean, color="0.4", ls="--", lw=1.5, marker="", label=f"{model} (chance level)")
+            else:
+                (line,) = ax.plot(x, mean, marker="o", label=model)
             with_interval = [p for p in series if p.interval is not None]
             if with_interval:
                 xs = np.array([p.dose_axis for p in with_interval])

@@ -22,6 +22,9 @@ __all__ = [
     "LEGACY_METRICS",
     "EXIT_FAILED_ARMS",
     "FAILURE_RULE",
+    "CHANCE_NAME",
+    "CHANCE_DEFINITION",
+    "CHANCE_FLAG",
 ]
 
 #: Model names in comparison_metrics.csv, as the existing aggregation scripts expect them.
@@ -130,3 +133,23 @@ FAILURE_RULE = (
     "largest shift leave it out) and written; the run exits 3. A run in which no arm has any "
     "number fails as a whole (exit 2, FAILED)"
 )
+
+#: The chance level's model name in comparison_metrics.csv and metrics.json.
+CHANCE_NAME = "Constant"
+
+#: What the chance level is, as metrics.json's definitions record it.
+CHANCE_DEFINITION = (
+    "chance level: a constant image of the truth's mean amplitude and mean phase over the scored "
+    "region (the mean phase is the angle of the mean unit phasor exp(i phase), which a 2 pi wrap "
+    "does not move), scored on the same region by the same rules: no shift (every shift of a "
+    "constant is itself), its gauge fitted like any arm's (the amplitude scale leaves it at the "
+    "truth's mean amplitude; the phase offset and, with --phase-align-method ramp, the ramp give "
+    "it the plane of the truth's phase that any arm gets for free), then every metric. It never "
+    "adds to the region. Its FRC against the truth is 0 at every ring where it has no structure "
+    "(a constant amplitude has none), so its frc50 there is ring 1, the floor of the measure. An "
+    "arm that does not beat it on a ranked metric (mae, mse, psnr, ssim, ms_ssim, frc50; a tie "
+    "does not beat it) has learned nothing measurable by that metric, and the outputs flag it"
+)
+
+#: How a flag reads, in words.
+CHANCE_FLAG = "does not beat the constant image (chance level)"

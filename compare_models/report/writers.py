@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .vocabulary import FRC_KIND_LABELS
+from .vocabulary import CHANCE_NAME, FRC_KIND_LABELS
 
 __all__ = [
     "MetricRow",
@@ -256,7 +256,10 @@ def plot_frc(curves: Mapping[str, Mapping[str, Mapping[str, Mapping]]], path) ->
                 if curve is None:
                     continue
                 freq = np.asarray(curve["frequency_nyquist"], dtype=float)
-                ax.plot(freq, curve["frc"], label=model)
+                if model == CHANCE_NAME:
+                    ax.plot(freq, curve["frc"], color="0.45", ls=(0, (4, 2)), lw=1.5, label=f"{model} (chance)")
+                else:
+                    ax.plot(freq, curve["frc"], label=model)
                 if thresholds is None and curve.get("thresholds"):
                     thresholds = (freq, curve["thresholds"])
             if kind == "ground_truth":
