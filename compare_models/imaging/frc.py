@@ -379,10 +379,12 @@ def frc_half_set(ring: FRCResult) -> dict:
         ``halfset_frc_halfbit``, ``halfset_frc_1bit``), ``zero_power_rings``,
         ``pixel_size_m``, ``smoothing_sigma``.
     """
+    # What a cut-off measures depends on what made the two images (an iterative arm's halves
+    # give a resolution, a network's a reproducibility): the caller says so, not this module.
     roles = {
-        "1/7": "resolution (half-set FRC, fixed 1/7 threshold; van Heel & Schatz 2005)",
-        "halfbit": "resolution (half-set FRC, 1/2-bit information curve; van Heel & Schatz 2005)",
-        "1bit": "resolution (half-set FRC, 1-bit information curve; van Heel & Schatz 2005)",
+        "1/7": "half-set FRC cut-off, fixed 1/7 threshold (van Heel & Schatz 2005)",
+        "halfbit": "half-set FRC cut-off, 1/2-bit information curve (van Heel & Schatz 2005)",
+        "1bit": "half-set FRC cut-off, 1-bit information curve (van Heel & Schatz 2005)",
     }
     cutoffs = {name: {**ring.cutoffs[name], "role": roles[name]} for name in HALF_SET_FRC_CUTOFFS}
     return {

@@ -13,8 +13,10 @@ Every arm of a comparison gets two images from the two disjoint halves of the sc
 
 :func:`evaluate_half_sets` then scores half 2 of every arm against its half 1 on the one
 scoring path (:func:`compare_models.imaging.scoring.score_images`, kind ``"half_set"``):
-registered onto half 1 (shift, phase offset and ramp, amplitude scale) over one region for
-every arm, the half-set region, and correlated (the half-set FRC). Neither step needs ground
+registered onto half 1 (pty-chi: shift, phase offset and ramp, amplitude scale; a network: no
+shift, since both halves come from one model on one grid, then the gauge) over one region for
+every arm, the half-set region, and correlated (the half-set FRC: an iterative arm's
+resolution, a network's reproducibility under independent data). Neither step needs ground
 truth.
 
 Nothing here imports TensorFlow: a network arm hands in its stitcher and its ``predict_half``.
@@ -33,7 +35,7 @@ import numpy as np
 
 from ..errors import ConfigError, DatasetError, MetricError
 from ..report.records import HalfImages, HalfSetScore, HalfSetScoring
-from ..report.vocabulary import HALF_SET_REGION_RULE
+from ..report.vocabulary import ARM_KINDS, HALF_SET_REGION_RULE
 
 __all__ = [
     "DEFAULT_MIN_COVERAGE",
@@ -278,8 +280,9 @@ def evaluate_half_sets(
         ``frc_sigma``, ``min_half_set_coverage``, ``stitch_crop_size``.
     pixel_size_m : float, optional
     estimate_shift_for : callable, optional
-        ``estimate_shift_for(arm) -> bool``: whether a shift between the arm's halves is
-        estimated (the comparison's own policy); default always.
+        ``estimate_shift_for(arm) -> bool``: whether a shift between an iterative arm's halves
+        is estimated (the comparison's own policy); default always. A network's halves share
+        one frame by construction: never.
     timer : callable, optional
         ``timer(stage, func, *args, **kwargs)``.
     required : bool
@@ -363,7 +366,7 @@ def _half_set_score(arm, score, coverage) -> HalfSetScore:
         )
     return HalfSetScore(
         name=arm.name, half1=arm.halves.images[0], score=score, split=arm.halves.split,
-        how=arm.halves.how, coverage=coverage,
+        how=arm.halves.how, coverage=coverage, arm_kind=ARM_KINDS[arm.key],
     )
 
 
@@ -401,10 +404,13 @@ def _drop_short(arms, coverage, hull, config, required: bool, not_computed: dict
 
 
 def _half_set_input(arm, masks, estimate: bool):
-    """Half 2 of an arm as a scoring input against its half 1. Half sets placed by
-    registration (no recorded frame) must have their shift estimated."""
+    """Half 2 of an arm as a scoring input against its half 1. A network's two halves share
+    one frame by construction (one model, one grid): no shift is estimated between them. Half
+    sets placed by registration (no recorded frame) must have their shift estimated."""
     from ..imaging.scoring import ScoringInput
 
+    if ARM_KINDS[arm.key] == "network":
+        estimate = False
     placed = all(p != "registration" for p in arm.halves.details.get("placed_by", ()))
     if not estimate and not placed:
         raise ConfigError(

@@ -28,8 +28,11 @@ from .vocabulary import (
     EXIT_FAILED_ARMS,
     FAILURE_RULE,
     HALF_SET_DEFINITIONS,
+    HALF_SET_MEANING_TEXT,
     HALF_SET_REGION_RULE,
+    NETWORK_HALVES_UNREGISTERED,
     RANKED_METRICS,
+    half_set_role,
 )
 
 __all__ = [
@@ -173,8 +176,9 @@ def frc_curves(truth: TruthScoring, half_sets: HalfSetScoring | None = None) -> 
 
 
 def half_set_curves(half_sets: HalfSetScoring | None) -> dict:
-    """``{model: {component: {kind, frc, frequency_nyquist, n_pixels, thresholds}}}`` of the
-    half-set FRC, for ``frc_curves.csv`` and ``frc.png``."""
+    """``{model: {component: {kind, meaning, frc, frequency_nyquist, n_pixels, thresholds}}}``
+    of the half-set FRC, for ``frc_curves.csv`` and ``frc.png`` (``meaning``: ``"resolution"``
+    for an iterative arm, ``"reproducibility"`` for a network; never drawn on one axis)."""
     curves = {}
     if half_sets is None or not half_sets.computed:
         return curves
@@ -183,6 +187,7 @@ def half_set_curves(half_sets: HalfSetScoring | None) -> dict:
         curves[name] = {
             component: {
                 "kind": "half_set",
+                "meaning": score.meaning,
                 "frc": measures[component]["curve"],
                 "frequency_nyquist": measures[component]["frequency_nyquist"],
                 "n_pixels": measures[component]["n_pixels"],
@@ -245,8 +250,9 @@ def scoring_rules(config) -> dict:
             "legacy": {"frc1over7": "1/7 crossing against ground truth; NOT a resolution"},
             "half_set": (
                 "half-set FRC (1/7, 1/2-bit and 1-bit thresholds; van Heel & Schatz 2005) between "
-                "two images of each arm from disjoint halves of the scan: metrics.json half_sets and "
-                "models.<model>.half_set_frc, CSV rows halfset_*"
+                "two images of each arm from disjoint halves of the scan: an iterative arm's "
+                "resolution, a network's reproducibility under independent data (not a resolution); "
+                "metrics.json half_sets and models.<model>.half_set_frc, CSV rows halfset_*"
                 if config.half_sets_enabled
                 else "not computed (--no-half-sets)"
             ),
@@ -261,15 +267,21 @@ def half_set_rules(config, split) -> dict:
         "kind": "half_set",
         "what": (
             "FRC between two images of the same arm made from two disjoint, interleaved halves of "
-            "the scan positions; needs no ground truth (van Heel & Schatz 2005)"
+            "the scan positions; needs no ground truth (van Heel & Schatz 2005). For an iterative "
+            "arm it is a resolution; for a network the reproducibility of its image under "
+            "independent data, not a resolution; the two are never ranked against each other"
         ),
         "split": None if split is None else split.to_dict(),
-        "registration": (
-            "half 2 registered onto half 1: shift by upsampled cross-correlation over the pixels "
-            "both halves cover (same policy as the arm's registration), then the gauge (phase "
-            f"{'offset and linear ramp' if config.phase_align_method == 'ramp' else 'offset'} fitted to "
-            "the amplitude-weighted phase difference, amplitude scale to the amplitudes alone)"
-        ),
+        "meaning": {kind: HALF_SET_MEANING_TEXT[kind] for kind in ("iterative", "network")},
+        "registration": {
+            "iterative": (
+                "half 2 registered onto half 1: shift by upsampled cross-correlation over the pixels "
+                "both halves cover (same policy as the arm's registration), then the gauge (phase "
+                f"{'offset and linear ramp' if config.phase_align_method == 'ramp' else 'offset'} fitted to "
+                "the amplitude-weighted phase difference, amplitude scale to the amplitudes alone)"
+            ),
+            "network": f"{NETWORK_HALVES_UNREGISTERED} (the same gauge fit as an iterative arm's)",
+        },
         "region_rule": HALF_SET_REGION_RULE,
         "frc": (
             "the FRC of the against-truth comparison (each image minus its window-weighted mean, "
@@ -361,17 +373,27 @@ def failures_document(comparison: Comparison) -> dict:
 
 
 def half_set_entry(score: HalfSetScore) -> dict:
-    """metrics.json's ``models.<model>.half_set_frc``."""
+    """metrics.json's ``models.<model>.half_set_frc``: the curves and cut-offs, each cut-off's
+    ``role`` saying what it is for this arm (a resolution, or a network's reproducibility)."""
     return {
         "kind": score.kind,
-        "amplitude": score.amplitude,
-        "phase": score.phase,
+        "arm_kind": score.arm_kind,
+        "meaning": score.meaning,
+        "meaning_text": HALF_SET_MEANING_TEXT[score.arm_kind],
+        "amplitude": _with_roles(score.amplitude, score.arm_kind),
+        "phase": _with_roles(score.phase, score.arm_kind),
         "registration": score.registration,
         "split": score.split,
         "how": score.how,
         "coverage": score.coverage,
         "phase_wrap_pixels": score.phase_wrap_pixels,
     }
+
+
+def _with_roles(frc: dict, arm_kind: str) -> dict:
+    """A half-set FRC with each cut-off's ``role`` for this kind of arm."""
+    cutoffs = {name: {**cut, "role": half_set_role(name, arm_kind)} for name, cut in frc["cutoffs"].items()}
+    return {**frc, "cutoffs": cutoffs}
 
 
 def half_sets_document(half_sets: HalfSetScoring | None, config, split) -> dict:
@@ -383,6 +405,7 @@ def half_sets_document(half_sets: HalfSetScoring | None, config, split) -> dict:
         return {**document, "computed": False, "not_computed": "--no-half-sets"}
     return {
         **document,
+        "arms": {name: score.meaning for name, score in half_sets.arms.items()},
         "computed": half_sets.computed,
         "region": half_sets.region_info,
         "not_computed": half_sets.not_computed,

@@ -62,7 +62,14 @@ import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from .vocabulary import CHANCE_FLAG, LEGACY_METRICS, RANKED_METRICS
+from .vocabulary import (
+    CHANCE_FLAG,
+    FRC_KIND_LABELS,
+    HALF_SET_KIND_TITLES,
+    HALF_SET_MEANING_TEXT,
+    LEGACY_METRICS,
+    RANKED_METRICS,
+)
 
 __all__ = [
     "REPORT_NAME",
@@ -360,7 +367,7 @@ def _metrics_section(metrics: Mapping) -> list[str]:
                 text = esc(fmt(value))
                 css = "chance" if name == chance else "best" if value is not None and best.get(component) == value else ""
                 if (name, component, metric) in flagged:
-                    css, text = f"{css} below-chance", f'{text} <span class="flag">≤ chance</span>'
+                    css, text = f"{css} below-chance", f'{text}<span class="flag"> ≤ chance</span>'
                 row.append(f'<td class="{css}">{text}</td>')
         body.append("<tr>" + "".join(row) + "</tr>")
     out.append(f"<table><thead>{header}</thead><tbody>{''.join(body)}</tbody></table>")
@@ -510,6 +517,12 @@ def _half_set_frc(entry, component):
     return ((entry.get("half_set_frc")) or {}).get(component)
 
 
+def _half_set_kind(entry) -> str:
+    """``"network"`` for a half-set FRC that measures reproducibility, else ``"iterative"``."""
+    meaning = ((entry.get("half_set_frc")) or {}).get("meaning")
+    return "network" if meaning == "reproducibility" else "iterative"
+
+
 CUTOFF_HEADERS = ("arm", "component", "threshold", "ring", "fraction of Nyquist", "half-period resolution (m)",
                   "crossed", "meaning")
 
@@ -520,8 +533,9 @@ def _frc_section(metrics: Mapping, figures: Mapping[str, bytes]) -> list[str]:
     if "frc.png" in figures:  # compare writes one row of curves per kind it computed
         out.append(figure(figures["frc.png"], "FRC curves",
                           "FRC of each arm, one row per kind computed in this run: against the "
-                          "ground truth (0.5 threshold) and between two half sets of the scan "
-                          "(1/7 line, ½-bit and 1-bit curves)."))
+                          "ground truth (0.5 threshold), and between two half sets of the scan "
+                          "(1/7 line, ½-bit and 1-bit curves): the iterative arms' resolution and "
+                          "the networks' reproducibility (not a resolution) in separate rows."))
     out.append("<h3>Against the ground truth</h3>")
     truth_rows = _cutoff_rows(models, _truth_frc)
     if truth_rows:
@@ -536,11 +550,20 @@ def _frc_section(metrics: Mapping, figures: Mapping[str, bytes]) -> list[str]:
     half = {name: {c: _half_set_frc(e, c) for c in COMPONENTS if _half_set_frc(e, c)} for name, e in models.items()}
     half = {name: curves for name, curves in half.items() if curves}
     if half:
-        if "frc.png" not in figures:
-            out.append(figure(frc_figure_png(half, "half-set FRC"), "half-set FRC",
-                              "FRC between images from two disjoint halves of the scan (no ground "
-                              "truth needed), with the thresholds it was evaluated against."))
-        out.append(table(CUTOFF_HEADERS, _cutoff_rows(models, _half_set_frc), text_columns=(0, 1, 2)))
+        out.append("<p>FRC between two images of one arm made from two disjoint halves of the scan (no "
+                   "ground truth needed). What it measures depends on the arm, so the two kinds are "
+                   "shown apart and never ranked against each other.</p>")
+        for kind, title in HALF_SET_KIND_TITLES.items():
+            mine = {name: curves for name, curves in half.items() if _half_set_kind(models[name]) == kind}
+            if not mine:
+                continue
+            out.append(f"<h4>{esc(title[0].upper() + title[1:])}</h4>")
+            out.append(note(f"{', '.join(mine)}: {HALF_SET_MEANING_TEXT[kind]}.", warning=kind == "network"))
+            if "frc.png" not in figures:
+                out.append(figure(frc_figure_png(mine, FRC_KIND_LABELS[f"half_set/{kind}"]), f"half-set FRC, {kind} arms",
+                                  "The curves with the thresholds they were evaluated against."))
+            rows = _cutoff_rows({name: models[name] for name in mine}, _half_set_frc)
+            out.append(table(CUTOFF_HEADERS, rows, text_columns=(0, 1, 2)))
     else:
         out.append(note("Not computed in this run."))
     half_sets = metrics.get("half_sets")

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..imaging.scoring import ImageScore
-from .vocabulary import MODEL_NAMES
+from .vocabulary import HALF_SET_MEANINGS, MODEL_NAMES, NETWORK_HALVES_UNREGISTERED
 
 __all__ = [
     "ArmFailure",
@@ -240,6 +240,9 @@ class HalfSetScore:
         How the halves were chosen and made (:class:`HalfImages`).
     coverage : dict
         Fractions of the hull that half 1, half 2 and both cover.
+    arm_kind : {"iterative", "network"}
+        What made the halves (:data:`compare_models.report.vocabulary.ARM_KINDS`): it decides
+        what the half-set FRC measures (:attr:`meaning`).
     """
 
     name: str
@@ -248,8 +251,14 @@ class HalfSetScore:
     split: dict
     how: str
     coverage: dict
+    arm_kind: str = "iterative"
 
     kind = "half_set"
+
+    @property
+    def meaning(self) -> str:
+        """``"resolution"`` (an iterative arm) or ``"reproducibility"`` (a network)."""
+        return HALF_SET_MEANINGS[self.arm_kind]
 
     @property
     def amplitude(self) -> dict:
@@ -267,7 +276,13 @@ class HalfSetScore:
     def registration(self) -> dict:
         """:func:`registration_record` of half 2 onto half 1, with the direction."""
         record = registration_record(self.score)
-        record["direction"] = "half 2 registered onto half 1 (shift, then the gauge of half 2 against half 1)"
+        if self.arm_kind == "network":
+            record["shift_estimated"] = False
+            record["why"] = NETWORK_HALVES_UNREGISTERED
+            record["direction"] = "half 2 registered onto half 1 (no shift: one frame by construction; the gauge of half 2 against half 1)"
+        else:
+            record["shift_estimated"] = self.score.shift is not None
+            record["direction"] = "half 2 registered onto half 1 (shift, then the gauge of half 2 against half 1)"
         return record
 
     @property

@@ -12,8 +12,10 @@ from collections.abc import Iterable, Mapping
 from .vocabulary import (
     CHANCE_FLAG,
     GROUND_TRUTH_TABLE_TITLE,
+    HALF_SET_KIND_TITLES,
     HALF_SET_TABLE_ROWS,
     HALF_SET_TABLE_TITLE,
+    MODEL_KINDS,
 )
 
 __all__ = [
@@ -41,15 +43,20 @@ def format_metrics_table(rows: Iterable[MetricRow], metrics=("mae", "mse", "psnr
 
 
 def format_half_set_table(rows: Iterable[MetricRow]) -> str:
-    """A plain-text table of the half-set FRC cut-offs (fraction of Nyquist), one line per
-    model and threshold, and each model's coverage: labelled so that none can be read as a
-    number against ground truth."""
+    """Plain-text tables of the half-set FRC cut-offs (fraction of Nyquist), one line per model
+    and threshold, and each model's coverage: labelled so that none can be read as a number
+    against ground truth, and in two tables: iterative arms (a resolution) and networks (the
+    reproducibility of their image, not a resolution), never ranked together."""
     rows = list(rows)
     labels = dict(HALF_SET_TABLE_ROWS)
-    lines = [f"{'model':<12}{'half-set FRC cut-off':<32}{'amplitude':>14}{'phase':>14}"]
-    for model, metric, amplitude, phase, _ in rows:
-        if metric in labels:
-            lines.append(f"{model:<12}{metric + ' (' + labels[metric] + ')':<32}{_fmt(amplitude):>14}{_fmt(phase):>14}")
+    lines = []
+    for kind, title in HALF_SET_KIND_TITLES.items():
+        mine = [row for row in rows if row[1] in labels and MODEL_KINDS.get(row[0], "iterative") == kind]
+        if not mine:
+            continue
+        lines += [title, f"  {'model':<12}{'half-set FRC cut-off':<32}{'amplitude':>14}{'phase':>14}"]
+        for model, metric, amplitude, phase, _ in mine:
+            lines.append(f"  {model:<12}{metric + ' (' + labels[metric] + ')':<32}{_fmt(amplitude):>14}{_fmt(phase):>14}")
     coverage = [(model, value) for model, metric, _, _, value in rows if metric == "halfset_coverage"]
     if coverage:
         lines.append(
@@ -141,8 +148,9 @@ def _half_set_summary(document: Mapping) -> list[str]:
     if split:
         lines.append(
             f"half-set FRC: split {split.get('method')} ({split.get('n_half1')} + {split.get('n_half2')} of "
-            f"{split.get('n_positions')} positions); half 2 registered onto half 1 (shift, phase offset/ramp, "
-            "amplitude scale); thresholds 1/7, 1/2-bit and 1-bit (van Heel & Schatz 2005)"
+            f"{split.get('n_positions')} positions); half 2 registered onto half 1 (an iterative arm: shift, "
+            "phase offset/ramp, amplitude scale; a network: no shift, its halves share one frame by "
+            "construction, then the gauge); thresholds 1/7, 1/2-bit and 1-bit (van Heel & Schatz 2005)"
         )
     region = half.get("region") or {}
     if region:
@@ -170,7 +178,9 @@ def _half_set_summary(document: Mapping) -> list[str]:
                     text += " (not crossed)"
                 parts.append(text)
             cut.append(f"{component} " + ", ".join(parts))
-        lines.append(f"  {name}: half-set resolution (fraction of Nyquist) " + "; ".join(cut))
+        what = ("half-set reproducibility of the image under independent data, NOT a resolution"
+                if frc.get("meaning") == "reproducibility" else "half-set resolution")
+        lines.append(f"  {name}: {what} (fraction of Nyquist) " + "; ".join(cut))
     return lines
 
 
