@@ -379,7 +379,13 @@ def demo_command(config_path, output_dir, verbose):
     import json
 
     from .pipelines.sweep import Cell, run_sweep
-    from .report.summary import format_half_set_table, format_metrics_table, format_scoring_summary
+    from .report.summary import (
+        format_chance,
+        format_failures,
+        format_half_set_table,
+        format_metrics_table,
+        format_scoring_summary,
+    )
     from .report.vocabulary import GROUND_TRUTH_TABLE_TITLE, HALF_SET_TABLE_TITLE
     from .report.writers import read_metrics_csv
 
@@ -394,12 +400,17 @@ def demo_command(config_path, output_dir, verbose):
             compare_dir = Path(config.output_dir) / "cells" / Cell(float(dose), int(seed)).name / "compare"
             rows = [(r["model"], r["metric"], r["amplitude"], r["phase"], r["value"]) for r in read_metrics_csv(compare_dir / "comparison_metrics.csv")]
             click.echo(f"\nmetrics ({compare_dir / 'comparison_metrics.csv'}):")
+            document = json.loads((compare_dir / "metrics.json").read_text())
             click.echo(GROUND_TRUTH_TABLE_TITLE)
             click.echo(format_metrics_table(rows))
+            for line in format_chance(document):
+                click.echo(line)
             if any(row[1].startswith("halfset_") for row in rows):
                 click.echo(HALF_SET_TABLE_TITLE)
                 click.echo(format_half_set_table(rows))
-            click.echo(format_scoring_summary(json.loads((compare_dir / "metrics.json").read_text())))
+            click.echo(format_scoring_summary(document))
+            for line in format_failures(document):
+                click.echo(line)
             click.echo("\nreport and figures:")
             for name in ("report.html", "comparison.png", "frc.png"):
                 click.echo(f"  {compare_dir / name}")

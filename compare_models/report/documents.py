@@ -316,6 +316,21 @@ def model_entry(arm: ArmScore) -> dict:
     return entry
 
 
+def _chance_entry(entry: dict) -> dict:
+    """The chance level's ``models.Constant``: its FRC cut-offs are a chance level, not a
+    resolution, and their ``role`` says so."""
+    metrics = entry.get("metrics")
+    if not metrics:
+        return entry
+    labelled = dict(metrics)
+    for component in ("amplitude", "phase"):
+        frc = metrics[component]["frc"]
+        cutoffs = {name: {**cut, "role": f"chance level: what a constant image scores ({cut['role']})"}
+                   for name, cut in frc["cutoffs"].items()}
+        labelled[component] = {**metrics[component], "frc": {**frc, "cutoffs": cutoffs}}
+    return {**entry, "metrics": labelled}
+
+
 def chance_flags(truth: TruthScoring) -> dict:
     """Arm name -> the ranked metrics on which it does not beat the chance level.
 
@@ -427,7 +442,7 @@ def metrics_document(comparison: Comparison, config, *, ground_truth: bool) -> d
     for name, flags in chance_flags(truth).items():
         models[name]["not_better_than_chance"] = [f"{f['component']} {f['metric']}" for f in flags]
     if truth.chance is not None:
-        models[truth.chance.name] = model_entry(truth.chance)
+        models[truth.chance.name] = _chance_entry(model_entry(truth.chance))
     return {
         "schema": METRICS_SCHEMA,
         "object_shape": list(truth.object_shape),

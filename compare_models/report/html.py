@@ -418,7 +418,8 @@ def _chance_notes(metrics: Mapping, chance: str | None) -> list[str]:
             items.append(f"<li><b>{esc(name)}</b> {esc(CHANCE_FLAG)} on: {esc(lost)}</li>")
         else:
             items.append(f"<li><b>{esc(name)}</b> beats it on every ranked metric</li>")
-    text = (f"<strong>{esc(chance)} (chance level).</strong> {esc(record.get('definition', ''))}."
+    definition = str(record.get("definition", "")).removeprefix("chance level: ")
+    text = (f"<strong>{esc(chance)} (chance level).</strong> {esc(definition[:1].upper() + definition[1:])}."
             f"<ul>{''.join(items)}</ul>")
     return [note(text, warning=any(record.get("not_beaten", {}).values()), markup=True)]
 

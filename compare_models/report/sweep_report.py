@@ -315,7 +315,8 @@ def _draw_panel(ax, summaries, key, models, group) -> None:
         x = np.array([p.dose_axis for p in series])
         mean = np.array([p.mean for p in series])
         if model == CHANCE_NAME:  # the chance line: what a constant image scores
-            (line,) = ax.plot(x, mean, color="0.4", ls="--", lw=1.5, marker="", label=f"{model} (chance level)")
+            (line,) = ax.plot(x, mean, color="0.4", ls="--", lw=1.5, marker="_", markersize=18, mew=2,
+                              label=f"{model} (chance level)")  # the bar marks a single dose too
         else:
             (line,) = ax.plot(x, mean, marker="o", label=model)
         with_interval = [p for p in series if p.interval is not None]

@@ -157,7 +157,7 @@ HALF_SET_KIND_TITLES = MappingProxyType(
         "iterative": "iterative arms: half-set resolution",
         "network": (
             "networks: reproducibility of the image under independent data (NOT a resolution; "
-            "not comparable with the resolution above)"
+            "never to be ranked against an iterative arm's resolution)"
         ),
     }
 )
