@@ -110,6 +110,11 @@ def compare_main(quiet, **options):
     Half-set FRC (on by default; --no-half-sets turns it off) gives every arm a resolution
     without ground truth: two images from two disjoint halves of the scan, correlated. Data
     without objectGuess gets the half-set numbers, the images and the figures.
+
+    Exit status: 0 when every arm was scored; 3 when the comparison completed and was written
+    but an arm could not be made or scored (the summary, metrics.json and report.html name it
+    with the reason and the fix); 2 for bad input, or when no arm has any number (then only
+    logs/ and FAILED are written).
     """
     import logging
 
@@ -133,7 +138,11 @@ def compare_main(quiet, **options):
         config = _start_backend(config, verbose=quiet is False)
     else:
         _quiet_tensorflow(quiet is False, needed=False)
-    run_compare(config, echo=click.echo)
+    comparison = run_compare(config, echo=click.echo)
+    if comparison.failures:  # written and complete, but an arm failed: the summary names it
+        from .report.vocabulary import EXIT_FAILED_ARMS
+
+        sys.exit(EXIT_FAILED_ARMS)
 
 
 def _start_backend(config, *, verbose: bool):
@@ -394,7 +403,13 @@ def demo_command(config_path, output_dir, verbose):
     import json
 
     from .pipelines.sweep import Cell, run_sweep
-    from .report.summary import format_half_set_table, format_metrics_table, format_scoring_summary
+    from .report.summary import (
+        format_chance,
+        format_failures,
+        format_half_set_table,
+        format_metrics_table,
+        format_scoring_summary,
+    )
     from .report.vocabulary import GROUND_TRUTH_TABLE_TITLE, HALF_SET_TABLE_TITLE
     from .report.writers import read_metrics_csv
 
@@ -409,12 +424,17 @@ def demo_command(config_path, output_dir, verbose):
             compare_dir = Path(config.output_dir) / "cells" / Cell(float(dose), int(seed)).name / "compare"
             rows = [(r["model"], r["metric"], r["amplitude"], r["phase"], r["value"]) for r in read_metrics_csv(compare_dir / "comparison_metrics.csv")]
             click.echo(f"\nmetrics ({compare_dir / 'comparison_metrics.csv'}):")
+            document = json.loads((compare_dir / "metrics.json").read_text())
             click.echo(GROUND_TRUTH_TABLE_TITLE)
             click.echo(format_metrics_table(rows))
+            for line in format_chance(document):
+                click.echo(line)
             if any(row[1].startswith("halfset_") for row in rows):
                 click.echo(HALF_SET_TABLE_TITLE)
                 click.echo(format_half_set_table(rows))
-            click.echo(format_scoring_summary(json.loads((compare_dir / "metrics.json").read_text())))
+            click.echo(format_scoring_summary(document))
+            for line in format_failures(document):
+                click.echo(line)
             click.echo("\nreport and figures:")
             for name in ("report.html", "comparison.png", "frc.png"):
                 click.echo(f"  {compare_dir / name}")

@@ -165,12 +165,13 @@ def test_evaluate_registers_half_two_onto_half_one_on_the_common_region():
     valid1 = np.ones(shape, bool)
     valid2 = np.ones(shape, bool)
     valid2[:, :20] = False  # half 2 lacks the left part: the region loses it for every arm
-    arm = _synthetic_arm("pinn", first, second, valid1, valid2)
+    # An iterative arm's halves are registered; a network's never are (one frame by construction).
+    arm = _synthetic_arm("ptychi", first, second, valid1, valid2)
     other = _synthetic_arm("baseline", first, first.copy(), valid1, valid1)
     positions = _positions()
     result = evaluate_half_sets([arm, other], positions, shape, _config())
-    assert result.computed and set(result.arms) == {"PtychoPINN", "Baseline"}
-    entry = result.arms["PtychoPINN"]
+    assert result.computed and set(result.arms) == {"PtyChi", "Baseline"}
+    entry = result.arms["PtyChi"]
     assert entry.registration["shift_yx_px"] == pytest.approx([-0.6, 0.4], abs=0.03)
     assert entry.registration["gauge"]["amplitude_scale"] == pytest.approx(1 / 1.3, rel=0.01)
     assert entry.registration["gauge"]["phase_offset_rad"] == pytest.approx(0.2, abs=0.05)

@@ -236,7 +236,20 @@ def test_frc_smoothing_and_validation():
     with pytest.raises(MetricError, match="pixel_size_m"):
         F.frc(a, b, pixel_size_m=-1.0)
     with pytest.raises(MetricError, match="no power"):
-        F.frc(np.ones((16, 16)), a[:16, :16])
+        F.frc(np.ones((16, 16)), 2 * np.ones((16, 16)))
+
+
+def test_frc_of_a_constant_against_structure_is_zero_at_every_ring():
+    """A constant has no power above ring 0, so it correlates with nothing: 0 at every ring
+    above the mean (each ring where one image has no power is 0), never reaching a threshold; every cut-off
+    is ring 1, at 2 / L of Nyquist (L the shorter side): the floor of the measure, which is
+    what the chance level scores."""
+    a, _ = _noisy_pair(14, (48, 64), noise=0.3)
+    result = F.frc(np.full(a.shape, 0.7), a)
+    assert np.all(result.curve[1:] == 0)
+    for name in ("0.5", "1/7"):
+        assert result.cutoffs[name]["ring"] == 1 and not result.cutoffs[name]["reached"]
+        assert result.cutoffs[name]["fraction_nyquist"] == pytest.approx(2 / 48)
 
 
 @settings(max_examples=20, deadline=None)

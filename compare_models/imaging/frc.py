@@ -242,6 +242,12 @@ def frc(
     ``1 / f`` pixels. The search for a crossing starts at ring 1 (ring 0 is the mean). The
     images are used as given: no mean subtraction, no apodisation.
 
+    A ring where one image has no power correlates nothing: its FRC is 0. So an image with no
+    power at any non-zero frequency (a constant) against one with structure has an FRC of 0 at
+    every ring above ring 0: it never reaches a threshold, and every cut-off is ring 1 (``reached`` False),
+    the floor of the measure, which is what a chance-level constant image scores. Two images
+    without structure, or whose powers share no ring, have no FRC (a MetricError).
+
     References
     ----------
     .. [1] van Heel and Schatz, J. Struct. Biol. 151, 250 (2005).
@@ -283,7 +289,7 @@ def frc(
     denominator = np.sqrt(power_a * power_b)
     scale = max(power_a.max(), power_b.max())
     zero = (power_a <= 1e-24 * scale) | (power_b <= 1e-24 * scale) | (n_pixels == 0)
-    if zero[1:].all():
+    if zero[1:].all() and not _one_without_structure(power_a, power_b, scale):
         raise MetricError("FRC undefined: one image has no power at any non-zero frequency")
     raw = np.where(zero, 0.0, np.clip(cross / np.where(zero, 1.0, denominator), -1.0, 1.0))
     curve = raw
@@ -407,10 +413,12 @@ def frc_half_set(ring: FRCResult) -> dict:
         ``halfset_frc_halfbit``, ``halfset_frc_1bit``), ``zero_power_rings``,
         ``pixel_size_m``, ``smoothing_sigma``.
     """
+    # What a cut-off measures depends on what made the two images (an iterative arm's halves
+    # give a resolution, a network's a reproducibility): the caller says so, not this module.
     roles = {
-        "1/7": "resolution (half-set FRC, fixed 1/7 threshold; van Heel & Schatz 2005)",
-        "halfbit": "resolution (half-set FRC, 1/2-bit information curve; van Heel & Schatz 2005)",
-        "1bit": "resolution (half-set FRC, 1-bit information curve; van Heel & Schatz 2005)",
+        "1/7": "half-set FRC cut-off, fixed 1/7 threshold (van Heel & Schatz 2005)",
+        "halfbit": "half-set FRC cut-off, 1/2-bit information curve (van Heel & Schatz 2005)",
+        "1bit": "half-set FRC cut-off, 1-bit information curve (van Heel & Schatz 2005)",
     }
     cutoffs = {name: {**ring.cutoffs[name], "role": roles[name]} for name in HALF_SET_FRC_CUTOFFS}
     return {
@@ -456,3 +464,11 @@ def frc_against_truth(ring: FRCResult) -> dict:
         "smoothing_sigma": ring.smoothing_sigma,
         "window_resolution_nyquist": ring.window_resolution_nyquist,
     }
+
+
+def _one_without_structure(power_a, power_b, scale) -> bool:
+    """Whether exactly one of two images has no power at any non-zero frequency (the other
+    has some): their FRC is then 0 at every ring, not undefined."""
+    flat_a = bool((power_a[1:] <= 1e-24 * scale).all())
+    flat_b = bool((power_b[1:] <= 1e-24 * scale).all())
+    return flat_a != flat_b

@@ -19,23 +19,40 @@ A comparison scores images in two ways, by one algorithm (DESIGN.md, "A fair com
    (:func:`compare_models.imaging.registration.register`);
 5. the measure on the scored region.
 
+One input never costs another its score. An input that cannot be scored (no data inside the
+hull, a shift that cannot be estimated or exceeds ``rules.max_shift_px``, an image the gauge or
+the measure cannot use) is recorded in :attr:`Scoring.failures` with the step and the reason,
+and the steps are run again without it, so that the region, the largest shift and every other
+input's numbers are exactly those of a scoring without it. Inputs scored ``on_region`` (a
+chance level: a constant image) are scored on the region the others made and never change it.
+
 Which inputs are scored, whether a shift is estimated and what the outputs say are the
 caller's decisions; nothing here knows an arm, a model or a file.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 import numpy as np
 
-from ..errors import MetricError
+from ..errors import CompareModelsError, MetricError, RegistrationError
 from .region import ScoredRegion, scored_region
 from .registration import RegistrationResult, ShiftEstimate, estimate_shift, register
 
-__all__ = ["SCORING_KINDS", "ScoringInput", "ScoringRules", "ImageScore", "Scoring", "score_images"]
+__all__ = [
+    "SCORING_KINDS",
+    "SCORING_STEPS",
+    "ScoringInput",
+    "ScoringRules",
+    "ImageScore",
+    "ScoringFailure",
+    "Scoring",
+    "score_images",
+    "constant_image",
+]
 
 #: What a scoring compares: an image with the ground truth, or half 2 with half 1.
 SCORING_KINDS = ("ground_truth", "half_set")
@@ -43,6 +60,11 @@ SCORING_KINDS = ("ground_truth", "half_set")
 _WORDS = MappingProxyType({"ground_truth": ("image", "scored region"), "half_set": ("half 2", "half-set region")})
 # Timer stage of each kind's measure.
 _MEASURE_STAGE = MappingProxyType({"ground_truth": "metrics", "half_set": "frc"})
+#: The steps at which an input can fail (:class:`ScoringFailure` ``step``).
+SCORING_STEPS = ("region", "shift", "registration", "measure")
+# What an input's failure may raise: a contract error, or numbers the algorithms cannot use.
+# Anything else (a TypeError, say) is a bug in this code and propagates.
+_INPUT_ERRORS = (CompareModelsError, ValueError, ArithmeticError)
 
 
 @dataclass(frozen=True, eq=False)
@@ -138,26 +160,57 @@ class ImageScore:
     shift: ShiftEstimate | None
     registration: RegistrationResult
     measures: dict
+    shift_note: str | None = None
 
     @property
     def aligned(self) -> np.ndarray:
         return self.registration.aligned
 
 
-@dataclass(frozen=True, eq=False)
-class Scoring:
-    """Every input scored on one region.
+@dataclass(frozen=True)
+class ScoringFailure:
+    """Why one input could not be scored.
 
     Attributes
     ----------
-    region : ScoredRegion
-        The scored region (its ``mask``, pixel counts, erosion and hull losses).
-    scores : dict of str to ImageScore
-        In the order of the inputs.
+    name : str
+        The input's name.
+    step : {"region", "shift", "registration", "measure"}
+        Where it failed (:data:`SCORING_STEPS`).
+    message : str
+        The error's message.
+    error : str
+        The error's type (``RegistrationError``, ``MetricError`` ...).
     """
 
-    region: ScoredRegion
+    name: str
+    step: str
+    message: str
+    error: str
+
+    @classmethod
+    def of(cls, item: ScoringInput, step: str, exc: BaseException) -> ScoringFailure:
+        return cls(name=item.name, step=step, message=str(exc), error=type(exc).__name__)
+
+
+@dataclass(frozen=True, eq=False)
+class Scoring:
+    """Every input that could be scored, on one region, and the inputs that could not.
+
+    Attributes
+    ----------
+    region : ScoredRegion or None
+        The scored region (its ``mask``, pixel counts, erosion and hull losses); None when no
+        input could be scored.
+    scores : dict of str to ImageScore
+        In the order of the inputs (then the ``on_region`` inputs).
+    failures : dict of str to ScoringFailure
+        The inputs that could not be scored, in the order they failed.
+    """
+
+    region: ScoredRegion | None
     scores: dict
+    failures: dict = field(default_factory=dict)
 
 
 def _no_timer(stage, func, *args, **kwargs):
@@ -171,6 +224,7 @@ def score_images(
     *,
     check_region: Callable[[ScoredRegion], None] | None = None,
     timer: Callable | None = None,
+    on_region: Callable[[ScoredRegion], Sequence[ScoringInput]] | None = None,
 ) -> Scoring:
     """Score every input on one region (the steps in this module's docstring).
 
@@ -186,53 +240,194 @@ def score_images(
         registration).
     timer : callable, optional
         ``timer(stage, func, *args, **kwargs)`` runs and times each step.
+    on_region : callable, optional
+        ``on_region(region) -> inputs`` made from the final scored region (a chance level: a
+        constant image of the reference's mean over it) and scored on it with the same rules.
+        They estimate no shift and add no mask: they never change the region.
 
     Returns
     -------
     Scoring
+        The scores of every input that could be scored, and the failures of the others
+        (:class:`ScoringFailure`): an input fails when it has no data inside the hull, when
+        its shift cannot be estimated or exceeds ``rules.max_shift_px``, when its shift alone
+        would erode the region away, or when its registration or measure raises. The others
+        are then scored again without it, so their numbers do not depend on it.
 
     Raises
     ------
     RegistrationError
-        A shift beyond ``rules.max_shift_px``, or no region left.
+        No region is left although no single input can be blamed (the inputs' data do not
+        overlap inside the hull).
     MetricError
-        A shifted image lacks data inside the region, or a measure cannot be computed.
+        ``check_region`` refuses the region, or an ``on_region`` input asks for a shift or a
+        mask.
     """
     rules.validate()
     timer = timer or _no_timer
-    masks = {key: mask for item in inputs for key, mask in item.region_masks.items()}
+    failures = {}
+    active = []
+    for item in inputs:
+        failure = _outside_hull(item, hull)
+        if failure is None:
+            active.append(item)
+        else:
+            failures[item.name] = failure
+    while active:
+        region, shifts, failed = _region_and_shifts(active, hull, rules, timer)
+        if not failed:
+            if check_region is not None:
+                check_region(region)
+            attempts = {item.name: _score_one(item, shifts[item.name], region.mask, rules, timer) for item in active}
+            failed = {name: a for name, a in attempts.items() if isinstance(a, ScoringFailure)}
+            if not failed:
+                scores = {**attempts, **_score_on_region(on_region, region, rules, timer, failures)}
+                return Scoring(region=region, scores=scores, failures=failures)
+        failures.update(failed)
+        active = [item for item in active if item.name not in failed]
+    return Scoring(region=None, scores={}, failures=failures)
+
+
+def _outside_hull(item: ScoringInput, hull) -> ScoringFailure | None:
+    """A failure when one of the input's masks holds no pixel of the hull (its data cannot be
+    scored, and would leave no region for any input)."""
+    hull = np.asarray(hull, bool)
+    for key, mask in item.region_masks.items():
+        if not (hull & np.asarray(mask, bool)).any():
+            error = RegistrationError(f"{key} holds no data inside the scan's hull")
+            return ScoringFailure.of(item, "region", error)
+    return None
+
+
+def _region_and_shifts(active, hull, rules: ScoringRules, timer):
+    """The common region of the ``active`` inputs, their shifts over it and the scored region;
+    ``(region, shifts, failed)`` with ``failed`` the inputs that failed (then no region)."""
+    masks = {key: mask for item in active for key, mask in item.region_masks.items()}
     common = scored_region(hull, masks, largest_shift_px=0.0, margin_px=0)
-    shifts = {item.name: _shift(item, common.mask, rules, timer) for item in inputs}
-    largest = max((s.norm_px for s in shifts.values() if s is not None), default=0.0)
-    region = scored_region(hull, masks, largest_shift_px=largest, margin_px=rules.margin_px)
-    if check_region is not None:
-        check_region(region)
-    scores = {item.name: _score_one(item, shifts[item.name], region.mask, rules, timer) for item in inputs}
-    return Scoring(region=region, scores=scores)
+    attempts = {item.name: _shift(item, common.mask, rules, timer) for item in active}
+    failed = {name: a for name, a in attempts.items() if isinstance(a, ScoringFailure)}
+    if failed:
+        return None, None, failed
+    norms = {name: (0.0 if shift is None else shift.norm_px) for name, shift in attempts.items()}
+    largest = max(norms.values(), default=0.0)
+    try:
+        region = scored_region(hull, masks, largest_shift_px=largest, margin_px=rules.margin_px)
+    except RegistrationError as exc:
+        if len(active) < 2 or largest == 0.0:
+            raise
+        # The largest shift eroded the region away: that input fails, the others go on.
+        name = max(norms, key=norms.get)
+        item = next(i for i in active if i.name == name)
+        return None, None, {name: ScoringFailure.of(item, "shift", exc)}
+    return region, attempts, {}
 
 
-def _shift(item: ScoringInput, common, rules: ScoringRules, timer) -> ShiftEstimate | None:
-    """The input's shift onto its reference over the common region, or None."""
+def _score_on_region(on_region, region: ScoredRegion, rules: ScoringRules, timer, failures: dict) -> dict:
+    """Score the ``on_region`` inputs on the final region (no shift, no mask of their own)."""
+    if on_region is None:
+        return {}
+    scores = {}
+    for item in on_region(region):
+        if item.estimate_shift or item.region_masks:
+            raise MetricError(f"{item.name}: an input scored on the region estimates no shift and adds no mask")
+        attempt = _score_one(item, None, region.mask, rules, timer)
+        if isinstance(attempt, ScoringFailure):
+            failures[item.name] = attempt
+        else:
+            scores[item.name] = attempt
+    return scores
+
+
+def _shift(item: ScoringInput, common, rules: ScoringRules, timer) -> ShiftEstimate | ScoringFailure | None:
+    """The input's shift onto its reference over the common region, None where none is
+    estimated, or the failure."""
     if not item.estimate_shift:
         return None
-    return timer(
-        f"{item.stage}.shift", estimate_shift, item.image, item.reference, common, valid=item.valid,
-        max_shift=rules.max_shift_px, correlate_on=rules.correlate_on,
-    )
+    try:
+        if _flat(item.image, common, "complex"):
+            return None  # every shift of a constant image is the same image
+        if _flat(item.image, common, rules.correlate_on):
+            raise RegistrationError(
+                f"the image's {rules.correlate_on} is constant over the region: no shift can be "
+                "estimated from it"
+            )
+        return timer(
+            f"{item.stage}.shift", estimate_shift, item.image, item.reference, common, valid=item.valid,
+            max_shift=rules.max_shift_px, correlate_on=rules.correlate_on,
+        )
+    except _INPUT_ERRORS as exc:
+        return ScoringFailure.of(item, "shift", exc)
 
 
-def _score_one(item: ScoringInput, shift, region, rules: ScoringRules, timer) -> ImageScore:
-    """Register one input onto its reference on the scored region, then measure it."""
-    registration = timer(
-        f"{item.stage}.registration", register, item.image, item.reference, region, valid=item.valid,
-        shift_yx=None if shift is None else shift.shift_yx, estimate_shift=False,
-        phase_align=rules.phase_align,
-    )
-    if not registration.valid[region].all():  # the erosion guarantees it
-        image_word, region_word = _WORDS[rules.kind]
-        raise MetricError(f"{item.name}: the shifted {image_word} lacks data inside the {region_word}")
-    measures = timer(f"{item.stage}.{_MEASURE_STAGE[rules.kind]}", _measure, registration.aligned, item.reference, region, rules)
-    return ImageScore(name=item.name, shift=shift, registration=registration, measures=measures)
+def _flat(image, region, correlate_on: str) -> bool:
+    """Whether ``image`` (its modulus for ``correlate_on="amplitude"``) takes one value over
+    ``region``."""
+    values = np.asarray(image)[region]
+    if correlate_on == "amplitude":
+        values = np.abs(values)
+    return values.size > 0 and bool(np.all(values == values[0]))
+
+
+def _score_one(item: ScoringInput, shift, region, rules: ScoringRules, timer) -> ImageScore | ScoringFailure:
+    """Register one input onto its reference on the scored region, then measure it; the
+    failure, if either step cannot be done."""
+    step = "registration"
+    try:
+        registration = timer(
+            f"{item.stage}.registration", register, item.image, item.reference, region, valid=item.valid,
+            shift_yx=None if shift is None else shift.shift_yx, estimate_shift=False,
+            phase_align=rules.phase_align,
+        )
+        if not registration.valid[region].all():  # the erosion guarantees it
+            image_word, region_word = _WORDS[rules.kind]
+            raise MetricError(f"{item.name}: the shifted {image_word} lacks data inside the {region_word}")
+        step = "measure"
+        measures = timer(
+            f"{item.stage}.{_MEASURE_STAGE[rules.kind]}", _measure, registration.aligned, item.reference, region, rules
+        )
+    except _INPUT_ERRORS as exc:
+        return ScoringFailure.of(item, step, exc)
+    note = None
+    if item.estimate_shift and shift is None:
+        note = "the image is constant over the region: every shift of it is the same image, so none was estimated"
+    return ImageScore(name=item.name, shift=shift, registration=registration, measures=measures, shift_note=note)
+
+
+def constant_image(reference, region) -> np.ndarray:
+    """A constant image of the reference's mean amplitude and mean phase over ``region``.
+
+    Parameters
+    ----------
+    reference : ndarray (H, W) complex
+    region : ndarray (H, W) bool
+
+    Returns
+    -------
+    ndarray (H, W) complex (the reference's precision, at least complex64)
+        ``mean(|reference|) * exp(i angle(mean(exp(i angle(reference)))))`` over the region
+        everywhere: the phase is the angle of the mean unit phasor, a mean that a 2 pi wrap
+        does not move (the arithmetic mean of phases near +pi and -pi would be 0).
+
+    Raises
+    ------
+    MetricError
+        An empty region, or a reference whose unit phasors cancel over it (no mean phase).
+
+    Examples
+    --------
+    >>> truth = np.array([[1.0 * np.exp(3.1j), 3.0 * np.exp(-3.1j)]])
+    >>> value = constant_image(truth, np.ones((1, 2), bool))[0, 0]
+    >>> round(float(abs(value)), 6), round(float(abs(np.angle(value))), 6)
+    (2.0, 3.141593)
+    """
+    values = np.asarray(reference)[np.asarray(region, bool)]
+    if values.size == 0:
+        raise MetricError("constant image: the region is empty")
+    phasor = np.mean(np.exp(1j * np.angle(values)))
+    if abs(phasor) < 1e-12:
+        raise MetricError("constant image: the reference's phases cancel over the region (no mean phase)")
+    value = np.mean(np.abs(values)) * np.exp(1j * np.angle(phasor))
+    return np.full(np.shape(reference), value, dtype=np.result_type(np.asarray(reference).dtype, np.complex64))
 
 
 def _measure(aligned, reference, region, rules: ScoringRules) -> dict:

@@ -13,6 +13,12 @@ docs/how-the-numbers-are-made.md says how each number is made.
 Half-set FRC (:mod:`compare_models.pipelines.compare_halfsets`), with or without ground truth:
 every arm also gets two images from two disjoint halves of the scan, scored half 2 against
 half 1 on the same path.
+
+One arm never costs the others their numbers: an arm whose image cannot be made, or that
+cannot be scored, is recorded with its reason and fix
+(:mod:`compare_models.pipelines.compare_failures`) while the others are scored and written;
+the run then exits :data:`~compare_models.pipelines.compare_failures.EXIT_FAILED_ARMS`. Only a
+run in which no arm has any number fails as a whole.
 """
 
 from __future__ import annotations
@@ -24,11 +30,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, DatasetError
+from ..errors import CompareModelsError, ConfigError, DatasetError
 from ..report.records import ArmImage, ArmScore, Comparison, TruthScoring
 from ..report.staging import StagedOutput
+from ..report.vocabulary import CHANCE_DEFINITION, CHANCE_NAME, MODEL_NAMES
 from .compare_arms import Timer, compile_time, computation_time
 from .compare_config import CompareConfig, resolve_crop, scoring_rules_for
+from .compare_failures import ArmsFailedError, all_failed_message, making_failure, scoring_failure
 
 __all__ = ["CompareConfig", "resolve_crop", "run_compare", "evaluate"]
 
@@ -45,7 +53,9 @@ def run_compare(config: CompareConfig, *, echo: Callable[[str], None] = print) -
 
     Raises a :class:`~compare_models.errors.CompareModelsError` for bad input before the
     output directory is touched where possible; any failure after that leaves the directory
-    with ``logs/`` and ``FAILED`` only.
+    with ``logs/`` and ``FAILED`` only. An arm that cannot be made or scored is not such a
+    failure: it is recorded (``Comparison.failures``) and the others are written; only when no
+    arm has any number does the run fail (:class:`ArmsFailedError`).
     """
     from ..io.dispatch import load_dataset
     from ..report.compare_output import write_comparison
@@ -60,8 +70,8 @@ def run_compare(config: CompareConfig, *, echo: Callable[[str], None] = print) -
         dataset = _subsample(timer("load_test_data", load_dataset, config.test_data), config)
         shape = _describe_test_data(dataset, config)
         split = _half_set_split(dataset, config)
-        arms = _make_arms(dataset, shape, config, split, ptychi_halves)
-        comparison = _score(arms, dataset, shape, config, split, timer)
+        arms, making_failures = _make_arms(dataset, shape, config, split, ptychi_halves)
+        comparison = _score(arms, dataset, shape, config, split, timer, making_failures)
         document = timer(
             "write_outputs", write_comparison, out.path, comparison, dataset, config,
             seen_in_training=_seen_in_training(arms, dataset.object_truth, comparison.truth.region),
@@ -85,27 +95,47 @@ def _describe_test_data(dataset, config: CompareConfig) -> tuple[int, int]:
     return shape
 
 
-def _make_arms(dataset, shape, config: CompareConfig, split, ptychi_halves) -> tuple[ArmImage, ...]:
-    """Every arm the config names: its image on the object grid, and its half images."""
-    from .compare_arms import network_arm, ptychi_arm
-    from .compare_halfsets import ptychi_half_images
+def _make_arms(dataset, shape, config: CompareConfig, split, ptychi_halves) -> tuple[tuple[ArmImage, ...], dict]:
+    """Every arm the config names: its image on the object grid, and its half images; and,
+    for an arm whose image cannot be made, its failure (the other arms are still made)."""
+    from .compare_arms import network_arm
 
     arms: list[ArmImage] = []
-    if config.pinn_dir:
-        arms.append(network_arm("pinn", config.pinn_dir, dataset, shape, config, split))
-    if config.baseline_dir:
-        arms.append(network_arm("baseline", config.baseline_dir, dataset, shape, config, split))
-    if config.ptychi_recon_path:
-        arm = ptychi_arm(config.ptychi_recon_path, shape, dataset)
-        if ptychi_halves is not None:
-            halves = ptychi_half_images(ptychi_halves[0], shape, dataset, found=ptychi_halves[1])
-            arm = dataclasses.replace(arm, halves=halves, timings_s={**arm.timings_s, **halves.timings_s})
-        arms.append(arm)
-    return tuple(arms)
+    failures = {}
+    makers = {
+        "pinn": (config.pinn_dir, lambda: network_arm("pinn", config.pinn_dir, dataset, shape, config, split)),
+        "baseline": (config.baseline_dir, lambda: network_arm("baseline", config.baseline_dir, dataset, shape, config, split)),
+        "ptychi": (config.ptychi_recon_path, lambda: _ptychi_with_halves(config, shape, dataset, ptychi_halves)),
+    }
+    for key, (given, make) in makers.items():
+        if not given:
+            continue
+        try:
+            arms.append(make())
+        except Exception as exc:  # any arm's failure is that arm's (a model that cannot run)
+            failures[MODEL_NAMES[key]] = making_failure(key, exc)
+            # A contract error says all in its message; anything else gets its traceback logged.
+            log.error("%s", failures[MODEL_NAMES[key]].line(MODEL_NAMES[key]),
+                      exc_info=not isinstance(exc, CompareModelsError))
+    if not arms:
+        raise ArmsFailedError(all_failed_message({name: [f] for name, f in failures.items()}))
+    return tuple(arms), failures
 
 
-def _score(arms, dataset, shape, config: CompareConfig, split, timer) -> Comparison:
-    """Every arm against the truth, and every arm's half 2 against its half 1."""
+def _ptychi_with_halves(config: CompareConfig, shape, dataset, ptychi_halves) -> ArmImage:
+    from .compare_arms import ptychi_arm
+    from .compare_halfsets import ptychi_half_images
+
+    arm = ptychi_arm(config.ptychi_recon_path, shape, dataset)
+    if ptychi_halves is not None:
+        halves = ptychi_half_images(ptychi_halves[0], shape, dataset, found=ptychi_halves[1])
+        arm = dataclasses.replace(arm, halves=halves, timings_s={**arm.timings_s, **halves.timings_s})
+    return arm
+
+
+def _score(arms, dataset, shape, config: CompareConfig, split, timer, making_failures) -> Comparison:
+    """Every arm against the truth, and every arm's half 2 against its half 1; an error only
+    when no arm has any number."""
     from .compare_halfsets import evaluate_half_sets
 
     truth = dataset.object_truth
@@ -116,7 +146,13 @@ def _score(arms, dataset, shape, config: CompareConfig, split, timer) -> Compari
         estimate_shift_for=lambda arm: _shift_policy(arm, config, halves=True), timer=timer,
         required=config.half_sets is True or truth is None,
     ) if config.half_sets_enabled else None
-    return Comparison(arms=tuple(arms), truth=scoring, half_sets=half_sets, split=split)
+    comparison = Comparison(
+        arms=tuple(arms), truth=scoring, half_sets=half_sets, split=split, making_failures=making_failures
+    )
+    scored = [a for a in scoring.arms.values() if a.score is not None] if truth is not None else []
+    if not scored and not (half_sets is not None and half_sets.arms) and comparison.failures:
+        raise ArmsFailedError(all_failed_message(comparison.failures))
+    return comparison
 
 
 def _print_summary(comparison: Comparison, document, dataset, config: CompareConfig, echo) -> None:
@@ -221,13 +257,27 @@ def _valid_masks(arms) -> dict[str, np.ndarray]:
     return {arm.name: np.asarray(arm.valid, bool) & (np.asarray(arm.image) != 0) for arm in arms}
 
 
-def _arm_score(arm: ArmImage, image, score=None) -> ArmScore:
+def _arm_score(arm: ArmImage, image, score=None, failure=None) -> ArmScore:
     from ..report.summary import arm_notes
 
     return ArmScore(
         name=arm.name, image=image, computation_time_s=computation_time(arm), compile_time_s=compile_time(arm),
-        notes=arm_notes(arm.details), score=score,
+        notes=arm_notes(arm.details), score=score, failure=failure,
     )
+
+
+def _scored_arms(arms, scoring, config: CompareConfig) -> dict[str, ArmScore]:
+    """Each arm's record against the truth: its score, or its failure (logged)."""
+    scores = {}
+    for arm in arms:
+        if arm.name in scoring.scores:
+            score = scoring.scores[arm.name]
+            scores[arm.name] = _arm_score(arm, score.aligned, score)
+            continue
+        failure = scoring_failure(arm.key, scoring.failures[arm.name], config)
+        log.error("%s", failure.line(arm.name))
+        scores[arm.name] = _arm_score(arm, None, failure=failure)
+    return scores
 
 
 def evaluate(arms, truth, positions_xy, config: CompareConfig, *, pixel_size_m=None, timer=None) -> TruthScoring:
@@ -279,34 +329,70 @@ def evaluate(arms, truth, positions_xy, config: CompareConfig, *, pixel_size_m=N
         )
         for arm in arms
     ]
-    scoring = score_images(inputs, hull, scoring_rules_for("ground_truth", config, pixel_size_m), timer=timer)
+    scoring = score_images(
+        inputs, hull, scoring_rules_for("ground_truth", config, pixel_size_m), timer=timer,
+        on_region=lambda region: [_chance_input(truth, region.mask)],
+    )
+    scores = _scored_arms(arms, scoring, config)
     region = scoring.region
+    if region is None:  # no arm could be scored: the figures show where the arms have data
+        return TruthScoring(object_shape=shape, region=_display_region(positions_xy, shape, valids),
+                            region_info=None, hull=hull, rules=rules, arms=scores)
     lost = ", ".join(f"{k} {100 * v:.2f} %" for k, v in region.hull_lost_fraction.items())
     log.info(
         "scored region: %d px (hull %d px; hull without data: %s; eroded by %d px)",
         region.n_pixels, region.hull_pixels, lost, region.erosion_px,
     )
-    scores = {arm.name: _arm_score(arm, scoring.scores[arm.name].aligned, scoring.scores[arm.name]) for arm in arms}
     return TruthScoring(
-        object_shape=shape, region=region.mask, region_info=region.to_dict(), hull=hull, rules=rules, arms=scores
+        object_shape=shape, region=region.mask, region_info=region.to_dict(), hull=hull, rules=rules, arms=scores,
+        chance=_chance_score(scoring, config),
     )
 
 
-def _without_truth(arms, positions_xy, shape, valids, rules) -> TruthScoring:
-    """No ground truth: nothing scored; the figures show the hull where every arm has data,
-    or (a scan with no hull) wherever any arm has data."""
-    from ..errors import RegistrationError
-    from ..imaging.region import common_region, scan_hull
+def _chance_input(truth, region):
+    """The chance level as a scoring input: a constant image of the truth's mean amplitude and
+    mean phase over the scored region, with no shift, a full valid mask and no mask of its own
+    in the region."""
+    from ..imaging.scoring import ScoringInput, constant_image
 
+    return ScoringInput(
+        name=CHANCE_NAME, image=constant_image(truth, region), valid=np.ones(truth.shape, bool),
+        reference=truth, region_masks={}, estimate_shift=False, stage="constant",
+    )
+
+
+def _chance_score(scoring, config: CompareConfig) -> ArmScore:
+    """The chance level's record: its score, or why it could not be scored."""
+    notes = {"what": CHANCE_DEFINITION}
+    if CHANCE_NAME in scoring.scores:
+        score = scoring.scores[CHANCE_NAME]
+        return ArmScore(CHANCE_NAME, score.aligned, None, None, notes, score=score)
+    failure = scoring_failure("chance", scoring.failures[CHANCE_NAME], config)
+    log.error("%s", failure.line(CHANCE_NAME))
+    return ArmScore(CHANCE_NAME, None, None, None, notes, failure=failure)
+
+
+def _without_truth(arms, positions_xy, shape, valids, rules) -> TruthScoring:
+    """No ground truth: nothing scored; the figures show :func:`_display_region`."""
     log.warning(
         "the test data has no ground truth ('objectGuess'): no metrics against ground truth "
         "(half-set FRC needs none)"
     )
+    scores = {arm.name: _arm_score(arm, arm.image) for arm in arms}
+    region = _display_region(positions_xy, shape, valids)
+    return TruthScoring(object_shape=shape, region=region, region_info=None, hull=None, rules=rules, arms=scores)
+
+
+def _display_region(positions_xy, shape, valids) -> np.ndarray:
+    """The region figures show when nothing is scored: the hull where every arm has data, or
+    (a scan with no hull, arms without common data) wherever any arm has data."""
+    from ..errors import RegistrationError
+    from ..imaging.region import common_region, scan_hull
+
     try:
         region = common_region(scan_hull(positions_xy, shape), valids)
     except RegistrationError:
         region = np.zeros(shape, bool)
     if not region.any():
         region = np.logical_or.reduce(list(valids.values()))
-    scores = {arm.name: _arm_score(arm, arm.image) for arm in arms}
-    return TruthScoring(object_shape=shape, region=region, region_info=None, hull=None, rules=rules, arms=scores)
+    return region

@@ -13,8 +13,10 @@ Every arm of a comparison gets two images from the two disjoint halves of the sc
 
 :func:`evaluate_half_sets` then scores half 2 of every arm against its half 1 on the one
 scoring path (:func:`compare_models.imaging.scoring.score_images`, kind ``"half_set"``):
-registered onto half 1 (shift, phase offset and ramp, amplitude scale) over one region for
-every arm, the half-set region, and correlated (the half-set FRC). Neither step needs ground
+registered onto half 1 (pty-chi: shift, phase offset and ramp, amplitude scale; a network: no
+shift, since both halves come from one model on one grid, then the gauge) over one region for
+every arm, the half-set region, and correlated (the half-set FRC: an iterative arm's
+resolution, a network's reproducibility under independent data). Neither step needs ground
 truth.
 
 Nothing here imports TensorFlow: a network arm hands in its stitcher and its ``predict_half``.
@@ -33,7 +35,7 @@ import numpy as np
 
 from ..errors import ConfigError, DatasetError, MetricError
 from ..report.records import HalfImages, HalfSetScore, HalfSetScoring
-from ..report.vocabulary import HALF_SET_REGION_RULE
+from ..report.vocabulary import ARM_KINDS, HALF_SET_REGION_RULE
 
 __all__ = [
     "DEFAULT_MIN_COVERAGE",
@@ -278,8 +280,9 @@ def evaluate_half_sets(
         ``frc_sigma``, ``min_half_set_coverage``, ``stitch_crop_size``.
     pixel_size_m : float, optional
     estimate_shift_for : callable, optional
-        ``estimate_shift_for(arm) -> bool``: whether a shift between the arm's halves is
-        estimated (the comparison's own policy); default always.
+        ``estimate_shift_for(arm) -> bool``: whether a shift between an iterative arm's halves
+        is estimated (the comparison's own policy); default always. A network's halves share
+        one frame by construction: never.
     timer : callable, optional
         ``timer(stage, func, *args, **kwargs)``.
     required : bool
@@ -300,8 +303,12 @@ def evaluate_half_sets(
         A half leaves too little: both halves of an arm cover less than
         ``config.min_half_set_coverage`` of the hull, or the region is under
         :data:`MIN_REGION_SIDE_PX` a side; the message names the fix.
-    RegistrationError
-        A half-to-half shift beyond ``config.max_shift_px``.
+
+    Notes
+    -----
+    An arm whose half sets cannot be scored (a half-to-half shift beyond
+    ``config.max_shift_px``, halves the gauge or the FRC cannot use) costs the others nothing:
+    it is recorded in ``failures`` with the fix, and the others are scored without it.
     """
     from ..imaging.region import scan_hull
     from ..imaging.scoring import score_images
@@ -322,11 +329,30 @@ def evaluate_half_sets(
     inputs = [_half_set_input(arm, masks[arm.name], estimate_shift_for(arm)) for arm in with_halves]
     rules = scoring_rules_for("half_set", config, pixel_size_m)
     scoring = score_images(inputs, hull, rules, check_region=_check_half_set_region, timer=timer)
+    failures = _half_set_failures(with_halves, scoring, config)
+    if scoring.region is None:
+        return HalfSetScoring(computed=False, not_computed=not_computed, failures=failures)
     info = _half_set_region_info(scoring.region, coverage, hull, config)
-    scores = {arm.name: _half_set_score(arm, scoring.scores[arm.name], coverage[arm.name]) for arm in with_halves}
+    scores = {
+        arm.name: _half_set_score(arm, scoring.scores[arm.name], coverage[arm.name])
+        for arm in with_halves if arm.name in scoring.scores
+    }
     return HalfSetScoring(
-        computed=True, region=scoring.region.mask, region_info=info, arms=scores, not_computed=not_computed
+        computed=True, region=scoring.region.mask, region_info=info, arms=scores, not_computed=not_computed,
+        failures=failures,
     )
+
+
+def _half_set_failures(arms, scoring, config) -> dict:
+    """The records of the arms whose half sets could not be scored (logged)."""
+    from .compare_failures import HALF_SETS, scoring_failure
+
+    failures = {}
+    for arm in arms:
+        if arm.name in scoring.failures:
+            failures[arm.name] = scoring_failure(arm.key, scoring.failures[arm.name], config, stage=HALF_SETS)
+            log.error("%s", failures[arm.name].line(arm.name))
+    return failures
 
 
 def _half_set_score(arm, score, coverage) -> HalfSetScore:
@@ -340,7 +366,7 @@ def _half_set_score(arm, score, coverage) -> HalfSetScore:
         )
     return HalfSetScore(
         name=arm.name, half1=arm.halves.images[0], score=score, split=arm.halves.split,
-        how=arm.halves.how, coverage=coverage,
+        how=arm.halves.how, coverage=coverage, arm_kind=ARM_KINDS[arm.key],
     )
 
 
@@ -384,10 +410,13 @@ def _drop_short(arms, coverage, hull, config, required: bool, not_computed: dict
 
 
 def _half_set_input(arm, masks, estimate: bool):
-    """Half 2 of an arm as a scoring input against its half 1. Half sets placed by
-    registration (no recorded frame) must have their shift estimated."""
+    """Half 2 of an arm as a scoring input against its half 1. A network's two halves share
+    one frame by construction (one model, one grid): no shift is estimated between them. Half
+    sets placed by registration (no recorded frame) must have their shift estimated."""
     from ..imaging.scoring import ScoringInput
 
+    if ARM_KINDS[arm.key] == "network":
+        estimate = False
     placed = all(p != "registration" for p in arm.halves.details.get("placed_by", ()))
     if not estimate and not placed:
         raise ConfigError(

@@ -21,7 +21,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from .records import ArmScore, Comparison, HalfSetScore, HalfSetScoring, TruthScoring
-from .vocabulary import DEFINITIONS, HALF_SET_DEFINITIONS, HALF_SET_REGION_RULE
+from .vocabulary import (
+    CHANCE_DEFINITION,
+    CHANCE_NAME,
+    DEFINITIONS,
+    EXIT_FAILED_ARMS,
+    FAILURE_RULE,
+    HALF_SET_DEFINITIONS,
+    HALF_SET_MEANING_TEXT,
+    HALF_SET_REGION_RULE,
+    NETWORK_HALVES_UNREGISTERED,
+    RANKED_METRICS,
+    half_set_role,
+)
 
 __all__ = [
     "METRICS_SCHEMA",
@@ -37,6 +49,9 @@ __all__ = [
     "model_entry",
     "half_set_entry",
     "half_sets_document",
+    "failures_document",
+    "chance_flags",
+    "chance_document",
     "metrics_document",
     "image_key",
     "image_sets",
@@ -64,10 +79,13 @@ HALF_SET_CSV_ORDER = ("1/7", "halfbit", "1bit")
 
 def metric_rows(truth: TruthScoring, half_sets: HalfSetScoring | None = None) -> list[tuple]:
     """Rows of ``comparison_metrics.csv`` (``model,metric,amplitude,phase,value``): each arm's
-    metrics against the truth, registration, region and timings, then the half-set rows."""
+    metrics against the truth, registration, region and timings, the chance level's (model
+    ``Constant``), then the half-set rows."""
     rows = []
     for name, arm in truth.arms.items():
         rows += _truth_rows(name, arm, truth.region_info)
+    if truth.chance is not None:
+        rows += _truth_rows(truth.chance.name, truth.chance, truth.region_info)
     return rows + half_set_rows(half_sets)
 
 
@@ -84,9 +102,11 @@ def _truth_rows(name: str, arm: ArmScore, region_info: dict | None) -> list[tupl
         rows.append((name, "registration_offset_dx", None, None, dx))
         for row_name, key in GAUGE_ROWS:
             rows.append((name, row_name, None, None, registration["gauge"][key]))
-    if region_info is not None:
+    if region_info is not None and metrics is not None:
         rows.append((name, "region_pixels", None, None, region_info["n_pixels"]))
-        rows.append((name, "hull_lost_fraction", None, None, region_info["hull_lost_fraction"][name]))
+        lost = region_info["hull_lost_fraction"].get(name)
+        if lost is not None:  # an image scored on the region without adding to it has none
+            rows.append((name, "hull_lost_fraction", None, None, lost))
     if arm.computation_time_s is not None:
         rows.append((name, "computation_time_s", None, None, arm.computation_time_s))
     if arm.compile_time_s is not None:
@@ -135,7 +155,8 @@ def frc_curves(truth: TruthScoring, half_sets: HalfSetScoring | None = None) -> 
     """``{kind: {model: {component: curve}}}``: FRC against ground truth (``"ground_truth"``)
     and between half sets (``"half_set"``), whichever were computed."""
     curves = {}
-    for name, arm in truth.arms.items():
+    scored = list(truth.arms.items()) + ([(truth.chance.name, truth.chance)] if truth.chance is not None else [])
+    for name, arm in scored:
         metrics = arm.metrics
         if metrics is None:
             continue
@@ -155,8 +176,9 @@ def frc_curves(truth: TruthScoring, half_sets: HalfSetScoring | None = None) -> 
 
 
 def half_set_curves(half_sets: HalfSetScoring | None) -> dict:
-    """``{model: {component: {kind, frc, frequency_nyquist, n_pixels, thresholds}}}`` of the
-    half-set FRC, for ``frc_curves.csv`` and ``frc.png``."""
+    """``{model: {component: {kind, meaning, frc, frequency_nyquist, n_pixels, thresholds}}}``
+    of the half-set FRC, for ``frc_curves.csv`` and ``frc.png`` (``meaning``: ``"resolution"``
+    for an iterative arm, ``"reproducibility"`` for a network; never drawn on one axis)."""
     curves = {}
     if half_sets is None or not half_sets.computed:
         return curves
@@ -165,6 +187,7 @@ def half_set_curves(half_sets: HalfSetScoring | None) -> dict:
         curves[name] = {
             component: {
                 "kind": "half_set",
+                "meaning": score.meaning,
                 "frc": measures[component]["curve"],
                 "frequency_nyquist": measures[component]["frequency_nyquist"],
                 "n_pixels": measures[component]["n_pixels"],
@@ -227,13 +250,14 @@ def scoring_rules(config) -> dict:
             "legacy": {"frc1over7": "1/7 crossing against ground truth; NOT a resolution"},
             "half_set": (
                 "half-set FRC (1/7, 1/2-bit and 1-bit thresholds; van Heel & Schatz 2005) between "
-                "two images of each arm from disjoint halves of the scan: metrics.json half_sets and "
-                "models.<model>.half_set_frc, CSV rows halfset_*"
+                "two images of each arm from disjoint halves of the scan: an iterative arm's "
+                "resolution, a network's reproducibility under independent data (not a resolution); "
+                "metrics.json half_sets and models.<model>.half_set_frc, CSV rows halfset_*"
                 if config.half_sets_enabled
                 else "not computed (--no-half-sets)"
             ),
         },
-        "definitions": dict(DEFINITIONS),
+        "definitions": {**DEFINITIONS, CHANCE_NAME: CHANCE_DEFINITION},
     }
 
 
@@ -243,15 +267,21 @@ def half_set_rules(config, split) -> dict:
         "kind": "half_set",
         "what": (
             "FRC between two images of the same arm made from two disjoint, interleaved halves of "
-            "the scan positions; needs no ground truth (van Heel & Schatz 2005)"
+            "the scan positions; needs no ground truth (van Heel & Schatz 2005). For an iterative "
+            "arm it is a resolution; for a network the reproducibility of its image under "
+            "independent data, not a resolution; the two are never ranked against each other"
         ),
         "split": None if split is None else split.to_dict(),
-        "registration": (
-            "half 2 registered onto half 1: shift by upsampled cross-correlation over the pixels "
-            "both halves cover (same policy as the arm's registration), then the gauge (phase "
-            f"{'offset and linear ramp' if config.phase_align_method == 'ramp' else 'offset'} fitted to "
-            "the amplitude-weighted phase difference, amplitude scale to the amplitudes alone)"
-        ),
+        "meaning": {kind: HALF_SET_MEANING_TEXT[kind] for kind in ("iterative", "network")},
+        "registration": {
+            "iterative": (
+                "half 2 registered onto half 1: shift by upsampled cross-correlation over the pixels "
+                "both halves cover (same policy as the arm's registration), then the gauge (phase "
+                f"{'offset and linear ramp' if config.phase_align_method == 'ramp' else 'offset'} fitted to "
+                "the amplitude-weighted phase difference, amplitude scale to the amplitudes alone)"
+            ),
+            "network": f"{NETWORK_HALVES_UNREGISTERED} (the same gauge fit as an iterative arm's)",
+        },
         "region_rule": HALF_SET_REGION_RULE,
         "frc": (
             "the FRC of the against-truth comparison (each image minus its window-weighted mean, "
@@ -276,26 +306,109 @@ def half_set_rules(config, split) -> dict:
 
 def model_entry(arm: ArmScore) -> dict:
     """metrics.json's ``models.<model>``: metrics and registration (with ground truth), the
-    timings, and the arm's notes."""
+    timings, the arm's notes, and its failure against the truth when it could not be scored."""
     entry = {}
     if arm.score is not None:
         entry.update(metrics=arm.metrics, registration=arm.registration)
     entry.update(computation_time_s=arm.computation_time_s, compile_time_s=arm.compile_time_s, **arm.notes)
+    if arm.failure is not None:
+        entry["failure"] = arm.failure.to_dict()
     return entry
 
 
+def _chance_entry(entry: dict) -> dict:
+    """The chance level's ``models.Constant``: its FRC cut-offs are a chance level, not a
+    resolution, and their ``role`` says so."""
+    metrics = entry.get("metrics")
+    if not metrics:
+        return entry
+    labelled = dict(metrics)
+    for component in ("amplitude", "phase"):
+        frc = metrics[component]["frc"]
+        cutoffs = {name: {**cut, "role": f"chance level: what a constant image scores ({cut['role']})"}
+                   for name, cut in frc["cutoffs"].items()}
+        labelled[component] = {**metrics[component], "frc": {**frc, "cutoffs": cutoffs}}
+    return {**entry, "metrics": labelled}
+
+
+def chance_flags(truth: TruthScoring) -> dict:
+    """Arm name -> the ranked metrics on which it does not beat the chance level.
+
+    Returns
+    -------
+    dict
+        ``{arm: [{"component", "metric", "value", "chance"}, ...]}`` for every arm scored
+        against the truth (an empty list: it beats the constant image on every ranked metric,
+        :data:`~compare_models.report.vocabulary.RANKED_METRICS`); a tie does not beat it.
+        Empty without a chance level.
+    """
+    chance = truth.chance
+    if chance is None or chance.metrics is None:
+        return {}
+    flags = {}
+    for name, arm in truth.arms.items():
+        if arm.metrics is None:
+            continue
+        flags[name] = [
+            {"component": component, "metric": metric, "value": arm.metrics[component][metric],
+             "chance": chance.metrics[component][metric]}
+            for component in ("amplitude", "phase")
+            for metric, better in RANKED_METRICS.items()
+            if not _beats(arm.metrics[component][metric], chance.metrics[component][metric], better)
+        ]
+    return flags
+
+
+def _beats(value, level, better: int) -> bool:
+    return value > level if better > 0 else value < level
+
+
+def chance_document(truth: TruthScoring) -> dict | None:
+    """metrics.json's ``chance``: what the chance level is, and per arm the ranked metrics on
+    which it does not beat it; None without a chance level."""
+    if truth.chance is None:
+        return None
+    return {
+        "model": truth.chance.name,
+        "definition": CHANCE_DEFINITION,
+        "ranked_metrics": list(RANKED_METRICS),
+        "not_beaten": chance_flags(truth),
+    }
+
+
+def failures_document(comparison: Comparison) -> dict:
+    """metrics.json's ``failures``: every arm that lacks numbers because something failed, with
+    each failure's stage, step, reason and fix; empty when nothing failed."""
+    failures = comparison.failures
+    return {
+        "arms": {name: [f.to_dict() for f in items] for name, items in failures.items()},
+        "exit_status": EXIT_FAILED_ARMS if failures else 0,
+        "rule": FAILURE_RULE,
+    }
+
+
 def half_set_entry(score: HalfSetScore) -> dict:
-    """metrics.json's ``models.<model>.half_set_frc``."""
+    """metrics.json's ``models.<model>.half_set_frc``: the curves and cut-offs, each cut-off's
+    ``role`` saying what it is for this arm (a resolution, or a network's reproducibility)."""
     return {
         "kind": score.kind,
-        "amplitude": score.amplitude,
-        "phase": score.phase,
+        "arm_kind": score.arm_kind,
+        "meaning": score.meaning,
+        "meaning_text": HALF_SET_MEANING_TEXT[score.arm_kind],
+        "amplitude": _with_roles(score.amplitude, score.arm_kind),
+        "phase": _with_roles(score.phase, score.arm_kind),
         "registration": score.registration,
         "split": score.split,
         "how": score.how,
         "coverage": score.coverage,
         "phase_wrap_pixels": score.phase_wrap_pixels,
     }
+
+
+def _with_roles(frc: dict, arm_kind: str) -> dict:
+    """A half-set FRC with each cut-off's ``role`` for this kind of arm."""
+    cutoffs = {name: {**cut, "role": half_set_role(name, arm_kind)} for name, cut in frc["cutoffs"].items()}
+    return {**frc, "cutoffs": cutoffs}
 
 
 def half_sets_document(half_sets: HalfSetScoring | None, config, split) -> dict:
@@ -307,9 +420,11 @@ def half_sets_document(half_sets: HalfSetScoring | None, config, split) -> dict:
         return {**document, "computed": False, "not_computed": "--no-half-sets"}
     return {
         **document,
+        "arms": {name: score.meaning for name, score in half_sets.arms.items()},
         "computed": half_sets.computed,
         "region": half_sets.region_info,
         "not_computed": half_sets.not_computed,
+        "failures": {name: failure.to_dict() for name, failure in half_sets.failures.items()},
     }
 
 
@@ -320,6 +435,14 @@ def metrics_document(comparison: Comparison, config, *, ground_truth: bool) -> d
     if comparison.half_sets is not None:
         for name, score in comparison.half_sets.arms.items():
             models[name]["half_set_frc"] = half_set_entry(score)
+        for name, failure in comparison.half_sets.failures.items():
+            models[name]["half_set_failure"] = failure.to_dict()
+    for name, failure in comparison.making_failures.items():
+        models[name] = {"failure": failure.to_dict()}
+    for name, flags in chance_flags(truth).items():
+        models[name]["not_better_than_chance"] = [f"{f['component']} {f['metric']}" for f in flags]
+    if truth.chance is not None:
+        models[truth.chance.name] = _chance_entry(model_entry(truth.chance))
     return {
         "schema": METRICS_SCHEMA,
         "object_shape": list(truth.object_shape),
@@ -328,6 +451,8 @@ def metrics_document(comparison: Comparison, config, *, ground_truth: bool) -> d
         "region_pixels": truth.region_pixels,
         "scoring": truth.rules,
         "half_sets": half_sets_document(comparison.half_sets, config, comparison.split),
+        "failures": failures_document(comparison),
+        "chance": chance_document(truth),
         "models": models,
     }
 
@@ -418,6 +543,7 @@ def provenance_document(
         "scored_region": truth.region_info,
         "scoring": truth.rules,
         "half_sets": metrics_doc["half_sets"],
+        "failures": metrics_doc["failures"],
         "seen_in_training": dict(seen_in_training),
         "timings_s": dict(timings_s),
     }

@@ -12,8 +12,11 @@ builders (:mod:`compare_models.report.documents`) and the printed summary
 * :class:`HalfSetScoring`: every arm's half sets, on one region, and the arms left out.
 * :class:`Comparison`: all of the above for one run.
 
-Every record carries ``failure`` (None, or why that arm could not be scored) so that an arm
-that cannot be scored can be recorded beside the others.
+* :class:`ArmFailure`: why an arm could not be made or scored, and the fix.
+
+An arm that cannot be made or scored never costs the others their numbers: it is recorded
+beside them (``ArmScore.failure``, ``HalfSetScoring.failures``,
+``Comparison.making_failures``; all of them in :attr:`Comparison.failures`).
 """
 
 from __future__ import annotations
@@ -23,9 +26,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..imaging.scoring import ImageScore
-from .vocabulary import MODEL_NAMES
+from .vocabulary import HALF_SET_MEANINGS, MODEL_NAMES, NETWORK_HALVES_UNREGISTERED
 
 __all__ = [
+    "ArmFailure",
     "HalfImages",
     "ArmImage",
     "ArmScore",
@@ -35,6 +39,39 @@ __all__ = [
     "Comparison",
     "registration_record",
 ]
+
+
+@dataclass(frozen=True)
+class ArmFailure:
+    """Why an arm has no numbers of one kind, and what to do about it.
+
+    Attributes
+    ----------
+    stage : str
+        What could not be done, in words ("making the image", "scoring against ground truth",
+        "half-set FRC").
+    step : str or None
+        Where inside the scoring it failed (``region``, ``shift``, ``registration``,
+        ``measure``; :data:`compare_models.imaging.scoring.SCORING_STEPS`), None while making
+        the image.
+    reason : str
+        The error, in one line.
+    fix : str
+        What to change (a flag, a file) to get the arm's numbers.
+    """
+
+    stage: str
+    step: str | None
+    reason: str
+    fix: str
+
+    def to_dict(self) -> dict:
+        return {"stage": self.stage, "step": self.step, "reason": self.reason, "fix": self.fix}
+
+    def line(self, name: str) -> str:
+        """One line for the printed summary and the logs."""
+        where = self.stage if self.step is None else f"{self.stage} (at the {self.step} step)"
+        return f"{name}: {where} failed: {self.reason}. Fix: {self.fix}"
 
 
 @dataclass(frozen=True, eq=False)
@@ -114,25 +151,26 @@ class ArmScore:
     ----------
     name : str
         The arm's name (:data:`MODEL_NAMES`).
-    image : ndarray (H, W) complex
-        The image as scored: registered onto the truth, or as stitched without ground truth.
+    image : ndarray (H, W) complex or None
+        The image as scored: registered onto the truth, or as stitched without ground truth;
+        None when the arm could not be scored.
     computation_time_s, compile_time_s : float or None
         What a user waits for per image (no one-off compilation), and the compilation.
     notes : dict
         What metrics.json says besides the numbers (``model_format``, ``initialisation``).
     score : ImageScore or None
         Registration and metrics; None without ground truth.
-    failure : str or None
+    failure : ArmFailure or None
         Why the arm could not be scored; None when it was (or when nothing was to be scored).
     """
 
     name: str
-    image: np.ndarray
+    image: np.ndarray | None
     computation_time_s: float | None
     compile_time_s: float | None
     notes: dict
     score: ImageScore | None = None
-    failure: str | None = None
+    failure: ArmFailure | None = None
 
     @property
     def metrics(self) -> dict | None:
@@ -163,6 +201,10 @@ class TruthScoring:
         The scoring rules in words and numbers (metrics.json ``scoring``).
     arms : dict of str to ArmScore
         In the order of the arms.
+    chance : ArmScore or None
+        The chance level: a constant image of the truth's mean scored on the region by the same
+        rules (:data:`compare_models.report.vocabulary.CHANCE_DEFINITION`); None without ground
+        truth or when no arm was scored.
     """
 
     object_shape: tuple
@@ -171,6 +213,7 @@ class TruthScoring:
     hull: np.ndarray | None
     rules: dict
     arms: dict
+    chance: ArmScore | None = None
 
     @property
     def region_pixels(self) -> int:
@@ -178,8 +221,8 @@ class TruthScoring:
 
     @property
     def aligned(self) -> dict:
-        """Arm name -> the image as scored."""
-        return {name: arm.image for name, arm in self.arms.items()}
+        """Arm name -> the image as scored (arms that failed left out)."""
+        return {name: arm.image for name, arm in self.arms.items() if arm.failure is None}
 
 
 @dataclass(frozen=True, eq=False)
@@ -197,8 +240,9 @@ class HalfSetScore:
         How the halves were chosen and made (:class:`HalfImages`).
     coverage : dict
         Fractions of the hull that half 1, half 2 and both cover.
-    failure : str or None
-        Why the arm's half sets could not be scored.
+    arm_kind : {"iterative", "network"}
+        What made the halves (:data:`compare_models.report.vocabulary.ARM_KINDS`): it decides
+        what the half-set FRC measures (:attr:`meaning`).
     """
 
     name: str
@@ -207,9 +251,14 @@ class HalfSetScore:
     split: dict
     how: str
     coverage: dict
-    failure: str | None = None
+    arm_kind: str = "iterative"
 
     kind = "half_set"
+
+    @property
+    def meaning(self) -> str:
+        """``"resolution"`` (an iterative arm) or ``"reproducibility"`` (a network)."""
+        return HALF_SET_MEANINGS[self.arm_kind]
 
     @property
     def amplitude(self) -> dict:
@@ -227,7 +276,13 @@ class HalfSetScore:
     def registration(self) -> dict:
         """:func:`registration_record` of half 2 onto half 1, with the direction."""
         record = registration_record(self.score)
-        record["direction"] = "half 2 registered onto half 1 (shift, then the gauge of half 2 against half 1)"
+        if self.arm_kind == "network":
+            record["shift_estimated"] = False
+            record["why"] = NETWORK_HALVES_UNREGISTERED
+            record["direction"] = "half 2 registered onto half 1 (no shift: one frame by construction; the gauge of half 2 against half 1)"
+        else:
+            record["shift_estimated"] = self.score.shift is not None
+            record["direction"] = "half 2 registered onto half 1 (shift, then the gauge of half 2 against half 1)"
         return record
 
     @property
@@ -249,7 +304,10 @@ class HalfSetScoring:
         The region (:meth:`ScoredRegion.to_dict`) with its rule and coverage.
     arms : dict of str to HalfSetScore
     not_computed : dict of str to str
-        Arm name -> why it has no half-set FRC (and the fix).
+        Arm name -> why it has no half-set FRC (and the fix), for arms left out by design (no
+        half images, halves that cover too little).
+    failures : dict of str to ArmFailure
+        Arm name -> why its half sets could not be scored (an error, not a design).
     """
 
     computed: bool
@@ -257,6 +315,7 @@ class HalfSetScoring:
     region_info: dict | None = None
     arms: dict = field(default_factory=dict)
     not_computed: dict = field(default_factory=dict)
+    failures: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True, eq=False)
@@ -273,6 +332,8 @@ class Comparison:
         How the test scan was split into halves.
     timings_s : dict
         Stage -> seconds: the run's and every arm's.
+    making_failures : dict of str to ArmFailure
+        Arms the config names whose image could not be made (not in ``arms``).
     """
 
     arms: tuple
@@ -280,3 +341,19 @@ class Comparison:
     half_sets: HalfSetScoring | None
     split: object = None
     timings_s: dict = field(default_factory=dict)
+    making_failures: dict = field(default_factory=dict)
+
+    @property
+    def failures(self) -> dict:
+        """Arm name -> list of :class:`ArmFailure`: every arm that lacks numbers because
+        something failed (its image, its score against the truth, its half sets)."""
+        failures = {name: [failure] for name, failure in self.making_failures.items()}
+        scored = list(self.truth.arms.items())
+        if self.truth.chance is not None:
+            scored.append((self.truth.chance.name, self.truth.chance))
+        for name, arm in scored:
+            if arm.failure is not None:
+                failures.setdefault(name, []).append(arm.failure)
+        for name, failure in (self.half_sets.failures if self.half_sets is not None else {}).items():
+            failures.setdefault(name, []).append(failure)
+        return failures

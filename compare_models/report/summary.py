@@ -9,7 +9,14 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 
-from .vocabulary import GROUND_TRUTH_TABLE_TITLE, HALF_SET_TABLE_ROWS, HALF_SET_TABLE_TITLE
+from .vocabulary import (
+    CHANCE_FLAG,
+    GROUND_TRUTH_TABLE_TITLE,
+    HALF_SET_KIND_TITLES,
+    HALF_SET_TABLE_ROWS,
+    HALF_SET_TABLE_TITLE,
+    MODEL_KINDS,
+)
 
 __all__ = [
     "format_metrics_table",
@@ -17,6 +24,8 @@ __all__ = [
     "format_scoring_summary",
     "arm_notes",
     "summary_notes",
+    "format_chance",
+    "format_failures",
     "printed_summary",
 ]
 
@@ -34,15 +43,20 @@ def format_metrics_table(rows: Iterable[MetricRow], metrics=("mae", "mse", "psnr
 
 
 def format_half_set_table(rows: Iterable[MetricRow]) -> str:
-    """A plain-text table of the half-set FRC cut-offs (fraction of Nyquist), one line per
-    model and threshold, and each model's coverage: labelled so that none can be read as a
-    number against ground truth."""
+    """Plain-text tables of the half-set FRC cut-offs (fraction of Nyquist), one line per model
+    and threshold, and each model's coverage: labelled so that none can be read as a number
+    against ground truth, and in two tables: iterative arms (a resolution) and networks (the
+    reproducibility of their image, not a resolution), never ranked together."""
     rows = list(rows)
     labels = dict(HALF_SET_TABLE_ROWS)
-    lines = [f"{'model':<12}{'half-set FRC cut-off':<32}{'amplitude':>14}{'phase':>14}"]
-    for model, metric, amplitude, phase, _ in rows:
-        if metric in labels:
-            lines.append(f"{model:<12}{metric + ' (' + labels[metric] + ')':<32}{_fmt(amplitude):>14}{_fmt(phase):>14}")
+    lines = []
+    for kind, title in HALF_SET_KIND_TITLES.items():
+        mine = [row for row in rows if row[1] in labels and MODEL_KINDS.get(row[0], "iterative") == kind]
+        if not mine:
+            continue
+        lines += [title, f"  {'model':<12}{'half-set FRC cut-off':<32}{'amplitude':>14}{'phase':>14}"]
+        for model, metric, amplitude, phase, _ in mine:
+            lines.append(f"  {model:<12}{metric + ' (' + labels[metric] + ')':<32}{_fmt(amplitude):>14}{_fmt(phase):>14}")
     coverage = [(model, value) for model, metric, _, _, value in rows if metric == "halfset_coverage"]
     if coverage:
         lines.append(
@@ -134,8 +148,9 @@ def _half_set_summary(document: Mapping) -> list[str]:
     if split:
         lines.append(
             f"half-set FRC: split {split.get('method')} ({split.get('n_half1')} + {split.get('n_half2')} of "
-            f"{split.get('n_positions')} positions); half 2 registered onto half 1 (shift, phase offset/ramp, "
-            "amplitude scale); thresholds 1/7, 1/2-bit and 1-bit (van Heel & Schatz 2005)"
+            f"{split.get('n_positions')} positions); half 2 registered onto half 1 (an iterative arm: shift, "
+            "phase offset/ramp, amplitude scale; a network: no shift, its halves share one frame by "
+            "construction, then the gauge); thresholds 1/7, 1/2-bit and 1-bit (van Heel & Schatz 2005)"
         )
     region = half.get("region") or {}
     if region:
@@ -163,7 +178,9 @@ def _half_set_summary(document: Mapping) -> list[str]:
                     text += " (not crossed)"
                 parts.append(text)
             cut.append(f"{component} " + ", ".join(parts))
-        lines.append(f"  {name}: half-set resolution (fraction of Nyquist) " + "; ".join(cut))
+        what = ("half-set reproducibility of the image under independent data, NOT a resolution"
+                if frc.get("meaning") == "reproducibility" else "half-set resolution")
+        lines.append(f"  {name}: {what} (fraction of Nyquist) " + "; ".join(cut))
     return lines
 
 
@@ -195,12 +212,51 @@ def summary_notes(arms) -> list[str]:
     return lines
 
 
+def format_chance(document: Mapping) -> list[str]:
+    """Lines saying, per arm, on which ranked metrics it does not beat the chance level (the
+    ``Constant`` rows), from metrics.json's ``chance``; none without one."""
+    chance = document.get("chance")
+    if not chance:
+        return []
+    lines = [
+        f"chance level ({chance['model']} rows): a constant image of the truth's mean amplitude and mean "
+        "phase over the region, scored by the same rules; a tie does not beat it"
+    ]
+    for name, flags in (chance.get("not_beaten") or {}).items():
+        if not flags:
+            lines.append(f"  {name}: beats the constant image on every ranked metric ({', '.join(chance['ranked_metrics'])})")
+            continue
+        lost = ", ".join(f"{f['component']} {f['metric']} ({_fmt(f['value'])}; chance {_fmt(f['chance'])})" for f in flags)
+        lines.append(f"  {name} {CHANCE_FLAG} on: {lost}")
+    return lines
+
+
+def format_failures(document: Mapping) -> list[str]:
+    """Lines naming every arm that failed, with the reason and the fix, from metrics.json's
+    ``failures``; none when nothing failed."""
+    failures = document.get("failures") or {}
+    arms = failures.get("arms") or {}
+    if not arms:
+        return []
+    lines = [
+        f"FAILED ARMS ({len(arms)}; exit status {failures.get('exit_status')}): every other arm was "
+        "scored and written, as if the failed ones had not been given"
+    ]
+    for name, items in arms.items():
+        for failure in items:
+            where = failure["stage"] if failure.get("step") is None else f"{failure['stage']} (at the {failure['step']} step)"
+            lines.append(f"  {name}: {where} failed: {failure['reason']}. Fix: {failure['fix']}")
+    return lines
+
+
 def printed_summary(rows, document: Mapping, arms, *, ground_truth: bool, dose_summary: str, output_dir) -> list[str]:
     """What compare-models prints when it is done: the table against the truth, the half-set
-    table, how the numbers were made, the dose, each arm's notes and where the results are."""
+    table, how the numbers were made, the dose, each arm's notes, the arms that failed and
+    where the results are."""
     lines = []
     if ground_truth:
         lines += [GROUND_TRUTH_TABLE_TITLE, format_metrics_table(rows)]
+        lines += format_chance(document)
     if any(row[1].startswith("halfset_") for row in rows):
         lines += [HALF_SET_TABLE_TITLE, format_half_set_table(rows)]
     summary = format_scoring_summary(document)
@@ -208,5 +264,6 @@ def printed_summary(rows, document: Mapping, arms, *, ground_truth: bool, dose_s
         lines.append(summary)
     lines.append(f"test data: {dose_summary}")
     lines += summary_notes(arms)
+    lines += format_failures(document)
     lines.append(f"results: {output_dir}")
     return lines

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .vocabulary import FRC_KIND_LABELS
+from .vocabulary import CHANCE_NAME, FRC_KIND_LABELS
 
 __all__ = [
     "MetricRow",
@@ -234,7 +234,8 @@ def plot_comparison(images: Mapping[str, np.ndarray], truth: np.ndarray | None, 
 
 def plot_frc(curves: Mapping[str, Mapping[str, Mapping[str, Mapping]]], path) -> Path:
     """FRC curves, a row per kind (``curves[kind][model][component]``), amplitude and phase
-    side by side.
+    side by side; the half-set curves of iterative arms (a resolution) and of networks (a
+    reproducibility, ``meaning`` of their curves) in rows of their own.
 
     Against ground truth: the 0.5 threshold that defines the resolution against a noise-free
     reference (Rosenthal & Henderson 2003). Half-set: the fixed 1/7 threshold and the 1/2-bit
@@ -246,17 +247,20 @@ def plot_frc(curves: Mapping[str, Mapping[str, Mapping[str, Mapping]]], path) ->
     import matplotlib.pyplot as plt
 
     components = ("amplitude", "phase")
-    kinds = [kind for kind in ("ground_truth", "half_set") if curves.get(kind)]
-    fig, axes = plt.subplots(len(kinds), 2, figsize=(11, 4 * len(kinds)), squeeze=False)
-    for row, kind in enumerate(kinds):
+    panels = _frc_panels(curves)
+    fig, axes = plt.subplots(len(panels), 2, figsize=(11, 4 * len(panels)), squeeze=False)
+    for row, (label, kind, by_model) in enumerate(panels):
         for ax, component in zip(axes[row], components, strict=True):
             thresholds = None
-            for model, by_component in curves[kind].items():
+            for model, by_component in by_model.items():
                 curve = by_component.get(component)
                 if curve is None:
                     continue
                 freq = np.asarray(curve["frequency_nyquist"], dtype=float)
-                ax.plot(freq, curve["frc"], label=model)
+                if model == CHANCE_NAME:
+                    ax.plot(freq, curve["frc"], color="0.45", ls=(0, (4, 2)), lw=1.5, label=f"{model} (chance)")
+                else:
+                    ax.plot(freq, curve["frc"], label=model)
                 if thresholds is None and curve.get("thresholds"):
                     thresholds = (freq, curve["thresholds"])
             if kind == "ground_truth":
@@ -269,7 +273,7 @@ def plot_frc(curves: Mapping[str, Mapping[str, Mapping[str, Mapping]]], path) ->
                     ax.plot(freq, table["1bit"], color="k", ls="-.", lw=1, label="1-bit")
             ax.set_xlabel("spatial frequency (fraction of Nyquist)")
             ax.set_ylabel(FRC_KIND_LABELS[kind].split(" (")[0])
-            ax.set_title(f"{FRC_KIND_LABELS[kind]}, {component}", fontsize=10)
+            ax.set_title(f"{FRC_KIND_LABELS[label]}, {component}", fontsize=10)
             ax.set_ylim(-0.1, 1.05)
             ax.legend(fontsize=8)
     fig.tight_layout()
@@ -277,6 +281,28 @@ def plot_frc(curves: Mapping[str, Mapping[str, Mapping[str, Mapping]]], path) ->
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _frc_panels(curves) -> list[tuple[str, str, dict]]:
+    """The rows of frc.png, ``(label, kind, {model: curves})``: against ground truth, then the
+    half-set FRC of iterative arms (a resolution) and of networks (a reproducibility) apart,
+    never on one axis."""
+    panels = []
+    if curves.get("ground_truth"):
+        panels.append(("ground_truth", "ground_truth", curves["ground_truth"]))
+    half = curves.get("half_set") or {}
+    for meaning, kind in (("resolution", "iterative"), ("reproducibility", "network")):
+        group = {model: by_component for model, by_component in half.items()
+                 if _meaning(by_component) == meaning}
+        if group:
+            panels.append((f"half_set/{kind}", "half_set", group))
+    return panels
+
+
+def _meaning(by_component: Mapping) -> str:
+    """What a model's half-set curves measure (``meaning`` of its curves; a resolution when
+    not recorded)."""
+    return next((c.get("meaning") for c in by_component.values() if c.get("meaning")), "resolution")
 
 
 def file_sha256(path, chunk_bytes: int = 1 << 20) -> str:
