@@ -50,7 +50,7 @@ def test_the_command_completes_and_names_both_formats(issue_command_run):
     out, done = issue_command_run
     assert done.returncode == 0, done.stderr[-3000:]
     assert not (out / "FAILED").exists()
-    assert {row["model"] for row in read_metrics_csv(out / "comparison_metrics.csv")} == {"PtychoPINN", "Baseline"}
+    assert {row["model"] for row in read_metrics_csv(out / "comparison_metrics.csv")} == {"PtychoPINN", "Baseline", "Constant"}
     arms = json.loads((out / "provenance.json").read_text())["arms"]
     assert arms["PtychoPINN"]["model_format"] == "PtychoPINN PyTorch wts.h5.zip (cnn, gridsize 1)"
     assert arms["Baseline"]["model_format"] == "PtychoPINN PyTorch wts.h5.zip (ffno, gridsize 2)"
@@ -96,7 +96,7 @@ def test_tensorflow_and_pytorch_models_and_ptychi_in_one_comparison(upstream, tm
     ])
     assert done.returncode == 0, done.stderr[-3000:]
     rows = read_metrics_csv(out / "comparison_metrics.csv")
-    assert {row["model"] for row in rows} == {"PtychoPINN", "Baseline", "PtyChi"}
+    assert {row["model"] for row in rows} == {"PtychoPINN", "Baseline", "PtyChi", "Constant"}
     arms = json.loads((out / "provenance.json").read_text())["arms"]
     assert arms["PtychoPINN"]["model_format"] == "PtychoPINN wts.h5.zip (gridsize 1)"
     assert arms["Baseline"]["model_format"] == "PtychoPINN PyTorch wts.h5.zip (ffno, gridsize 2)"
