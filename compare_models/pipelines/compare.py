@@ -338,14 +338,18 @@ def evaluate(arms, truth, positions_xy, config: CompareConfig, *, pixel_size_m=N
     if region is None:  # no arm could be scored: the figures show where the arms have data
         return TruthScoring(object_shape=shape, region=_display_region(positions_xy, shape, valids),
                             region_info=None, hull=hull, rules=rules, arms=scores)
+    _log_region(region)
+    return TruthScoring(
+        object_shape=shape, region=region.mask, region_info=region.to_dict(), hull=hull, rules=rules, arms=scores,
+        chance=_chance_score(scoring, config),
+    )
+
+
+def _log_region(region) -> None:
     lost = ", ".join(f"{k} {100 * v:.2f} %" for k, v in region.hull_lost_fraction.items())
     log.info(
         "scored region: %d px (hull %d px; hull without data: %s; eroded by %d px)",
         region.n_pixels, region.hull_pixels, lost, region.erosion_px,
-    )
-    return TruthScoring(
-        object_shape=shape, region=region.mask, region_info=region.to_dict(), hull=hull, rules=rules, arms=scores,
-        chance=_chance_score(scoring, config),
     )
 
 
