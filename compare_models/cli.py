@@ -7,6 +7,7 @@ pty-chi) happen inside the commands so that ``--help`` stays fast.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ import click
 from . import __version__
 from .errors import CompareModelsError, ConfigError
 from .models.training import TrainConfig
+from .pipelines.compare_config import CompareConfig
 from .pipelines.convert import ConvertConfig
 from .study.ptychi_runner import ReconstructConfig
 from .study.simulator import SimulationConfig
@@ -215,117 +217,6 @@ def _install_sigterm_handler():
     signal.signal(signal.SIGTERM, handler)
 
 
-# The compare pipeline's settings (CompareConfig) state their defaults; their help texts and
-# flag names live here until the class carries them as field metadata (config.setting).
-_COMPARE_HELP = MappingProxyType({
-    "test_data": "Test dataset: the NPZ contract, a ptychodus pair or a CXI file (by content).",
-    "output_dir": "Where the comparison is written.",
-    "pinn_dir": "PINN arm: a compare-models bundle (bundle.json), a PtychoPINN wts.h5.zip or its directory, or a "
-                "baseline_model.h5 or a directory with one below it; recognised by content.",
-    "baseline_dir": "Baseline arm: accepts every model --pinn-dir accepts (a PINN bundle may be the baseline).",
-    "ptychi_recon_path": "Iterative reconstruction NPZ: this project's ptychi_reconstruction.npz (placed by its "
-                         "recorded frame), PtychoPINN's (placed by its script's rule) or another writer's (registered).",
-    "stitch_crop_size": "Keep the central M x M of each patch when stitching, 0 < M <= N.",
-    "skip_registration": "Estimate no shifts (the gauge is still fitted).",
-    "register_ptychi_only": "Estimate a shift for pty-chi only; the networks are stitched in the ground-truth frame already.",
-    "phase_align_method": "Phase gauge, fitted to the amplitude-weighted phase difference: global offset and linear "
-                          "ramp (ramp) or offset only (offset); the amplitude scale is always fitted to the amplitudes "
-                          "alone. The existing tool's plane, mean and none are retired (docs/how-the-numbers-are-made.md).",
-    "registration_on": "Field used for phase correlation.",
-    "max_shift_px": "Largest registration shift accepted, pixels; larger is an error.",
-    "region_margin_px": "Pixels eroded from the scored region beyond the largest registration shift.",
-    "ms_ssim_sigma": "Gaussian blur (pixels) of amplitude and phase before MS-SSIM (Wang et al. 2003 blur nothing).",
-    "frc_sigma": "Gaussian smoothing of the FRC curve, in rings.",
-    "pixel_size_m": "Object pixel size in metres (FRC resolution in metres).",
-    "n_test_subsample": "Use a random subset of this many positions.",
-    "test_subsample_seed": "Seed of --n-test-subsample's draw.",
-    "pinn_predict_batch_size": "PINN groups per inference batch.",
-    "baseline_predict_batch_size": "Baseline patterns per inference batch.",
-    "pinn_chunk_size": "Positions per PINN inference chunk (memory bound).",
-    "baseline_chunk_size": "Positions per baseline inference chunk (memory bound).",
-    "stitch_chunk_size": "Patches per compiled stitching call.",
-    "stitch_interpolation": "How each patch is moved by its sub-pixel residual before its central crop is added: "
-                            "fourier (the simulator's and pty-chi's model: stitching the recorded ground-truth patches "
-                            "gives the object back) or bilinear (as PtychoPINN's stitching does, to reproduce its images).",
-    "predict_xla": "XLA-compile each network together with its stitching (auto: fall back to a plain tf.function, "
-                   "with a warning, when XLA cannot compile a network).",
-    "overwrite": "Replace an existing output directory.",
-    "half_sets": "Half-set FRC for every arm: two images from two disjoint halves of the scan (networks: from the "
-                 "same model; pty-chi: from --ptychi-half-sets), registered to each other and correlated; needs no "
-                 "ground truth. --half-sets requires it for every arm (an error otherwise); --no-half-sets turns it off.",
-    "half_set_split": "How the scan is split into halves: a checkerboard of the scan grid, or alternating positions "
-                      "along the scan path.",
-    "ptychi_half_sets": "Directory with the pty-chi half-set reconstructions ptychi_half1.npz and ptychi_half2.npz "
-                        "(or a reconstruct output directory with them in half_sets/).",
-    "ptychi_half_set_paths": "The two pty-chi half-set reconstruction files, half 1 then half 2.",
-    "min_half_set_coverage": "Fraction of the scan's hull that both halves of an arm must cover for its half-set "
-                             "FRC; below it that arm gets none (with --half-sets, or without ground truth, the run "
-                             "stops) and the message names the fix (a larger --stitch-crop-size or a denser scan).",
-})
-_COMPARE_DEFAULT_TEXT = MappingProxyType({
-    "stitch_crop_size": "20, or N if smaller",
-    "pixel_size_m": "the data's",
-    "n_test_subsample": "every position",
-    "ms_ssim_sigma": "none",
-    "frc_sigma": "none",
-    "half_sets": "computed for every arm whose halves cover enough of the scan, the others named with the reason "
-                 "and the fix",
-    "ptychi_half_sets": "half_sets/ beside --ptychi-recon-path when ptycho-study reconstruct --half-sets wrote it",
-})
-_COMPARE_FLAGS = MappingProxyType({
-    "max_shift_px": "--max-shift",
-    "region_margin_px": "--region-margin",
-    "pixel_size_m": "--pixel-size",
-    "half_sets": "--half-sets/--no-half-sets",
-})
-# PtychoPINN's compare_models.py spells every flag with underscores: accepted, not listed.
-_COMPARE_HIDDEN = MappingProxyType({
-    "ptychi_recon_path": ("--ptychi_recon_path", "--tike_recon_path", "--tike-recon-path"),
-    "region_margin_px": ("--region-erode", "--region_margin"),
-    "max_shift_px": ("--max_shift",),
-    "pixel_size_m": ("--pixel_size",),
-})
-_COMPARE_METAVARS = MappingProxyType({"ptychi_half_set_paths": "HALF1 HALF2", "phase_align_method": "[ramp|offset]"})
-_COMPARE_CHOICES = MappingProxyType({
-    "registration_on": ("complex", "amplitude"),
-    "stitch_interpolation": ("fourier", "bilinear"),
-    "predict_xla": ("auto", "on", "off"),
-    "half_set_split": ("checkerboard", "alternate"),
-})
-
-
-def _compare_keys() -> dict[str, str]:
-    """The keys a compare-models --config file may use beside the field names: the flags'
-    names (max_shift for --max-shift, field max_shift_px), with underscores."""
-    keys = {}
-    for name, flag in _COMPARE_FLAGS.items():
-        keys[flag.split("/")[0].lstrip("-").replace("-", "_")] = name
-    for name, spellings in _COMPARE_HIDDEN.items():
-        for spelling in spellings:
-            keys.setdefault(spelling.lstrip("-").replace("-", "_"), name)
-    return keys
-
-
-def _compare_options(func):
-    """compare-models' options from CompareConfig: defaults from the class, help from
-    :data:`_COMPARE_HELP`, PtychoPINN's underscore spellings hidden."""
-    import dataclasses
-
-    from .pipelines.compare import CompareConfig
-
-    fields = {field.name: field for field in dataclasses.fields(CompareConfig)}
-    hidden = {}
-    for name in fields:
-        flag = _COMPARE_FLAGS.get(name, "--" + name.replace("_", "-")).split("/")[0]
-        underscore = "--" + flag.lstrip("-").replace("-", "_")
-        extra = _COMPARE_HIDDEN.get(name, ())
-        hidden[name] = tuple(dict.fromkeys(([underscore] if underscore != flag else []) + list(extra)))
-    return config_options(
-        CompareConfig, exclude=("progress", "command_line"), help_texts=_COMPARE_HELP, flags=_COMPARE_FLAGS,
-        hidden=hidden, metavars=_COMPARE_METAVARS, default_texts=_COMPARE_DEFAULT_TEXT, choices=_COMPARE_CHOICES,
-    )(func)
-
-
 @click.command(
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog="PtychoPINN's spellings are accepted too: every option with underscores (--pinn_dir, "
@@ -333,7 +224,7 @@ def _compare_options(func):
            "for --ptychi-recon-path.",
 )
 @click.version_option(__version__, prog_name="compare-models")
-@_compare_options
+@config_options(CompareConfig, exclude=("progress", "command_line"))
 @_config_option("compare", "stitch_crop_size: 16")
 @output_options
 @user_errors
@@ -350,18 +241,47 @@ def compare_main(config_path, quiet, verbose, progress, **options):
     Half-set FRC (on by default; --no-half-sets turns it off) gives every arm a resolution
     without ground truth: two images from two disjoint halves of the scan, correlated. Data
     without objectGuess gets the half-set numbers, the images and the figures.
+
+    Exit status: 0 when every arm was scored; 3 when the comparison completed and was written
+    but an arm could not be made or scored (the summary, metrics.json and report.html name it
+    with the reason and the fix); 2 for bad input, or when no arm has any number (then only
+    logs/ and FAILED are written).
     """
     from .config import config_from_file_and_flags
-    from .pipelines.compare import CompareConfig, run_compare
+    from .pipelines.compare import run_compare
 
     quiet, verbose, progress = _output(quiet, verbose, progress)
     _install_sigterm_handler()
     _console_log(quiet)
     flags = {**options, "progress": progress, "command_line": tuple(sys.argv)}
-    config = config_from_file_and_flags(CompareConfig, config_path, "compare", flags, keys=_compare_keys())
-    # The networks need TensorFlow (and so does stitching their patches); pty-chi alone does not.
-    _quiet_tensorflow(verbose, needed=bool(config.pinn_dir or config.baseline_dir))
-    run_compare(config, echo=click.echo)
+    config = config_from_file_and_flags(CompareConfig, config_path, "compare", flags)
+    if config.device == "cuda":  # one device setting for Keras and torch; cuda = gpu
+        config = dataclasses.replace(config, device="gpu")
+    # The networks need a Keras backend (which stitches their patches too), chosen here once,
+    # before Keras is imported; pty-chi alone needs none.
+    if config.pinn_dir or config.baseline_dir:
+        config = _start_backend(config, verbose=verbose)
+    else:
+        _quiet_tensorflow(verbose, needed=False)
+    comparison = run_compare(config, echo=click.echo)
+    if comparison.failures:  # written and complete, but an arm failed: the summary names it
+        from .report.vocabulary import EXIT_FAILED_ARMS
+
+        sys.exit(EXIT_FAILED_ARMS)
+
+
+def _start_backend(config, *, verbose: bool):
+    """Choose and start the Keras backend of ``config`` (models.backend.start_backend) and
+    return ``config`` with the backend resolved, as provenance records it."""
+    import logging
+
+    from .models.backend import start_backend
+
+    choice = start_backend(config.backend, config.device,
+                           before_import=lambda c: _quiet_tensorflow(verbose, needed=c.name == "tensorflow"))
+    logging.getLogger("compare_models").info("Keras backend: %s (%s), device %s", choice.name, choice.reason,
+                                             choice.device)
+    return dataclasses.replace(config, backend=choice.name)
 
 
 # --------------------------------------------------------------------------------------------
@@ -474,12 +394,13 @@ def convert_command(in_path, out_path, config_path, quiet, verbose, progress, **
 def train_command(train_data, out_dir, config_path, quiet, verbose, progress, **overrides):
     """Train the PINN or the baseline and write a model bundle."""
     from .config import config_from_file_and_flags
+    from .models.backend import start_backend
     from .pipelines.train import describe_training, run_train
 
     quiet, verbose, progress = _output(quiet, verbose, progress)
     _console_log(quiet)
     config = config_from_file_and_flags(TrainConfig, config_path, "train", overrides)
-    _quiet_tensorflow(verbose)
+    start_backend("tensorflow", before_import=lambda c: _quiet_tensorflow(verbose))  # training runs on TensorFlow
     path, result = run_train(config, train_data, out_dir, progress=progress)
     click.echo(f"bundle: {path}")
     click.echo(_indent(describe_training(result)))
@@ -590,14 +511,15 @@ def demo_command(config_path, output_dir, quiet, verbose, progress):
 
     from .config import shipped_config
     from .pipelines.sweep import Cell, run_sweep
-    from .report.writers import (
-        GROUND_TRUTH_TABLE_TITLE,
-        HALF_SET_TABLE_TITLE,
+    from .report.summary import (
+        format_chance,
+        format_failures,
         format_half_set_table,
         format_metrics_table,
         format_scoring_summary,
-        read_metrics_csv,
     )
+    from .report.vocabulary import GROUND_TRUTH_TABLE_TITLE, HALF_SET_TABLE_TITLE
+    from .report.writers import read_metrics_csv
 
     quiet, verbose, progress = _output(quiet, verbose, progress)
     _console_log(quiet)
@@ -612,12 +534,17 @@ def demo_command(config_path, output_dir, quiet, verbose, progress):
             compare_dir = Path(config.output_dir) / "cells" / Cell(float(dose), int(seed)).name / "compare"
             rows = [(r["model"], r["metric"], r["amplitude"], r["phase"], r["value"]) for r in read_metrics_csv(compare_dir / "comparison_metrics.csv")]
             click.echo(f"\nmetrics ({compare_dir / 'comparison_metrics.csv'}):")
+            document = json.loads((compare_dir / "metrics.json").read_text())
             click.echo(GROUND_TRUTH_TABLE_TITLE)
             click.echo(format_metrics_table(rows))
+            for line in format_chance(document):
+                click.echo(line)
             if any(row[1].startswith("halfset_") for row in rows):
                 click.echo(HALF_SET_TABLE_TITLE)
                 click.echo(format_half_set_table(rows))
-            click.echo(format_scoring_summary(json.loads((compare_dir / "metrics.json").read_text())))
+            click.echo(format_scoring_summary(document))
+            for line in format_failures(document):
+                click.echo(line)
             click.echo("\nreport and figures:")
             for name in ("report.html", "comparison.png", "frc.png"):
                 click.echo(f"  {compare_dir / name}")

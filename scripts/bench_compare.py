@@ -90,7 +90,8 @@ def _prepare(work: Path, n_positions: int, patch_size: int, with_ptychi: bool):
 
 
 def _compare_child(args) -> dict:
-    from compare_models.pipelines.compare import MODEL_NAMES, CompareConfig, run_compare
+    from compare_models.pipelines.compare import CompareConfig, run_compare
+    from compare_models.report.vocabulary import MODEL_NAMES
 
     recon = args.recon or None
     config = CompareConfig(
@@ -106,7 +107,7 @@ def _compare_child(args) -> dict:
     total = time.perf_counter() - start
     provenance = json.loads((Path(config.output_dir) / "provenance.json").read_text())
     streams = {key: provenance["arms"].get(MODEL_NAMES[key], {}).get("streaming", {}) for key in ("pinn", "baseline")}
-    return {"total": total, "timings_s": result["timings_s"], "streaming": streams}
+    return {"total": total, "timings_s": result.timings_s, "streaming": streams}
 
 
 # -------------------------------------------------------------------------------- child: bare

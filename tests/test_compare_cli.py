@@ -68,8 +68,8 @@ def test_full_run_writes_every_output(full_run, tiny_study):
         assert (out / name).is_file(), name
     assert not (out / "FAILED").exists()
     models = {row["model"] for row in read_metrics_csv(out / "comparison_metrics.csv")}
-    expected = {"PtychoPINN", "Baseline"} | ({"PtyChi"} if tiny_study["ptychi"] else set())
-    assert models == expected
+    expected = {"PtychoPINN", "Baseline", "Constant"} | ({"PtyChi"} if tiny_study["ptychi"] else set())
+    assert models == expected  # Constant: the chance level
     # The table the demo prints.
     assert "ms_ssim" in result.output and "PtychoPINN" in result.output
 
@@ -139,19 +139,22 @@ def test_metrics_json_and_provenance_state_how_the_numbers_were_made(full_run):
     region = document["region"]
     assert "convex hull" in region["rule"] and region["n_pixels"] == document["region_pixels"] > 0
     assert region["erosion_px"] == math.ceil(region["largest_shift_px"] - 1e-9) + region["margin_px"]
-    assert set(region["hull_lost_fraction"]) == set(document["models"])
+    assert set(region["hull_lost_fraction"]) == set(document["models"]) - {"Constant"}  # chance adds no mask
     scoring = document["scoring"]
     assert scoring["ms_ssim"]["weights"] == [0.0448, 0.2856, 0.3001, 0.2363, 0.1333]
     assert scoring["ms_ssim"]["sigma"] is None
     assert scoring["frc"]["kind"] == "ground_truth" and "Rosenthal" in scoring["frc"]["resolution"]
     assert "amplitude-weighted" in scoring["gauge"]["description"]
-    for entry in document["models"].values():
+    for name, entry in document["models"].items():
         for component in ("amplitude", "phase"):
             assert entry["metrics"][component]["frc"]["kind"] == "ground_truth"
+            if name == "Constant":  # the chance level has no half sets
+                continue
             half = entry["half_set_frc"][component]
             assert half["kind"] == "half_set" and set(half["cutoffs"]) == {"1/7", "halfbit", "1bit"}
             assert len(half["thresholds"]["halfbit"]) == len(half["curve"])
-        assert entry["half_set_frc"]["registration"]["direction"].startswith("half 2 registered onto half 1")
+        if name != "Constant":
+            assert entry["half_set_frc"]["registration"]["direction"].startswith("half 2 registered onto half 1")
     halves = document["half_sets"]
     assert halves["computed"] and halves["split"]["method"] == "checkerboard"
     assert halves["split"]["n_half1"] + halves["split"]["n_half2"] == halves["split"]["n_positions"]
@@ -218,8 +221,10 @@ def test_frc_csv_matches_json_curves(full_run):
         records = list(csv.DictReader(handle))
     for name, entry in document["models"].items():
         for component in ("amplitude", "phase"):
-            for kind, frc in (("ground_truth", entry["metrics"][component]["frc"]),
-                              ("half_set", entry["half_set_frc"][component])):
+            kinds = [("ground_truth", entry["metrics"][component]["frc"])]
+            if "half_set_frc" in entry:  # not the chance level (Constant)
+                kinds.append(("half_set", entry["half_set_frc"][component]))
+            for kind, frc in kinds:
                 mine = [r for r in records if r["model"] == name and r["component"] == component and r["kind"] == kind]
                 np.testing.assert_allclose([float(r["frc"]) for r in mine], frc["curve"])
                 assert [int(r["n_pixels"]) for r in mine] == frc["n_pixels"]
@@ -359,13 +364,14 @@ def test_halves_that_leave_gaps_fail_with_the_crop_that_would_do(tiny_study, tmp
     """A crop of 4 px covers the tiny scan (step 3) but not its halves (their positions lie up to
     3.6 px from a pixel of the hull). With --half-sets the error names --stitch-crop-size and a
     denser scan; by default, with ground truth, the run completes, names the arm and the fix,
-    and writes no half-set rows for it."""
+    and writes no half-set rows for it. The crop named is 6: a crop of 5 covers 90 % of the hull
+    but leaves holes inside it, which the guard refuses too."""
     out = tmp_path / "out"
     args = ["--baseline_dir", tiny_study["baseline"], "--test_data", tiny_study["test"],
             "--stitch-crop-size", "4", "--skip-registration"]
     result = _invoke([*args, "--output_dir", out, "--half-sets"])
     _assert_clean_failure(result, out, "half-set FRC: both halves of Baseline cover only")
-    assert "--stitch-crop-size 5 or more; now 4" in result.output and "denser scan" in result.output
+    assert "--stitch-crop-size 6 or more; now 4" in result.output and "denser scan" in result.output
     default = tmp_path / "default"
     result = _invoke([*args, "--output_dir", default])
     assert result.exit_code == 0, result.output
@@ -373,7 +379,7 @@ def test_halves_that_leave_gaps_fail_with_the_crop_that_would_do(tiny_study, tmp
     assert not [r for r in rows if r["metric"].startswith("halfset_frc")]
     assert any(r["metric"] == "frc50" for r in rows)
     reason = json.loads((default / "metrics.json").read_text())["half_sets"]["not_computed"]["Baseline"]
-    assert "cover only" in reason and "--stitch-crop-size 5 or more" in reason
+    assert "cover only" in reason and "--stitch-crop-size 6 or more" in reason
 
 
 def test_existing_output_needs_overwrite(full_run, tiny_study):
@@ -393,7 +399,7 @@ def test_dash_spellings_and_tike_alias(tiny_study, tmp_path):
          "--test-data", tiny_study["test"], "--output-dir", out, "--register-ptychi-only", "--quiet"]
     )
     assert result.exit_code == 0, result.output
-    assert {r["model"] for r in read_metrics_csv(out / "comparison_metrics.csv")} == {"Baseline", "PtyChi"}
+    assert {r["model"] for r in read_metrics_csv(out / "comparison_metrics.csv")} == {"Baseline", "PtyChi", "Constant"}
 
 
 def _foreign_reconstruction(tiny_study, tmp_path, shift_rows):
@@ -426,6 +432,55 @@ def test_shift_beyond_the_bound_fails_with_its_value(tiny_study, tmp_path):
     result = _invoke(["--ptychi_recon_path", recon, "--test_data", tiny_study["test"], "--output_dir", out,
                       "--max-shift", "10"])
     _assert_clean_failure(result, out, "exceeds max_shift")
+
+
+def _metric_values(out, model) -> dict:
+    """``(metric, component) -> value`` of one model's rows against ground truth, timings left out."""
+    values = {}
+    for row in read_metrics_csv(out / "comparison_metrics.csv"):
+        if row["model"] == model and not row["metric"].endswith("time_s"):
+            values[(row["metric"], "amplitude")] = row["amplitude"]
+            values[(row["metric"], "phase")] = row["phase"]
+            values[(row["metric"], "value")] = row["value"]
+    return values
+
+
+def test_failed_arms_are_named_and_cost_the_others_nothing(tiny_study, tmp_path):
+    """A model that cannot run (a truncated .keras file) and a reconstruction displaced past
+    --max-shift: the run completes (no FAILED), writes the PINN's numbers exactly as a run
+    with the PINN alone does, names both failed arms with the reason and the fix in the
+    printed summary, metrics.json and report.html, and exits 3."""
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_study["baseline"], broken)
+    (broken / "model.keras").write_bytes((broken / "model.keras").read_bytes()[:200])
+    far = _foreign_reconstruction(tiny_study, tmp_path, 25)
+    common = ["--test_data", tiny_study["test"], "--stitch-crop-size", "8", "--register-ptychi-only",
+              "--no-half-sets", "--max-shift", "10", "--quiet"]
+    out = tmp_path / "out"
+    result = _invoke(["--pinn_dir", tiny_study["pinn"], "--baseline_dir", broken, "--ptychi_recon_path", far,
+                      "--output_dir", out, *common])
+    assert result.exit_code == 3, result.output
+    assert not (out / "FAILED").exists() and (out / "report.html").exists()
+    models = {row["model"] for row in read_metrics_csv(out / "comparison_metrics.csv")}
+    assert models == {"PtychoPINN", "Constant"}
+    document = json.loads((out / "metrics.json").read_text())
+    failures = document["failures"]["arms"]
+    assert set(failures) == {"Baseline", "PtyChi"} and document["failures"]["exit_status"] == 3
+    (baseline,), (ptychi,) = failures["Baseline"], failures["PtyChi"]
+    assert baseline["stage"] == "making the image" and "model.keras" in baseline["reason"]
+    assert "--baseline_dir" in baseline["fix"]
+    assert ptychi["step"] == "shift" and "exceeds max_shift" in ptychi["reason"] and "--max-shift" in ptychi["fix"]
+    assert document["models"]["PtyChi"]["failure"] == ptychi
+    printed = [line for line in result.output.splitlines() if "Fix:" in line]
+    assert any(line.strip().startswith("Baseline:") for line in printed)
+    assert any(line.strip().startswith("PtyChi:") and "--max-shift" in line for line in printed)
+    page = (out / "report.html").read_text()
+    assert "Failed arms" in page and "exceeds max_shift" in page and "model.keras" in page
+    # The failed arms did not shape the PINN's region or numbers: a run without them agrees.
+    alone = tmp_path / "alone"
+    result = _invoke(["--pinn_dir", tiny_study["pinn"], "--output_dir", alone, *common])
+    assert result.exit_code == 0, result.output
+    assert _metric_values(out, "PtychoPINN") == _metric_values(alone, "PtychoPINN")
 
 
 # ---- bad inputs, as a new user would try them: one line, exit 2, nothing that looks finished

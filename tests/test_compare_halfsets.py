@@ -15,14 +15,14 @@ from compare_models.imaging.halfsets import split_half_sets
 from compare_models.imaging.region import erode_mask, scan_hull
 from compare_models.imaging.stitching import stitch
 from compare_models.io.dispatch import load_dataset
-from compare_models.pipelines.compare import ArmImage, CompareConfig
+from compare_models.pipelines.compare import CompareConfig
 from compare_models.pipelines.compare_halfsets import (
-    HalfImages,
     evaluate_half_sets,
     half_canvases,
     network_half_images,
     ptychi_half_set_paths,
 )
+from compare_models.report.records import ArmImage, HalfImages
 
 # --------------------------------------------------------------------------------------------
 # Network half images
@@ -177,28 +177,29 @@ def test_evaluate_registers_half_two_onto_half_one_on_the_common_region():
     valid1 = np.ones(shape, bool)
     valid2 = np.ones(shape, bool)
     valid2[:, :20] = False  # half 2 lacks the left part: the region loses it for every arm
-    arm = _synthetic_arm("pinn", first, second, valid1, valid2)
+    # An iterative arm's halves are registered; a network's never are (one frame by construction).
+    arm = _synthetic_arm("ptychi", first, second, valid1, valid2)
     other = _synthetic_arm("baseline", first, first.copy(), valid1, valid1)
     positions = _positions()
     result = evaluate_half_sets([arm, other], positions, shape, _config())
-    assert result["computed"] and set(result["models"]) == {"PtychoPINN", "Baseline"}
-    entry = result["models"]["PtychoPINN"]
-    assert entry["registration"]["shift_yx_px"] == pytest.approx([-0.6, 0.4], abs=0.03)
-    assert entry["registration"]["gauge"]["amplitude_scale"] == pytest.approx(1 / 1.3, rel=0.01)
-    assert entry["registration"]["gauge"]["phase_offset_rad"] == pytest.approx(0.2, abs=0.05)
-    assert entry["kind"] == "half_set" and entry["amplitude"]["kind"] == "half_set"
+    assert result.computed and set(result.arms) == {"PtyChi", "Baseline"}
+    entry = result.arms["PtyChi"]
+    assert entry.registration["shift_yx_px"] == pytest.approx([-0.6, 0.4], abs=0.03)
+    assert entry.registration["gauge"]["amplitude_scale"] == pytest.approx(1 / 1.3, rel=0.01)
+    assert entry.registration["gauge"]["phase_offset_rad"] == pytest.approx(0.2, abs=0.05)
+    assert entry.kind == "half_set" and entry.amplitude["kind"] == "half_set"
     # The region: hull & every half's data, eroded by ceil(largest shift) + margin, one for all.
     hull = scan_hull(positions, shape)
-    info = result["region_info"]
+    info = result.region_info
     assert info["erosion_px"] == 1 + 2
-    np.testing.assert_array_equal(result["region"], erode_mask(hull & valid2, 3))
-    assert entry["coverage"]["half1"] == pytest.approx(1.0)
-    assert entry["coverage"]["both"] == pytest.approx((hull & valid2).sum() / hull.sum())
-    assert info["both_halves_fraction_of_hull"] == pytest.approx(entry["coverage"]["both"])
+    np.testing.assert_array_equal(result.region, erode_mask(hull & valid2, 3))
+    assert entry.coverage["half1"] == pytest.approx(1.0)
+    assert entry.coverage["both"] == pytest.approx((hull & valid2).sum() / hull.sum())
+    assert info["both_halves_fraction_of_hull"] == pytest.approx(entry.coverage["both"])
     # Identical halves (the baseline here) correlate fully.
-    assert min(result["models"]["Baseline"]["amplitude"]["curve"][1:]) > 0.999
+    assert min(result.arms["Baseline"].amplitude["curve"][1:]) > 0.999
     # Noise of 1 % against a smooth object: the registered pair agrees to high frequencies.
-    assert entry["amplitude"]["cutoffs"]["1/7"]["fraction_nyquist"] > 0.3
+    assert entry.amplitude["cutoffs"]["1/7"]["fraction_nyquist"] > 0.3
 
 
 def test_skipped_shift_policy_and_arms_without_halves():
@@ -208,9 +209,9 @@ def test_skipped_shift_policy_and_arms_without_halves():
     missing = dataclasses.replace(_synthetic_arm("ptychi", obj, obj, valid, valid), halves=None)
     result = evaluate_half_sets([arm, missing], _positions(), obj.shape, _config(ptychi_recon_path="r"),
                                 estimate_shift_for=lambda a: False)
-    assert result["models"]["PtychoPINN"]["registration"]["shift_yx_px"] == [0.0, 0.0]
-    assert "reconstruct --half-sets" in result["not_computed"]["PtyChi"]
-    assert result["region_info"]["erosion_px"] == 2
+    assert result.arms["PtychoPINN"].registration["shift_yx_px"] == [0.0, 0.0]
+    assert "reconstruct --half-sets" in result.not_computed["PtyChi"]
+    assert result.region_info["erosion_px"] == 2
 
 
 def test_coverage_below_the_minimum_names_the_crop_that_would_do():
@@ -241,6 +242,36 @@ def test_coverage_below_the_minimum_names_the_crop_that_would_do():
         evaluate_half_sets([ptychi], positions, shape, _config())
 
 
+def test_halves_that_cover_enough_but_leave_holes_are_caught_with_the_crop_that_would_do():
+    """A crop of 5 on a 4-px checkerboard split covers 74 % of the hull, enough for a 70 %
+    minimum, as a lattice of 225 holes: the FRC window would fall to zero around each (its
+    resolution widens from 0.13 to 0.34 of Nyquist for such a sieve). The guard catches holes,
+    not only a fraction, and names the smallest crop that covers without them."""
+    obj = _object()
+    positions = _positions()
+    split = split_half_sets(positions)
+    halves = [positions[k] for k in split.halves]
+    from compare_models.imaging.coverage import region_holes
+    from compare_models.imaging.region import scanned_region
+
+    shape = obj.shape
+    valid = [scanned_region(h, 16, shape, crop=5) for h in halves]
+    hull = scan_hull(positions, shape)
+    both = hull & valid[0] & valid[1]
+    assert both.sum() / hull.sum() > 0.7 and region_holes(both)["count"] > 100
+    arm = _synthetic_arm("pinn", obj, obj, valid[0], valid[1], positions=tuple(halves), crop=5)
+    config = _config(min_half_set_coverage=0.7)
+    with pytest.raises(MetricError) as info:
+        evaluate_half_sets([arm], positions, shape, config)
+    message = str(info.value)
+    assert "leave 225 holes" in message and "window would fall to zero" in message
+    assert "--stitch-crop-size 7 or more; now 5" in message
+    # Without holes the same fraction passes.
+    full = np.ones(shape, bool)
+    result = evaluate_half_sets([_synthetic_arm("pinn", obj, obj.copy(), full, full)], positions, shape, config)
+    assert result.computed and result.arms["PtychoPINN"].coverage["holes"]["count"] == 0
+
+
 def test_with_ground_truth_a_short_arm_is_named_and_the_others_are_scored(caplog):
     """Not required (the default with ground truth): the arm whose halves leave gaps gets no
     half-set FRC, with the coverage message as a warning and in not_computed; an arm that covers
@@ -258,14 +289,14 @@ def test_with_ground_truth_a_short_arm_is_named_and_the_others_are_scored(caplog
     covering = _synthetic_arm("baseline", obj, obj.copy(), full, full)
     with caplog.at_level("WARNING"):
         result = evaluate_half_sets([short, covering], positions, shape, _config(), required=False)
-    assert set(result["models"]) == {"Baseline"} and result["computed"]
-    assert "cover only" in result["not_computed"]["PtychoPINN"]
-    assert "--stitch-crop-size" in result["not_computed"]["PtychoPINN"]
+    assert set(result.arms) == {"Baseline"} and result.computed
+    assert "cover only" in result.not_computed["PtychoPINN"]
+    assert "--stitch-crop-size" in result.not_computed["PtychoPINN"]
     assert any("cover only" in r.getMessage() for r in caplog.records)
     # The region is the covering arm's alone: the short arm's gaps do not shrink it.
-    assert result["region_info"]["both_halves_fraction_of_hull"] == pytest.approx(1.0)
+    assert result.region_info["both_halves_fraction_of_hull"] == pytest.approx(1.0)
     alone = evaluate_half_sets([short], positions, shape, _config(), required=False)
-    assert not alone["computed"] and "cover only" in alone["not_computed"]["PtychoPINN"]
+    assert not alone.computed and "cover only" in alone.not_computed["PtychoPINN"]
     with pytest.raises(MetricError, match="cover only"):
         evaluate_half_sets([short, covering], positions, shape, _config(), required=True)
 

@@ -68,8 +68,9 @@ def test_docs_and_tests_state_rules_not_internal_issue_numbers():
             assert not pattern.search(line), f"{path.name}:{number} cites an issue number: {line.strip()}"
 
 
-def test_every_heading_of_a_page_is_unique():
+def test_every_section_of_a_page_has_its_own_title():
+    """Sections (# and ## headings) are unique on a page; subsections may repeat under them."""
     for document in DOCUMENTS:
-        headings = [line for line in document.read_text().splitlines() if line.startswith("#")]
+        headings = [line for line in document.read_text().splitlines() if line.startswith(("# ", "## "))]
         repeated = {h for h in headings if headings.count(h) > 1}
         assert not repeated, f"{document.name} repeats {sorted(repeated)}"

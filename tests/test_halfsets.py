@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from compare_models.errors import MetricError
-from compare_models.imaging import metrics as M
+from compare_models.imaging import frc as F
 from compare_models.imaging.halfsets import (
     SPLIT_METHODS,
     half_set_frc,
@@ -166,6 +166,19 @@ def _expected_curve(signal, radius, sigma, n_rings):
     return s_r / (s_r + noise)
 
 
+def _expected_phasor_curve(signal, radius, sigma, n_rings):
+    """FRC of the unit phasors exp(i (signal + n)) of two copies with independent Gaussian
+    phase noise n of variance sigma**2. With exp(i n) = exp(-sigma**2 / 2) + nu, nu white of
+    variance 1 - exp(-sigma**2): cross power exp(-sigma**2) |F exp(i signal)|**2, and each
+    copy adds white noise of power P (1 - exp(-sigma**2)) per Fourier pixel."""
+    power = np.exp(-(sigma**2)) * np.abs(np.fft.fft2(np.exp(1j * signal))) ** 2
+    rings = np.rint(radius).astype(int)
+    keep = rings < n_rings
+    s_r = np.bincount(rings[keep], power[keep], n_rings) / np.bincount(rings[keep], minlength=n_rings)
+    noise = signal.size * (1 - np.exp(-(sigma**2)))
+    return s_r / (s_r + noise)
+
+
 def _expected_crossing(curve, threshold):
     """First ring >= 1 where the analytic curve is below the threshold, interpolated."""
     below = np.flatnonzero(curve[1:] < threshold[1:]) + 1
@@ -187,7 +200,7 @@ def test_two_noisy_copies_cross_one_seventh_and_half_bit_where_the_snr_says():
     rng = np.random.default_rng(1)
     first = signal + rng.normal(0, sigma, signal.shape)
     second = signal + rng.normal(0, sigma, signal.shape)
-    ring = M.frc(first, second, cutoff_rule="first")
+    ring = F.frc(first, second, cutoff_rule="first")
     expected = _expected_curve(signal, radius, sigma, len(ring.curve))
     for name, threshold in (("1/7", np.full(len(expected), 1 / 7)), ("halfbit", ring.thresholds["halfbit"]),
                             ("1bit", ring.thresholds["1bit"])):
@@ -216,9 +229,12 @@ def test_half_set_frc_of_noisy_copies_crosses_where_the_snr_says(component):
     result = half_set_frc(images[0], images[1], np.ones((L, L), bool))
     frc = result[component]
     assert frc["kind"] == "half_set" and result["phase_wrap_pixels"] == 0
-    expected = _expected_curve(signal, radius, sigma, len(frc["curve"]))
+    if component == "amplitude":
+        expected = _expected_curve(signal, radius, sigma, len(frc["curve"]))
+        assert _expected_crossing(expected, np.full(len(expected), 1 / 7)) == pytest.approx(48, abs=0.5)
+    else:  # the phase FRC is that of the unit phasors exp(i phase)
+        expected = _expected_phasor_curve(signal, radius, sigma, len(frc["curve"]))
     want = _expected_crossing(expected, np.full(len(expected), 1 / 7))
-    assert want == pytest.approx(48, abs=0.5)
     got = frc["cutoffs"]["1/7"]["fraction_nyquist"] * (L / 2)
     assert got == pytest.approx(want, abs=2)
     assert frc["halfset_frc1over7"] == frc["cutoffs"]["1/7"]["fraction_nyquist"]
@@ -260,16 +276,16 @@ def test_registration_then_frc_undoes_shift_and_gauge_between_halves():
 
 
 def test_window_independent_fraction():
-    assert M.window_independent_fraction(np.ones((16, 16))) == pytest.approx(1.0)
+    assert F.window_independent_fraction(np.ones((16, 16))) == pytest.approx(1.0)
     mask = np.zeros((20, 20))
     mask[:10, :] = 1
-    assert M.window_independent_fraction(mask) == pytest.approx(0.5)
+    assert F.window_independent_fraction(mask) == pytest.approx(0.5)
 
 
 def test_frc_half_set_reports_thresholds_and_labelled_cutoffs():
     rng = np.random.default_rng(6)
     a, b = rng.normal(size=(2, 64, 64))
-    out = M.frc_half_set(M.frc_on_region(a, a + 0.5 * b, np.ones((64, 64), bool), cutoff_rule="first"))
+    out = F.frc_half_set(F.frc_on_region(a, a + 0.5 * b, np.ones((64, 64), bool), cutoff_rule="first"))
     assert out["kind"] == "half_set"
     assert set(out["thresholds"]) == {"halfbit", "1bit"} and set(out["cutoffs"]) == {"1/7", "halfbit", "1bit"}
     assert all("van Heel & Schatz 2005" in c["role"] for c in out["cutoffs"].values())
@@ -282,9 +298,9 @@ def test_frc_half_set_reports_thresholds_and_labelled_cutoffs():
 def test_first_crossing_rule_ignores_a_later_rise():
     curve = np.array([1.0, 0.9, 0.5, 0.1, 0.05, 0.6, 0.05])
     threshold = np.full(7, 1 / 7)
-    first = M._cutoff(curve, threshold, 6, None, "first")
+    first = F._cutoff(curve, threshold, 6, None, "first")
     assert first["ring"] == 3 and first["crossed"]
-    again = M._cutoff(np.array([1.0, 0.1, 0.6, 0.05]), np.full(4, 0.5), 3, None, "first")
+    again = F._cutoff(np.array([1.0, 0.1, 0.6, 0.05]), np.full(4, 0.5), 3, None, "first")
     assert again["ring"] == 1 and again["reached"] is False
-    legacy = M._cutoff(np.array([1.0, 0.1, 0.6, 0.05]), np.full(4, 0.5), 3, None, "after_reaching")
+    legacy = F._cutoff(np.array([1.0, 0.1, 0.6, 0.05]), np.full(4, 0.5), 3, None, "after_reaching")
     assert legacy["ring"] == 3  # against ground truth the later fall counts

@@ -126,6 +126,23 @@ def test_ground_truth_from_product_object_role(simulated, tmp_path):
     np.testing.assert_allclose(back.positions_xy, simulated.positions_xy, rtol=0, atol=1e-9)
 
 
+def test_a_pair_whose_patches_are_not_one_per_position_loads_without_them(simulated, tmp_path):
+    """Ground-truth patches of another count than the positions (a one-patch Y carried over
+    from PtychoPINN's generate_patches_tool.py) are ignored with a warning, here too."""
+    import h5py
+
+    pair = tmp_path / "pair"
+    written = save_ptychodus_dataset(simulated, pair)
+    n = simulated.patch_size
+    with h5py.File(written["ground_truth"], "r+") as h5file:
+        del h5file["compare_models/patches"]
+        h5file["compare_models/patches"] = np.ones((1, n, n), np.complex64)
+    with pytest.warns(UserWarning, match=r"key 'Y' holds 1 patch .*not one per position"):
+        back = load_dataset(pair)
+    assert back.patches_truth is None
+    assert np.array_equal(back.object_truth, simulated.object_truth)
+
+
 def test_positions_map_into_a_ground_truth_on_another_grid(simulated, tmp_path):
     """The product's object is 10 columns narrower and centred elsewhere: positions must be
     placed on the ground truth's grid through the metres, not copied as pixels."""

@@ -69,6 +69,64 @@ def test_a_singleton_y_is_ignored_with_a_warning(arrays, tmp_path, placeholder):
     assert dataset.patches_truth is None
 
 
+@pytest.mark.parametrize("shape", ["1,N,N,1", "1,N,N", "3,N,N,1"])
+@pytest.mark.parametrize("writer", [np.savez, np.savez_compressed])
+def test_patches_that_are_not_one_per_position_are_ignored_with_a_warning(arrays, tmp_path, shape, writer):
+    """PtychoPINN's generate_patches_tool.py with its defaults writes Y of shape (1, N, N, 1)
+    (nsamples groups, not one patch per position); its loader ignores such a Y with a warning.
+    It was refused ("key 'Y': expected ground-truth patches of shape (M, N, N)"). Stored and
+    compressed members alike (the lazy readers)."""
+    n = arrays["Y"].shape[-1]
+    dims = tuple(n if d == "N" else int(d) for d in shape.split(","))
+    y = (np.arange(np.prod(dims)).reshape(dims) * (1 + 1j)).astype(np.complex64)
+    path = tmp_path / "patched.npz"
+    writer(path, **_ptychopinn_style(arrays, Y=y))
+    with pytest.warns(UserWarning, match=rf"key 'Y' holds {dims[0]} patch.*not one per position.*ignored"):
+        dataset = load_dataset(path)
+    assert dataset.patches_truth is None
+    np.testing.assert_array_equal(dataset.diffraction_amplitude, arrays["diffraction"])
+    np.testing.assert_array_equal(dataset.object_truth, arrays["objectGuess"])
+
+
+def test_one_patch_per_position_of_the_wrong_size_is_still_an_error(arrays, tmp_path):
+    m, n = arrays["Y"].shape[:2]
+    y = np.zeros((m, n + 2, n + 2, 1), np.complex64)
+    with pytest.raises(DatasetError, match=r"d\.npz: key 'Y': expected ground-truth patches of shape"):
+        load_dataset(_write(tmp_path, **_ptychopinn_style(arrays, Y=y)))
+
+
+def test_a_dataset_made_in_memory_drops_a_one_patch_y(arrays):
+    from compare_models.io.dataset import Dataset
+
+    n = arrays["Y"].shape[-1]
+    with pytest.warns(UserWarning, match="not one per position"):
+        dataset = Dataset(
+            diffraction_amplitude=arrays["diffraction"],
+            positions_xy=np.stack([arrays["xcoords"], arrays["ycoords"]], axis=1),
+            probe=arrays["probeGuess"],
+            object_truth=arrays["objectGuess"],
+            patches_truth=np.zeros((1, n, n, 1), np.complex64),
+        )
+    assert dataset.patches_truth is None
+
+
+def test_convert_accepts_a_generate_patches_tool_file(arrays, tmp_path):
+    """Through the command line: one warning, exit 0, and the written file has no Y."""
+    from click.testing import CliRunner
+
+    from compare_models.cli import study_main
+
+    n = arrays["Y"].shape[-1]
+    source = _write(tmp_path, "patched.npz", **_ptychopinn_style(arrays, Y=np.ones((1, n, n, 1), np.complex64)))
+    out = tmp_path / "out.npz"
+    with pytest.warns(UserWarning, match="not one per position"):
+        result = CliRunner().invoke(study_main, ["convert", str(source), str(out)])
+    assert result.exit_code == 0, result.output
+    with np.load(out, allow_pickle=False) as archive:
+        assert "Y" not in archive.files
+        np.testing.assert_array_equal(archive["diffraction"], arrays["diffraction"])
+
+
 def test_ground_truth_patches_are_the_patches_when_y_is_absent(arrays, tmp_path):
     gtp = arrays["Y"][..., None]  # (M, N, N, 1) as PtychoPINN writes it
     only = {k: v for k, v in _ptychopinn_style(arrays, ground_truth_patches=gtp).items() if k != "Y"}

@@ -70,7 +70,7 @@ def test_seed_command_runs_to_a_complete_output(seed_command_run):
         assert (out / name).is_file(), name
     assert not (out / "FAILED").exists()
     models = {row["model"] for row in read_metrics_csv(out / "comparison_metrics.csv")}
-    assert models == {"PtychoPINN", "Baseline", "PtyChi"}
+    assert models == {"PtychoPINN", "Baseline", "PtyChi", "Constant"}  # Constant: the chance level
     assert "PtychoPINN" in done.stdout and "ms_ssim" in done.stdout
 
 

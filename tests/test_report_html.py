@@ -23,7 +23,7 @@ from compare_models.io.npz import save_dataset
 from compare_models.pipelines.sweep import Cell
 from compare_models.report.html import fmt, render_compare_report
 from compare_models.report.sweep_report import summarise, t_interval, write_sweep_report
-from compare_models.report.writers import write_metrics_csv
+from compare_models.report.writers import read_metrics_csv, write_metrics_csv
 
 CHROMIUM = find_chromium()
 needs_chromium = pytest.mark.skipif(
@@ -88,7 +88,8 @@ def test_report_shows_the_runs_numbers(compare_dirs):
     metrics = json.loads((directory / "metrics.json").read_text())
     provenance = json.loads((directory / "provenance.json").read_text())
     for name, entry in metrics["models"].items():
-        assert f"<th colspan=\"2\">{name}</th>" in text
+        chance = name == metrics["chance"]["model"]  # the chance level: labelled, and not timed
+        assert (f"<th colspan=\"2\" class=\"chance\">{name} (chance)</th>" if chance else f"<th colspan=\"2\">{name}</th>") in text
         for component in ("amplitude", "phase"):
             for metric in ("mae", "psnr", "ssim", "ms_ssim", "frc50"):
                 assert f">{fmt(entry['metrics'][component][metric])}<" in text, (name, component, metric)
@@ -98,7 +99,8 @@ def test_report_shows_the_runs_numbers(compare_dirs):
         assert f">{fmt(dy)}<" in text and f">{fmt(dx)}<" in text
         for key in ("amplitude_scale", "phase_offset_rad", "phase_ramp_x_rad_per_px"):
             assert f">{fmt(entry['registration']['gauge'][key])}<" in text, key
-        assert f">{fmt(entry['computation_time_s'])}<" in text
+        if not chance:
+            assert f">{fmt(entry['computation_time_s'])}<" in text
     assert fmt(provenance["test_data"]["dose_measured"]) in text
     assert provenance["inputs"]["test_data"]["sha256"] in text
     assert provenance["versions"]["numpy"] in text
@@ -173,6 +175,35 @@ def test_optional_sections_render_when_present(compare_dirs):
     assert ">amplitude_scale<" in text and ">1.2345<" in text
 
 
+def _metrics_of(values: dict) -> dict:
+    """A metrics.json document with arms whose amplitude and phase metrics are ``values[arm]``."""
+    return {"ground_truth": True, "models": {
+        name: {"metrics": {"amplitude": dict(metrics), "phase": dict(metrics)}} for name, metrics in values.items()
+    }}
+
+
+def _cells_of_row(text: str, label: str) -> list[str]:
+    """The <td> elements of the metrics table's row whose first cell starts with ``label``."""
+    row = re.search(r'<tr><td class="text">' + re.escape(html.escape(label)) + r"[^<]*</td>(.*?)</tr>", text)
+    assert row, f"no row {label!r}"
+    return re.findall(r"<td[^>]*>[^<]*</td>", row.group(1))
+
+
+def test_legacy_frc1over7_is_never_ranked():
+    """The 1/7 crossing against ground truth is a legacy number, not a resolution: no arm is
+    bolded as best on it, however the values differ; the ranked rows still mark one best."""
+    text = render_compare_report(_metrics_of({
+        "PtychoPINN": {"frc50": 0.2, "frc1over7": 0.9, "ssim": 0.5},
+        "PtyChi": {"frc50": 0.7, "frc1over7": 0.3, "ssim": 0.8},
+    }), {}, {})
+    assert "frc1over7 (legacy, not ranked)" in text
+    legacy = _cells_of_row(text, "frc1over7")
+    assert len(legacy) == 4 and not any('class="best"' in cell for cell in legacy)
+    for ranked in ("frc50", "ssim"):
+        cells = _cells_of_row(text, ranked)
+        assert [i for i, cell in enumerate(cells) if 'class="best"' in cell] == [2, 3]  # PtyChi's two
+
+
 def test_report_reads_initialisation_from_the_reconstruction_file(compare_dirs, tiny_study):
     if tiny_study["ptychi"] is None:
         pytest.skip("pty-chi is not installed, so the tiny study has no reconstruction")
@@ -245,6 +276,34 @@ def test_single_seed_sweep_draws_no_interval_and_says_so(tmp_path):
     assert "– (1 seed)" in text
     assert "With one seed per dose no interval can be given, and none is drawn." in text
     assert "– (1 seed)" in (tmp_path / "sweep_report.md").read_text()
+
+
+def test_sweep_plots_draw_the_constant_as_the_chance_line(tmp_path):
+    """The Constant rows of every cell are the chance level: a dashed grey line in each plot,
+    labelled as such, and a note in the report."""
+    from compare_models.report.sweep_report import _figure
+
+    cells = _fake_sweep(tmp_path, (0, 1), {(1e3, 0): 0.5, (1e3, 1): 0.6, (1e5, 0): 0.9, (1e5, 1): 0.8})
+    for cell in cells:
+        path = tmp_path / "cells" / cell.name / "compare" / "comparison_metrics.csv"
+        rows = [(r["model"], r["metric"], r["amplitude"], r["phase"], r["value"]) for r in read_metrics_csv(path)]
+        write_metrics_csv(rows + [("Constant", "ms_ssim", 0.3, 0.2, None)], path)
+    written = write_sweep_report(tmp_path, cells)
+    summaries = summarise(_sweep_rows(tmp_path))
+    figure_ = _figure(summaries, "ms_ssim")
+    for ax in figure_.axes:
+        chance = [line for line in ax.get_lines() if line.get_label() == "Constant (chance level)"]
+        assert len(chance) == 1 and chance[0].get_linestyle() == "--"
+        assert chance[0].get_ydata() == pytest.approx([0.3, 0.3]) or chance[0].get_ydata() == pytest.approx([0.2, 0.2])
+    assert "chance level" in written["html"].read_text()
+
+
+def _sweep_rows(out: Path) -> list[dict]:
+    import csv
+
+    with (out / "sweep_metrics.csv").open() as handle:
+        return [{**row, "dose_nominal": float(row["dose_nominal"]), "dose_measured": float(row["dose_measured"]),
+                 "seed": int(row["seed"]), "value": float(row["value"])} for row in csv.DictReader(handle)]
 
 
 # --------------------------------------------------------------------------------------------

@@ -288,7 +288,7 @@ def test_tiny_real_sweep_reports_every_cell(tmp_path):
     with (out / "sweep_metrics.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert {float(r["dose_nominal"]) for r in rows} == {1e3, 1e5}
-    assert {r["model"] for r in rows} == {"PtychoPINN", "Baseline", "PtyChi"}
+    assert {r["model"] for r in rows} == {"PtychoPINN", "Baseline", "PtyChi", "Constant"}  # Constant: chance
     # The measured dose is what the test data holds, within Poisson scatter of the nominal one.
     for row in rows:
         assert float(row["dose_measured"]) == pytest.approx(float(row["dose_nominal"]), rel=0.25)

@@ -9,7 +9,7 @@ information curve) the two halves stop agreeing about the object: the resolution
 * :func:`split_half_sets`: the deterministic, spatially interleaved split (a checkerboard of the
   scan grid, or alternating positions along the scan path).
 * :func:`half_set_frc`: the FRC of two registered half images over a region, amplitude and
-  phase, with the half-set thresholds (through :func:`compare_models.imaging.metrics.frc_on_region`,
+  phase, with the half-set thresholds (through :func:`compare_models.imaging.frc.frc_on_region`,
   the same implementation as the FRC against ground truth).
 * :func:`largest_gap_px`: how far a point of a region lies from the nearest position of a half
   (what a stitching crop must reach to cover it).
@@ -332,8 +332,9 @@ def half_set_phase_images(image1, image2, mask, *, phase_gauge: str = "ramp"):
         difference is a wrapped difference with no 2 pi jump.
     wrap_pixels : int
         Pixels of the region next to a jump of more than pi in ``phase1``: where the object's
-        phase itself wraps, both images share the jump and correlate at high frequencies;
-        0 is what a phase FRC needs.
+        phase itself wraps. Both images share such a jump, which would correlate them at every
+        frequency; :func:`half_set_frc` therefore correlates the unit phasors
+        ``exp(i phase)``, which have none.
     """
     from .registration import fit_gauge
 
@@ -374,7 +375,7 @@ def half_set_frc(
         :func:`compare_models.imaging.registration.register` with half 1 as the reference).
     region : ndarray (H, W) bool
         Pixels both halves cover (the half-set region); the FRC runs on its bounding box with
-        the raised-cosine window of :func:`compare_models.imaging.metrics.frc_window`.
+        the raised-cosine window of :func:`compare_models.imaging.frc.frc_window`.
     pixel_size_m : float, optional
         Object pixel size, for half-period resolutions in metres.
     smoothing_sigma : float, optional
@@ -385,9 +386,12 @@ def half_set_frc(
     Returns
     -------
     dict
-        ``amplitude`` and ``phase``: :func:`compare_models.imaging.metrics.frc_half_set` of
+        ``amplitude`` and ``phase``: :func:`compare_models.imaging.frc.frc_half_set` of
         each (``kind: "half_set"``, curve, thresholds, cut-offs at 1/7, 1/2 bit and 1 bit);
-        ``region`` (bounding box and pixel count); ``phase_wrap_pixels``.
+        the phase FRC is that of the unit phasors ``exp(i phase)`` of
+        :func:`half_set_phase_images`, which have no wrap discontinuities; ``region``
+        (bounding box and pixel count); ``phase_wrap_pixels`` (for information: the phasors
+        make the jumps harmless).
 
     Raises
     ------
@@ -403,7 +407,8 @@ def half_set_frc(
     >>> result["amplitude"]["cutoffs"]["1/7"]["crossed"], min(result["amplitude"]["curve"][1:]) > 0.999
     (False, True)
     """
-    from .metrics import frc_half_set, frc_on_region
+    from .frc import frc_half_set, frc_on_region
+    from .frc_window import unit_phasor
 
     image1 = np.asarray(image1)
     image2 = np.asarray(image2)
@@ -427,7 +432,7 @@ def half_set_frc(
     phase1, phase2, wraps = half_set_phase_images(first, second, mask, phase_gauge=phase_gauge)
     common = dict(pixel_size_m=pixel_size_m, smoothing_sigma=smoothing_sigma, cutoff_rule="first")
     amplitude = frc_half_set(frc_on_region(np.abs(first), np.abs(second), mask, **common))
-    phase = frc_half_set(frc_on_region(phase1, phase2, mask, **common))
+    phase = frc_half_set(frc_on_region(unit_phasor(phase1), unit_phasor(phase2), mask, **common))
     return {
         "amplitude": amplitude,
         "phase": phase,

@@ -1,7 +1,7 @@
 """Stitching: predicted patches -> one object image in the ground-truth frame.
 
 ``stitch`` places every (optionally cropped) patch at its absolute scan position on the object
-grid (DESIGN.md, "Frames and units"), accumulates values and weights, and normalises.
+grid (docs/design.md, "Frames and units"), accumulates values and weights, and normalises.
 
 Sub-pixel positions are handled the way the simulator and pty-chi handle them by default
 (``interpolation="fourier"``; docs/simulation.md): each whole N x N patch is Fourier-shifted by
@@ -11,31 +11,64 @@ from ``round(x) - N/2 + crop_start``. This is the exact inverse of the ground-tr
 object back to rounding error, with or without a crop. ``interpolation="bilinear"`` splats
 each window's pixels onto their four neighbours instead.
 
-Two backends compute the same thing:
+One interface, a kernel per backend
+-----------------------------------
+:class:`Stitcher` is the one interface; ``backend`` picks the array library its canvas lives
+in and the kernel that adds patches to it:
 
-- ``"xla"``: a ``tf.function(jit_compile=True)`` kernel, called once per fixed-size chunk of
-  patches with the canvas carried between calls (compiled once per chunk size, patch size,
-  crop, canvas shape and interpolation; the last chunk is padded with all-zero patches).
-  Each patch is shifted on its own small window, and the window is added into the canvas with
-  ``dynamic_slice`` + add + ``dynamic_update_slice``. The weight map depends on the positions
-  only; it is built exactly in float64 from a 2-D difference array (each window's weight is a
-  sum of at most four boxes).
-- ``"numpy"``: the reference; shifts windows of values *and* of ones in float64 and slice-adds
-  them one by one. Tests compare the two.
+- ``"numpy"``: the reference. Shifts windows of values *and* of ones in float64 and slice-adds
+  them one by one on the host. Every other backend is tested against it.
+- ``"tensorflow"`` (alias ``"xla"``): a ``tf.function(jit_compile=True)`` loop of
+  ``dynamic_slice`` + add + ``dynamic_update_slice``, one window at a time (fastest on XLA-CPU).
+- ``"jax"``: one scatter-add (``canvas.at[index].add``) of the whole batch's windows on a
+  flattened canvas, under ``jax.jit``.
+- ``"torch"``: one ``index_add_`` of the whole batch's windows on a flattened view of the
+  canvas, on the canvas's device (in place; ``keras.ops.scatter`` is not used: under torch it
+  loops in Python).
 
-TensorFlow is imported lazily, inside the XLA backend, so importing this module is cheap.
+The contract every non-NumPy backend keeps (what a caller that stitches inside its own compiled
+step relies on, e.g. :func:`compare_models.models.inference.predict_and_stitch`):
+
+1. **Canvas.** :attr:`Stitcher.canvas` is the backend's own array type (``tf.Tensor``,
+   ``jax.Array``, ``torch.Tensor``) on the backend's device, float32, contiguous, of shape
+   :attr:`Stitcher.canvas_shape` = ``(C, H + 2K, 2, W + 2K)``: C canvases, real and imaginary
+   planes as rows of axis 2, K = M + 1 pixels of padding on every side. It is created (zeros)
+   on first use; a caller assigns the updated array back (``stitcher.canvas = new``).
+2. **Kernel.** :meth:`Stitcher.kernel` ``(batch, n_targets)`` returns a backend-native,
+   traceable function ``(canvas, patches, origins, fractions, targets, gains) -> canvas`` that
+   adds ``batch`` patches: ``patches`` (B, N, N) complex64; ``origins`` (B, 2) int32, (x, y)
+   of each window on the padded canvas, from :meth:`Stitcher.place`; ``fractions`` (B, 2)
+   float32, from :meth:`Stitcher.place`; ``targets`` (B, T) int32 canvas indices and ``gains``
+   (B, T) float32 (1 = add, 0 = skip), from :meth:`Stitcher.targets`. All on the canvas's
+   device. It may be traced inside the caller's own ``tf.function`` / ``jax.jit`` or called
+   eagerly (torch, under ``torch.no_grad``). The TensorFlow and JAX kernels are pure (return
+   a new canvas; donate it under ``jax.jit``); the torch kernel adds in place and returns the
+   same tensor. A patch of gain 0 still enters the sum multiplied by 0, so padding patches must
+   be finite (zeros): :meth:`Stitcher.guarded_kernel` zeroes padding and non-finite patches
+   first and also returns how many valid patches were not finite.
+3. **Weights.** They depend on the positions only: the caller records them on the host with
+   :meth:`Stitcher.record_weights` (exact float64, O(patches)), once per patch it adds
+   through a kernel. :meth:`Stitcher.add` does all of this for NumPy patches.
+4. **Result.** :meth:`Stitcher.result` brings one canvas back to the host as NumPy:
+   ``(image complex64, weights float32)``, identical in meaning across backends; float32
+   accumulation (and, on a GPU, the order of atomic adds) makes backends differ from the
+   NumPy reference by float32 rounding only.
+
+Importing this module imports no array library but NumPy; each backend's library is imported
+when a stitcher of that backend is made.
 """
 
 from __future__ import annotations
 
 import functools
+from types import MappingProxyType
 
 import numpy as np
 
 from ..errors import StitchError
 from .geometry import fourier_shift, split_nearest, split_positions
 
-__all__ = ["stitch", "Stitcher", "crop_start", "DEFAULT_CHUNK", "WEIGHT_FLOOR"]
+__all__ = ["stitch", "Stitcher", "crop_start", "canonical_backend", "BACKENDS", "DEFAULT_CHUNK", "WEIGHT_FLOOR"]
 
 #: Patches per compiled XLA call. 256 measured fastest here, with 128 (n = 5088, N = 64; 512
 #: and 1024 were 7 % and 19 % slower); see docs/performance.md.
@@ -46,8 +79,28 @@ DEFAULT_CHUNK = 256
 #: fractions are both below ~1e-5 falls under it; such a pixel is reported uncovered (0).
 WEIGHT_FLOOR = 1e-10
 
-_BACKENDS = ("xla", "numpy")
+#: The stitching backends: NumPy (the float64 reference) and one per array library.
+BACKENDS = ("numpy", "tensorflow", "jax", "torch")
+#: Other names accepted for a backend ("xla": the TensorFlow kernel's historical name).
+_ALIASES = MappingProxyType({"xla": "tensorflow"})
+_LIBRARY = MappingProxyType(
+    {"tensorflow": "TensorFlow", "jax": "JAX (pip install 'compare-models[jax]')", "torch": "PyTorch"}
+)
 _INTERPOLATIONS = ("bilinear", "fourier")
+
+
+def canonical_backend(backend: str) -> str:
+    """The backend's name in :data:`BACKENDS` (``"xla"`` -> ``"tensorflow"``).
+
+    Raises
+    ------
+    StitchError
+        An unknown name.
+    """
+    name = _ALIASES.get(backend, backend) if isinstance(backend, str) else backend
+    if name not in BACKENDS:
+        raise StitchError(f"backend must be one of {BACKENDS} (or 'xla' for 'tensorflow'), got {backend!r}")
+    return name
 
 
 def crop_start(patch_size: int, crop: int) -> int:
@@ -66,7 +119,7 @@ def stitch(
     shape,
     *,
     crop: int | None = None,
-    backend: str = "xla",
+    backend: str = "tensorflow",
     chunk: int = DEFAULT_CHUNK,
     interpolation: str = "fourier",
 ):
@@ -85,10 +138,11 @@ def stitch(
     crop : int, optional
         Keep only the central ``crop`` x ``crop`` window of each patch (see ``crop_start``);
         ``0 < crop <= N``. Default: the whole patch.
-    backend : {"xla", "numpy"}
-        ``"xla"`` (fast, float32 accumulation) or ``"numpy"`` (reference, float64).
+    backend : {"tensorflow", "jax", "torch", "numpy"}
+        The kernel (module docstring): ``"tensorflow"`` (alias ``"xla"``), ``"jax"`` or
+        ``"torch"`` (fast, float32 accumulation), or ``"numpy"`` (reference, float64).
     chunk : int
-        Patches per compiled XLA call (ignored by the result; the NumPy backend uses it as its
+        Patches per kernel call (ignored by the result; the NumPy backend uses it as its
         batch size for building windows).
     interpolation : {"fourier", "bilinear"}
         How a patch is moved by its sub-pixel position. ``"fourier"`` (default): the whole
@@ -156,9 +210,10 @@ class Stitcher:
 
     :func:`stitch` is ``Stitcher(...).add(all patches).result()``. Streaming callers add each
     chunk of predicted patches as it comes and drop it; the state is the canvases (float32
-    planes for ``"xla"``, complex128 for ``"numpy"``) and the weight maps, whatever the number
-    of patches. Several canvases share one pass: each patch is added to the canvases its
-    ``canvases`` row names (e.g. the full image and the patch's half-set image).
+    planes in the backend's array type, complex128 for ``"numpy"``) and the weight maps,
+    whatever the number of patches. Several canvases share one pass: each patch is added to
+    the canvases its ``canvases`` row names (e.g. the full image and the patch's half-set
+    image).
 
     Parameters
     ----------
@@ -170,19 +225,22 @@ class Stitcher:
         As in :func:`stitch`.
     n_canvases : int
         Number of images accumulated side by side (default 1).
+    device : optional
+        Where the canvas lives, in the backend's own terms: a ``jax.Device`` or a torch device
+        (``"cuda"``, ``"cpu"``, a ``torch.device``). Default: the backend's default device
+        (for torch, ``"cuda"`` when available, else ``"cpu"``). TensorFlow places it itself.
 
     Notes
     -----
-    For the ``"xla"`` backend the canvas is a TensorFlow tensor that stays where TensorFlow
-    keeps it (the GPU when there is one): a caller that produces patches as tensors can fold
-    :meth:`kernel` into its own compiled function, update :attr:`canvas`, record the positions
-    with :meth:`record_weights`, and never bring patches back to the host
-    (:func:`compare_models.models.inference.predict_and_stitch`). The weights depend on the
-    positions only and are accumulated exactly in float64 on the host, O(patches) per add.
+    The module docstring states the contract of :attr:`canvas`, :meth:`kernel`,
+    :meth:`record_weights` and :meth:`result` that a caller stitching inside its own compiled
+    function relies on (:func:`compare_models.models.inference.predict_and_stitch` does, so
+    patches never come back to the host). The weights depend on the positions only and are
+    accumulated exactly in float64 on the host, O(patches) per add.
     """
 
-    def __init__(self, shape, patch_size: int, *, crop=None, backend: str = "xla", chunk: int = DEFAULT_CHUNK,
-                 interpolation: str = "fourier", n_canvases: int = 1):
+    def __init__(self, shape, patch_size: int, *, crop=None, backend: str = "tensorflow",
+                 chunk: int = DEFAULT_CHUNK, interpolation: str = "fourier", n_canvases: int = 1, device=None):
         _, _, (height, width), m_keep = _validate(
             np.zeros((1, patch_size, patch_size), np.complex64), np.zeros((1, 2)), shape, crop, backend, chunk,
             interpolation,
@@ -192,7 +250,7 @@ class Stitcher:
         self.shape = (height, width)
         self.patch_size = int(patch_size)
         self.crop = m_keep
-        self.backend = backend
+        self.backend = canonical_backend(backend)
         self.chunk = int(chunk)
         self.interpolation = interpolation
         self.n_canvases = int(n_canvases)
@@ -200,14 +258,30 @@ class Stitcher:
         k_win = m_keep + 1
         self._k_win = k_win
         padded = (self.n_canvases, height + 2 * k_win, width + 2 * k_win)
-        if backend == "numpy":
+        #: (C, H + 2K, 2, W + 2K): the shape of :attr:`canvas` (non-NumPy backends).
+        self.canvas_shape = (self.n_canvases, height + 2 * k_win, 2, width + 2 * k_win)
+        self._nonfinite = None
+        self._canvas = None
+        if self.backend == "numpy":
             self._total = np.zeros(padded, np.complex128)
             self._weights = np.zeros(padded)
-        else:
-            # Exact float64 weights from 2-D difference arrays (see _weights_exact).
-            self._diff = np.zeros((self.n_canvases, height + 2 * k_win + 1, width + 2 * k_win + 1))
-            self._canvas = None
-            self._nonfinite = None
+            self.device = None
+            return
+        if self.backend == "jax" and int(np.prod(self.canvas_shape)) >= 2**31:
+            raise StitchError(
+                f"a canvas of shape {self.canvas_shape} has 2**31 or more elements, more than the JAX "
+                "kernel's int32 indices reach; use fewer canvases or the torch backend"
+            )
+        # Exact float64 weights from 2-D difference arrays (see _weights_exact).
+        self._diff = np.zeros((self.n_canvases, height + 2 * k_win + 1, width + 2 * k_win + 1))
+        try:
+            self._ops = _BACKEND_OPS[self.backend]()
+        except ImportError as exc:
+            raise StitchError(
+                f"the {self.backend!r} stitching backend needs {_LIBRARY[self.backend]}, which is not installed "
+                f"({exc}); install it or pick another backend from {BACKENDS}"
+            ) from exc
+        self.device = self._ops.device(device)
 
     # -- placement --------------------------------------------------------------------------
 
@@ -220,7 +294,7 @@ class Stitcher:
             (x, y) of each kept window's pixel (0, 0) on the padded canvas.
         fractions : ndarray (n, 2) float64
             Sub-pixel part: the Fourier residual in [-1/2, 1/2] or the bilinear fraction in
-            [0, 1), rounded to float32 for the XLA backend (whose kernel shifts by float32).
+            [0, 1), rounded to float32 for the kernel backends (whose kernels shift by float32).
         """
         positions = np.asarray(positions_xy, dtype=np.float64)
         if positions.ndim != 2 or positions.shape[1] != 2:
@@ -232,7 +306,7 @@ class Stitcher:
         origin_int, fraction = split(positions, self.patch_size)
         origin_int = origin_int + crop_start(self.patch_size, self.crop)
         _check_inside(origin_int, fraction, self.crop, *self.shape, positions, self.interpolation)
-        if self.backend == "xla":
+        if self.backend != "numpy":
             fraction = fraction.astype(np.float32).astype(np.float64)
         return (origin_int + self._k_win).astype(np.int32), fraction
 
@@ -253,12 +327,53 @@ class Stitcher:
 
     def record_weights(self, origins, fractions, targets, gains) -> None:
         """Add the weights of windows at ``origins``/``fractions`` (from :meth:`place`) to the
-        canvases ``targets`` with ``gains`` (from :meth:`targets`); XLA backend only."""
+        canvases ``targets`` with ``gains`` (from :meth:`targets`); kernel backends only."""
+        if self.backend == "numpy":
+            raise StitchError("record_weights is for the kernel backends; the NumPy backend weighs as it adds")
         m_keep, interpolation = self.crop, self.interpolation
         for t in range(targets.shape[1]):
             canvas, gain = targets[:, t], gains[:, t].astype(np.float64)
             _add_weight_boxes(self._diff, canvas, origins, fractions, m_keep, interpolation, gain)
             np.add.at(self.n_added, canvas[gain > 0], 1)
+
+    # -- the device canvas and its kernels --------------------------------------------------
+
+    @property
+    def canvas(self):
+        """The accumulated canvases: a float32 array of the backend's type, on its device, of
+        shape :attr:`canvas_shape` (real and imaginary planes; K = crop + 1 of padding on every
+        side). Zeros until something is added."""
+        if self.backend == "numpy":
+            raise StitchError("the NumPy backend has no device canvas")
+        if self._canvas is None:
+            self._canvas = self._ops.zeros(self.canvas_shape, self.device)
+        return self._canvas
+
+    @canvas.setter
+    def canvas(self, value):
+        self._canvas = value
+
+    def count_nonfinite(self, count) -> None:
+        """Record ``count`` (a scalar of any backend) patches with non-finite values, found by a
+        caller that stitches through :meth:`guarded_kernel`; :meth:`result` raises if any were."""
+        self._nonfinite = count if self._nonfinite is None else self._nonfinite + count
+
+    def kernel(self, batch: int, n_targets: int = 1):
+        """A backend-native traceable ``(canvas, patches, origins, fractions, targets, gains)
+        -> canvas`` adding ``batch`` patches to ``T = n_targets`` canvases each (module
+        docstring, point 2)."""
+        if self.backend == "numpy":
+            raise StitchError("the NumPy backend has no kernel; use add()")
+        return self._ops.kernel(int(batch), self.patch_size, self.crop, self.interpolation, int(n_targets))
+
+    def guarded_kernel(self, batch: int, n_targets: int = 1):
+        """As :meth:`kernel`, but returns ``(canvas, n_nonfinite)``: patches whose gains are all
+        0 (padding) or that hold a NaN or infinity are replaced by zeros before they are added,
+        and ``n_nonfinite`` (a scalar int32 of the backend) counts the latter among the valid
+        ones (pass it to :meth:`count_nonfinite`)."""
+        if self.backend == "numpy":
+            raise StitchError("the NumPy backend has no kernel; use add()")
+        return self._ops.guarded(self.kernel(batch, n_targets))
 
     # -- accumulation -----------------------------------------------------------------------
 
@@ -292,7 +407,7 @@ class Stitcher:
             self._add_numpy(patches, origins, fractions, targets, gains)
             return
         self.record_weights(origins, fractions, targets, gains)
-        self._add_xla(patches, origins, fractions.astype(np.float32), targets, gains)
+        self._add_kernel(patches, origins, fractions.astype(np.float32), targets, gains)
 
     def _add_numpy(self, patches, origins, fractions, targets, gains):
         s0 = crop_start(self.patch_size, self.crop)
@@ -307,38 +422,10 @@ class Stitcher:
                         self._weights[canvas, r0 : r0 + k_win, c0 : c0 + k_win] += weight[j]
                         self.n_added[canvas] += 1
 
-    @property
-    def canvas(self):
-        """XLA backend: the accumulated canvases, a float32 tensor (C, H + 2K, 2, W + 2K) with
-        real and imaginary planes (K = crop + 1 of padding on every side)."""
-        if self._canvas is None:
-            import tensorflow as tf
-
-            height, width = self.shape
-            k_win = self._k_win
-            self._canvas = tf.zeros((self.n_canvases, height + 2 * k_win, 2, width + 2 * k_win), tf.float32)
-        return self._canvas
-
-    @canvas.setter
-    def canvas(self, value):
-        self._canvas = value
-
-    def count_nonfinite(self, count) -> None:
-        """Record ``count`` (a scalar tensor) patches with non-finite values, found by a caller
-        that stitches through :meth:`kernel`; :meth:`result` raises if any were."""
-        self._nonfinite = count if self._nonfinite is None else self._nonfinite + count
-
-    def kernel(self, batch: int, n_targets: int = 1):
-        """A traceable function ``(canvas, patches, origins, fractions, targets, gains) -> canvas``
-        adding ``batch`` patches, for a caller's own ``tf.function`` (see :meth:`canvas`)."""
-        return _stitch_ops(int(batch), self.patch_size, self.crop, self.interpolation, int(n_targets))
-
-    def _add_xla(self, patches, origins, fractions, targets, gains):
-        import tensorflow as tf
-
+    def _add_kernel(self, patches, origins, fractions, targets, gains):
+        """NumPy patches -> the backend's kernel, one padded chunk at a time."""
         n, n_side, chunk = patches.shape[0], self.patch_size, self.chunk
-        step = _compiled_step(chunk, n_side, self.crop, self.n_canvases, *self.canvas.shape[1::2].as_list(),
-                              self.interpolation, targets.shape[1])
+        step = self._ops.compiled(chunk, n_side, self.crop, self.canvas_shape, self.interpolation, targets.shape[1])
         canvas = self.canvas
         for start in range(0, n, chunk):
             stop = min(start + chunk, n)
@@ -354,15 +441,14 @@ class Stitcher:
                 f = np.concatenate([f, np.zeros((extra, 2), np.float32)])
                 t = np.concatenate([t, np.zeros((extra, t.shape[1]), np.int32)])
                 g = np.concatenate([g, np.zeros((extra, g.shape[1]), np.float32)])
-            # Hand the chunk to TensorFlow without a copy (DLPack); a copy here cost ~40 ms/5088.
-            p = tf.experimental.dlpack.from_dlpack(p.__dlpack__())
-            canvas = step(canvas, p, tf.constant(o), tf.constant(f), tf.constant(t), tf.constant(g))
+            canvas = step(canvas, *self._ops.to_device((p, o, f, t, g), self.device))
         self._canvas = canvas
 
     # -- result -----------------------------------------------------------------------------
 
     def result(self, index: int = 0):
-        """``(image, weights)`` of canvas ``index``, as :func:`stitch` returns them.
+        """``(image, weights)`` of canvas ``index`` as NumPy arrays, as :func:`stitch` returns
+        them, whatever the backend.
 
         Raises
         ------
@@ -379,7 +465,7 @@ class Stitcher:
         else:
             if self._nonfinite is not None and int(self._nonfinite) > 0:
                 raise StitchError(f"{int(self._nonfinite)} patches have non-finite values")
-            planes = self.canvas[index].numpy()[k_win : k_win + height, :, k_win : k_win + width]
+            planes = self._ops.to_numpy(self.canvas[index])[k_win : k_win + height, :, k_win : k_win + width]
             total = planes[:, 0].astype(np.float64) + 1j * planes[:, 1]
             weights = self._diff[index].cumsum(axis=0).cumsum(axis=1)[inner]
         covered = weights > WEIGHT_FLOOR
@@ -393,8 +479,7 @@ class Stitcher:
 
 
 def _validate(patches, positions_xy, shape, crop, backend, chunk, interpolation):
-    if backend not in _BACKENDS:
-        raise StitchError(f"backend must be one of {_BACKENDS}, got {backend!r}")
+    canonical_backend(backend)
     if interpolation not in _INTERPOLATIONS:
         raise StitchError(f"interpolation must be one of {_INTERPOLATIONS}, got {interpolation!r}")
     if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
@@ -515,7 +600,7 @@ def _windows_numpy(patches, frac, s0, m_keep, interpolation):
     return value, weight
 
 
-# --------------------------------------------------------------------------- XLA backend
+# --------------------------------------------------------------------------- exact weights (host)
 
 
 def _add_weight_boxes(diff, canvas, origins, fraction, m_keep, interpolation, gain):
@@ -552,6 +637,9 @@ def _weights_exact(origin_int, fraction, m_keep, height, width, interpolation):
     _add_weight_boxes(diff, np.zeros(n, np.int64), origin_int + k_win, fraction, m_keep, interpolation, np.ones(n))
     weights = diff[0].cumsum(axis=0).cumsum(axis=1)
     return weights[k_win : k_win + height, k_win : k_win + width]
+
+
+# --------------------------------------------------------------------------- TensorFlow kernel
 
 
 def _stitch_ops(chunk, n_side, m_keep, interpolation, n_targets):
@@ -618,7 +706,7 @@ def _stitch_ops(chunk, n_side, m_keep, interpolation, n_targets):
 
 
 @functools.lru_cache(maxsize=16)
-def _compiled_step(chunk, n_side, m_keep, n_canvases, canvas_h, canvas_w, interpolation, n_targets):
+def _compiled_step(chunk, n_side, m_keep, canvas_shape, interpolation, n_targets):
     """The jit-compiled chunk step of :func:`_stitch_ops` for one set of shapes.
 
     Returned as a concrete function: calling it with tensors skips ``tf.function``'s argument
@@ -629,10 +717,294 @@ def _compiled_step(chunk, n_side, m_keep, n_canvases, canvas_h, canvas_w, interp
     accumulate = _stitch_ops(chunk, n_side, m_keep, interpolation, n_targets)
     step = tf.function(accumulate, jit_compile=True, reduce_retracing=False)
     return step.get_concrete_function(
-        tf.TensorSpec((n_canvases, canvas_h, 2, canvas_w), tf.float32),
+        tf.TensorSpec(canvas_shape, tf.float32),
         tf.TensorSpec((chunk, n_side, n_side), tf.complex64),
         tf.TensorSpec((chunk, 2), tf.int32),
         tf.TensorSpec((chunk, 2), tf.float32),
         tf.TensorSpec((chunk, n_targets), tf.int32),
         tf.TensorSpec((chunk, n_targets), tf.float32),
     )
+
+
+# --------------------------------------------------------------------------- JAX kernel
+
+
+def _canvas_offsets(k_win, canvas_w):
+    """(K, 2, K) offsets of a window's pixels (row i, plane p, column j) from its pixel
+    (0, 0, 0) in a flattened (C, H', 2, W') canvas: ``(2 i + p) W' + j``."""
+    rows = np.arange(k_win)[:, None, None]
+    planes = np.arange(2)[None, :, None]
+    cols = np.arange(k_win)[None, None, :]
+    return (rows * 2 + planes) * canvas_w + cols
+
+
+def _jax_ops(chunk, n_side, m_keep, interpolation, n_targets):
+    """The JAX kernel: windows as in :func:`_stitch_ops`, then one scatter-add of the batch's
+    T x K x 2 x K values into the flattened canvas (pure: returns the new canvas)."""
+    import jax
+    import jax.numpy as jnp
+
+    k_win = m_keep + 1
+    s0 = crop_start(n_side, m_keep)
+    freq = np.fft.fftfreq(n_side).astype(np.float32)
+
+    def windows(p, f):
+        fx = f[:, 0][:, None, None]
+        fy = f[:, 1][:, None, None]
+        if interpolation == "fourier":
+            phase = -2.0 * np.pi * (fy * freq[None, :, None] + fx * freq[None, None, :])
+            ramp = jax.lax.complex(jnp.cos(phase), jnp.sin(phase))
+            moved = jnp.any(f != 0.0, axis=1)[:, None, None]
+            p = jnp.where(moved, jnp.fft.ifft2(jnp.fft.fft2(p) * ramp), p)
+        win = p[:, s0 : s0 + m_keep, s0 : s0 + m_keep]
+        x = jnp.stack([jnp.real(win), jnp.imag(win)], axis=2)  # (c, M, 2, M)
+        fy, fx = fy[..., None], fx[..., None]
+        if interpolation == "bilinear":
+            a, b = (1 - fy) * x, fy * x
+            x = jnp.concatenate([a[:, :1], a[:, 1:] + b[:, :-1], b[:, -1:]], axis=1)
+            a, b = (1 - fx) * x, fx * x
+            x = jnp.concatenate([a[..., :1], a[..., 1:] + b[..., :-1], b[..., -1:]], axis=3)
+        else:
+            x = jnp.pad(x, ((0, 0), (0, 1), (0, 0), (0, 1)))
+        return x  # (chunk, K, 2, K)
+
+    def accumulate(canvas, patches, origins, fractions, targets, gains):
+        shape = canvas.shape
+        canvas_h, canvas_w = shape[1], shape[3]
+        w = windows(patches, fractions)[:, None] * gains[:, :, None, None, None]  # (B, T, K, 2, K)
+        base = (targets * canvas_h + origins[:, 1:2]) * (2 * canvas_w) + origins[:, 0:1]  # (B, T)
+        offsets = jnp.asarray(_canvas_offsets(k_win, canvas_w), jnp.int32)
+        index = base[:, :, None, None, None] + offsets
+        # Indices stay in bounds: place() keeps every window inside the padded canvas.
+        flat = canvas.reshape(-1).at[index.reshape(-1)].add(w.reshape(-1), mode="promise_in_bounds")
+        return flat.reshape(shape)
+
+    return accumulate
+
+
+class _JaxOps:
+    """The JAX backend's array plumbing (imports JAX when made)."""
+
+    name = "jax"
+
+    def __init__(self):
+        import jax  # noqa: F401  (fail here, at construction, when JAX is missing)
+
+    @staticmethod
+    def device(requested):
+        import jax
+
+        return requested if requested is not None else jax.devices()[0]
+
+    @staticmethod
+    def zeros(shape, device):
+        import jax.numpy as jnp
+
+        return jnp.zeros(shape, jnp.float32, device=device)
+
+    @staticmethod
+    def kernel(batch, n_side, m_keep, interpolation, n_targets):
+        return _jax_ops(batch, n_side, m_keep, interpolation, n_targets)
+
+    @staticmethod
+    def guarded(kernel):
+        import jax.numpy as jnp
+
+        def add(canvas, patches, origins, fractions, targets, gains):
+            valid = jnp.max(gains, axis=1) > 0
+            finite = jnp.all(jnp.isfinite(patches), axis=(1, 2))
+            nonfinite = jnp.sum(valid & ~finite, dtype=jnp.int32)
+            patches = jnp.where((valid & finite)[:, None, None], patches, jnp.zeros_like(patches))
+            return kernel(canvas, patches, origins, fractions, targets, gains), nonfinite
+
+        return add
+
+    @staticmethod
+    def compiled(chunk, n_side, m_keep, canvas_shape, interpolation, n_targets):
+        return _jax_compiled_step(chunk, n_side, m_keep, interpolation, n_targets)
+
+    @staticmethod
+    def to_device(arrays, device):
+        import jax
+
+        return jax.device_put(arrays, device)
+
+    @staticmethod
+    def to_numpy(array):
+        return np.asarray(array)
+
+
+@functools.lru_cache(maxsize=16)
+def _jax_compiled_step(chunk, n_side, m_keep, interpolation, n_targets):
+    """``jax.jit`` of the JAX kernel, the canvas donated (updated in place where the device
+    allows)."""
+    import jax
+
+    return jax.jit(_jax_ops(chunk, n_side, m_keep, interpolation, n_targets), donate_argnums=0)
+
+
+# --------------------------------------------------------------------------- torch kernel
+
+
+def _torch_ops(chunk, n_side, m_keep, interpolation, n_targets):
+    """The torch kernel: windows as in :func:`_stitch_ops`, then one ``index_add_`` of the
+    batch's T x K x 2 x K values into a flattened view of the canvas, in place, on the
+    canvas's device."""
+    import torch
+
+    k_win = m_keep + 1
+    s0 = crop_start(n_side, m_keep)
+
+    def windows(p, f):
+        fx = f[:, 0][:, None, None]
+        fy = f[:, 1][:, None, None]
+        if interpolation == "fourier":
+            freq = torch.fft.fftfreq(n_side, device=p.device, dtype=torch.float32)
+            phase = -2.0 * np.pi * (fy * freq[None, :, None] + fx * freq[None, None, :])
+            ramp = torch.complex(torch.cos(phase), torch.sin(phase))
+            moved = (f != 0.0).any(dim=1)[:, None, None]
+            p = torch.where(moved, torch.fft.ifft2(torch.fft.fft2(p) * ramp), p)
+        win = p[:, s0 : s0 + m_keep, s0 : s0 + m_keep]
+        x = torch.stack([win.real, win.imag], dim=2)  # (c, M, 2, M)
+        fy, fx = fy[..., None], fx[..., None]
+        if interpolation == "bilinear":
+            a, b = (1 - fy) * x, fy * x
+            x = torch.cat([a[:, :1], a[:, 1:] + b[:, :-1], b[:, -1:]], dim=1)
+            a, b = (1 - fx) * x, fx * x
+            x = torch.cat([a[..., :1], a[..., 1:] + b[..., :-1], b[..., -1:]], dim=3)
+        else:
+            x = torch.nn.functional.pad(x, (0, 1, 0, 0, 0, 1))
+        return x  # (chunk, K, 2, K)
+
+    @torch.no_grad()
+    def accumulate(canvas, patches, origins, fractions, targets, gains):
+        canvas_h, canvas_w = canvas.shape[1], canvas.shape[3]
+        w = windows(patches, fractions)[:, None] * gains[:, :, None, None, None]  # (B, T, K, 2, K)
+        origins = origins.long()
+        base = (targets.long() * canvas_h + origins[:, 1:2]) * (2 * canvas_w) + origins[:, 0:1]  # (B, T)
+        rows = torch.arange(k_win, device=canvas.device)[:, None, None]
+        planes = torch.arange(2, device=canvas.device)[None, :, None]
+        cols = torch.arange(k_win, device=canvas.device)[None, None, :]
+        index = base[:, :, None, None, None] + (rows * 2 + planes) * canvas_w + cols
+        canvas.view(-1).index_add_(0, index.reshape(-1), w.reshape(-1))
+        return canvas
+
+    return accumulate
+
+
+class _TorchOps:
+    """The torch backend's array plumbing (imports torch when made)."""
+
+    name = "torch"
+
+    def __init__(self):
+        import torch  # noqa: F401  (fail here, at construction, when torch is missing)
+
+    @staticmethod
+    def device(requested):
+        import torch
+
+        if requested is not None:
+            return torch.device(requested)
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+    @staticmethod
+    def zeros(shape, device):
+        import torch
+
+        return torch.zeros(shape, dtype=torch.float32, device=device)
+
+    @staticmethod
+    def kernel(batch, n_side, m_keep, interpolation, n_targets):
+        return _torch_ops(batch, n_side, m_keep, interpolation, n_targets)
+
+    @staticmethod
+    def guarded(kernel):
+        import torch
+
+        @torch.no_grad()
+        def add(canvas, patches, origins, fractions, targets, gains):
+            valid = gains.amax(dim=1) > 0
+            finite = torch.isfinite(patches).flatten(1).all(dim=1)
+            nonfinite = (valid & ~finite).sum(dtype=torch.int32)
+            patches = torch.where((valid & finite)[:, None, None], patches, torch.zeros_like(patches))
+            return kernel(canvas, patches, origins, fractions, targets, gains), nonfinite
+
+        return add
+
+    @staticmethod
+    def compiled(chunk, n_side, m_keep, canvas_shape, interpolation, n_targets):
+        return _torch_ops(chunk, n_side, m_keep, interpolation, n_targets)  # eager
+
+    @staticmethod
+    def to_device(arrays, device):
+        import torch
+
+        return tuple(torch.from_numpy(a).to(device) for a in arrays)
+
+    @staticmethod
+    def to_numpy(array):
+        return array.detach().cpu().numpy()
+
+
+# --------------------------------------------------------------------------- TensorFlow plumbing
+
+
+class _TensorFlowOps:
+    """The TensorFlow backend's array plumbing (imports TensorFlow when made)."""
+
+    name = "tensorflow"
+
+    def __init__(self):
+        import tensorflow  # noqa: F401  (fail here, at construction, when TensorFlow is missing)
+
+    @staticmethod
+    def device(requested):
+        return requested  # None: TensorFlow places tensors itself (the GPU when there is one)
+
+    @staticmethod
+    def zeros(shape, device):
+        import tensorflow as tf
+
+        if device is None:
+            return tf.zeros(shape, tf.float32)
+        with tf.device(device):
+            return tf.zeros(shape, tf.float32)
+
+    @staticmethod
+    def kernel(batch, n_side, m_keep, interpolation, n_targets):
+        return _stitch_ops(batch, n_side, m_keep, interpolation, n_targets)
+
+    @staticmethod
+    def guarded(kernel):
+        import tensorflow as tf
+
+        def add(canvas, patches, origins, fractions, targets, gains):
+            valid = tf.reduce_max(gains, axis=1) > 0
+            finite = tf.reduce_all(
+                tf.math.is_finite(tf.math.real(patches)) & tf.math.is_finite(tf.math.imag(patches)), axis=[1, 2]
+            )
+            nonfinite = tf.reduce_sum(tf.cast(valid & ~finite, tf.int32))
+            patches = tf.where((valid & finite)[:, None, None], patches, tf.zeros_like(patches))
+            return kernel(canvas, patches, origins, fractions, targets, gains), nonfinite
+
+        return add
+
+    @staticmethod
+    def compiled(chunk, n_side, m_keep, canvas_shape, interpolation, n_targets):
+        return _compiled_step(chunk, n_side, m_keep, tuple(canvas_shape), interpolation, n_targets)
+
+    @staticmethod
+    def to_device(arrays, device):
+        import tensorflow as tf
+
+        p, *rest = arrays
+        # Hand the patches to TensorFlow without a copy (DLPack); a copy here cost ~40 ms/5088.
+        return (tf.experimental.dlpack.from_dlpack(p.__dlpack__()), *(tf.constant(a) for a in rest))
+
+    @staticmethod
+    def to_numpy(array):
+        return array.numpy()
+
+
+_BACKEND_OPS = MappingProxyType({"tensorflow": _TensorFlowOps, "jax": _JaxOps, "torch": _TorchOps})

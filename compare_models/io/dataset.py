@@ -26,6 +26,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,6 +37,7 @@ from .lazy import LazyRows, RowView, is_lazy, iter_chunks
 __all__ = [
     "Dataset",
     "validate_dataset",
+    "patches_for_positions",
     "patch_bounds_ok",
     "dataset_fingerprint",
     "diffraction_counts_check",
@@ -63,7 +65,10 @@ class Dataset:
     object_truth : ndarray, (H, W) complex64, or None
         Ground-truth object on the pixel grid the positions refer to.
     patches_truth : ndarray or LazyRows, (M, N, N) complex64, or None
-        Ground-truth object patches (the ``Y`` key); lazy when read from a file.
+        Ground-truth object patches (the ``Y`` key); lazy when read from a file. Patches that
+        are not one per position (another first axis, such as the single (1, N, N, 1) patch
+        PtychoPINN's ``generate_patches_tool.py`` writes) are dropped with a warning
+        (:func:`patches_for_positions`).
     positions_start_xy : ndarray, (M, 2) float64
         Nominal positions (``xcoords_start``/``ycoords_start``); equal to ``positions_xy``
         when the file does not carry them.
@@ -85,6 +90,12 @@ class Dataset:
     source: str | None = None
 
     def __post_init__(self):
+        diffraction_shape = getattr(self.diffraction_amplitude, "shape", ())
+        patches = self.patches_truth
+        if len(diffraction_shape) >= 1:  # a malformed diffraction is validate_dataset's to name
+            patches = patches_for_positions(patches, int(diffraction_shape[0]), source=self.source)
+        if patches is not self.patches_truth:
+            object.__setattr__(self, "patches_truth", patches)
         validate_dataset(self)
         if self.positions_start_xy is None:
             object.__setattr__(self, "positions_start_xy", self.positions_xy.copy())
@@ -205,6 +216,48 @@ def patch_bounds_ok(positions_xy, patch_size: int, object_shape) -> np.ndarray:
     inside_x = (low[:, 0] >= -tol) & (np.ceil(high[:, 0] - tol) <= width - 1)
     inside_y = (low[:, 1] >= -tol) & (np.ceil(high[:, 1] - tol) <= height - 1)
     return inside_x & inside_y
+
+
+def patches_for_positions(patches, n_positions: int, *, source=None):
+    """``patches`` when they hold one row per scan position, else None with a warning.
+
+    Parameters
+    ----------
+    patches : ndarray or LazyRows, (K, ...), or None
+        Ground-truth patches as read (the ``Y`` key).
+    n_positions : int
+        M, the number of scan positions (diffraction patterns).
+    source : str, optional
+        The file, for the warning.
+
+    Returns
+    -------
+    ndarray or LazyRows or None
+        ``patches`` unchanged when ``K == M`` (their shape is then checked by
+        :func:`validate_dataset`: a wrong patch shape is an error); None when ``K != M``.
+
+    Notes
+    -----
+    PtychoPINN's ``generate_patches_tool.py`` with its defaults (``nsamples=1``) writes a ``Y``
+    of shape (1, N, N, 1): patches of sampled groups, not one per position. PtychoPINN's own
+    loader (``ptycho.workflows.components.load_data``) ignores a ``Y`` whose first axis is not
+    the number of positions, with a warning; so does this one. Nothing needs ``Y``: scoring
+    uses ``objectGuess``, and training cuts the patches from it when ``Y`` is absent.
+    """
+    if patches is None:
+        return None
+    shape = tuple(getattr(patches, "shape", ()))
+    if not shape or shape[0] == n_positions:
+        return patches
+    where = f"{source}: " if source else ""
+    warnings.warn(
+        f"{where}key 'Y' holds {shape[0]} patch{'es' if shape[0] != 1 else ''} of shape "
+        f"{shape[1:]} for {n_positions} scan positions, not one per position (as PtychoPINN's "
+        "generate_patches_tool.py writes); ignored, as PtychoPINN's loader ignores it",
+        UserWarning,
+        stacklevel=4,
+    )
+    return None
 
 
 def validate_dataset(dataset: Dataset) -> None:

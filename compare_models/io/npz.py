@@ -9,6 +9,10 @@ Variants PtychoPINN writes, and what is done with them
   refused with an error naming both keys (never a silent choice).
 * Diffraction of shape (M, N, N, 1): the trailing axis is squeezed.
 * ``Y`` holding a single value (a placeholder, often a pickled ``None``): ignored with a warning.
+* ``Y`` that is not one patch per position, such as the (1, N, N, 1) patch that PtychoPINN's
+  ``generate_patches_tool.py`` writes by default: ignored with a warning, as PtychoPINN's own
+  loader ignores it (:func:`compare_models.io.dataset.patches_for_positions`, which every
+  reader goes through).
 * ``ground_truth_patches`` (M, N, N[, 1]): the ground-truth patches when ``Y`` is absent.
 * ``_metadata`` stored as a pickled 0-d object array: its JSON string is taken out of the
   pickle's opcode stream without unpickling (:mod:`compare_models.io.pickled_json`); a stream

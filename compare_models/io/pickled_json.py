@@ -17,6 +17,11 @@ reconstruction ``_reconstruct(ndarray, (0,), b'b')`` with state
 ``(1, shape, dtype('O8'), is_fortran, [text])``. Anything else (another global such as
 ``os.system``, another opcode, another structure) raises :class:`UnsafePickle`; the caller
 skips the entry with a warning.
+
+:func:`plain_value_from_pickle` reads the same way a pickle of plain data only (dicts, lists,
+tuples, strings, bytes, numbers, booleans, None), such as PtychoPINN's ``params.dill`` and
+``manifest.dill``: it names no global at all, so nothing could be imported or called even in
+principle.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from types import MappingProxyType
 
 import numpy as np
 
-__all__ = ["UnsafePickle", "json_text_from_npy"]
+__all__ = ["UnsafePickle", "json_text_from_npy", "plain_value_from_pickle"]
 
 #: The only globals a NumPy object-array pickle may name (never imported or called here).
 ALLOWED_GLOBALS = frozenset({
@@ -41,7 +46,7 @@ ALLOWED_GLOBALS = frozenset({
 _PUSH_ARGUMENT = frozenset({
     "SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8",
     "SHORT_BINBYTES", "BINBYTES", "BINBYTES8",
-    "BININT", "BININT1", "BININT2",
+    "BININT", "BININT1", "BININT2", "BINFLOAT", "LONG1",
 })
 _CONSTANTS = MappingProxyType({"NONE": None, "NEWTRUE": True, "NEWFALSE": False})
 _MAX_BYTES = 1 << 24  # 16 MiB: metadata, not data
@@ -69,8 +74,8 @@ class _Built:
     state: object
 
 
-def _global(module: str, name: str) -> _Global:
-    if (module, name) not in ALLOWED_GLOBALS:
+def _global(module: str, name: str, allowed=ALLOWED_GLOBALS) -> _Global:
+    if (module, name) not in allowed:
         raise UnsafePickle(f"the pickle names {module}.{name}, which is not allowed")
     return _Global(module, name)
 
@@ -84,7 +89,24 @@ def _pop_mark(stack: list, marks: list) -> list:
     return items
 
 
-def _interpret(data: bytes):
+def _set_items(stack: list, marks: list) -> None:
+    items = _pop_mark(stack, marks)
+    if len(items) % 2:
+        raise UnsafePickle("SETITEMS with an odd number of items")
+    target = stack[-1]
+    if not isinstance(target, dict):
+        raise UnsafePickle("SETITEMS on something that is not a dict")
+    for key, value in zip(items[::2], items[1::2], strict=True):
+        target[_hashable(key)] = value
+
+
+def _hashable(key):
+    if isinstance(key, (str, bytes, int, float, bool, type(None))):
+        return key
+    raise UnsafePickle(f"a dict key of type {type(key).__name__} is not allowed")
+
+
+def _interpret(data: bytes, allowed_globals=ALLOWED_GLOBALS):
     """Run the allowed opcodes on symbols; return the object the stream would build."""
     stack: list = []
     marks: list = []
@@ -117,6 +139,15 @@ def _interpret(data: bytes):
                 stack.append(tuple(_pop_mark(stack, marks)))
             elif name == "EMPTY_LIST":
                 stack.append([])
+            elif name == "EMPTY_DICT":
+                stack.append({})
+            elif name == "SETITEM":
+                value, key = stack.pop(), stack.pop()
+                if not isinstance(stack[-1], dict):
+                    raise UnsafePickle("SETITEM on something that is not a dict")
+                stack[-1][_hashable(key)] = value
+            elif name == "SETITEMS":
+                _set_items(stack, marks)
             elif name == "APPEND":
                 value = stack.pop()
                 stack[-1].append(value)
@@ -125,12 +156,12 @@ def _interpret(data: bytes):
                 stack[-1].extend(items)
             elif name == "GLOBAL":
                 module, _, attribute = str(arg).partition(" ")
-                stack.append(_global(module, attribute))
+                stack.append(_global(module, attribute, allowed_globals))
             elif name == "STACK_GLOBAL":
                 attribute, module = stack.pop(), stack.pop()
                 if not (isinstance(module, str) and isinstance(attribute, str)):
                     raise UnsafePickle("STACK_GLOBAL without two strings")
-                stack.append(_global(module, attribute))
+                stack.append(_global(module, attribute, allowed_globals))
             elif name == "REDUCE":
                 args = stack.pop()
                 stack.append(_Call(stack.pop(), args))
@@ -217,3 +248,41 @@ def json_text_from_npy(data: bytes) -> str:
     if int(np.prod(shape, dtype=np.int64)) != 1:
         raise UnsafePickle(f"an object array of shape {shape}, expected a single element")
     return _text_of(_interpret(handle.read()))
+
+
+def _check_plain(value, path: str = "value") -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_plain(item, f"{path}[{key!r}]")
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _check_plain(item, f"{path}[{index}]")
+    elif not isinstance(value, (str, bytes, int, float, bool, type(None))):
+        raise UnsafePickle(f"{path} is not plain data ({type(value).__name__})")
+
+
+def plain_value_from_pickle(data: bytes):
+    """The plain data (dict, list, tuple, str, bytes, int, float, bool, None) a pickle builds.
+
+    Parameters
+    ----------
+    data : bytes
+        A pickle stream (protocol 2 to 5) that names no global, e.g. PtychoPINN's
+        ``params.dill`` or ``manifest.dill`` (dill writes plain dicts as standard pickles).
+
+    Returns
+    -------
+    object
+        The value, rebuilt from the opcodes; nothing is imported or called.
+
+    Raises
+    ------
+    UnsafePickle
+        The stream names a global, uses another opcode, is truncated, or builds anything but
+        plain data.
+    """
+    if len(data) > _MAX_BYTES:
+        raise UnsafePickle(f"{len(data)} bytes is too large for a settings pickle")
+    value = _interpret(data, allowed_globals=frozenset())
+    _check_plain(value)
+    return value

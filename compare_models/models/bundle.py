@@ -37,6 +37,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import BundleError
+from .finite_weights import check_finite_weights
 from .interface import describe_basics
 
 __all__ = [
@@ -159,10 +160,10 @@ class Bundle:
 
     def patches_from_outputs(self, outputs):
         """First output (B, N, N, C, 2) real/imag -> the seed member's (B, N, N) complex64."""
-        import tensorflow as tf
+        from keras import ops
 
         obj = outputs[0] if isinstance(outputs, (list, tuple)) else outputs
-        return tf.complex(obj[:, :, :, 0, 0], obj[:, :, :, 0, 1])
+        return ops.view_as_complex(obj[:, :, :, 0, :])
 
     def describe(self) -> dict:
         """Format, kind, N, gridsize, intensity scale and the decoded ``bundle.json``."""
@@ -174,16 +175,25 @@ class Bundle:
 
 
 def _versions() -> dict:
-    import keras
-    import tensorflow as tf
+    """Versions that wrote the bundle: Keras, its backend and framework (without importing a
+    framework Keras does not run on)."""
+    from importlib import metadata
 
-    return {
+    import keras
+
+    backend = keras.backend.backend()
+    versions = {
         "compare_models": __version__,
-        "tensorflow": tf.__version__,
         "keras": keras.__version__,
+        "keras_backend": backend,
         "numpy": np.__version__,
         "python": platform.python_version(),
     }
+    try:
+        versions[backend] = metadata.version(backend)
+    except metadata.PackageNotFoundError:
+        pass
+    return versions
 
 
 def plot_history(history: dict, path) -> Path:
@@ -390,7 +400,8 @@ def load_bundle(path) -> Bundle:
     ------
     BundleError
         If the directory or a file is missing, ``bundle.json`` is not valid, the kind is
-        unknown, the model cannot be loaded in Keras safe mode, or the parts disagree (N).
+        unknown, the model cannot be loaded in Keras safe mode, a weight is not finite (the
+        message names the layer and the weight), or the parts disagree (N).
     """
     import keras
 
@@ -440,6 +451,7 @@ def load_bundle(path) -> Bundle:
             f"{model_path}: cannot be loaded as a Keras model in safe mode "
             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
         ) from exc
+    check_finite_weights(model, str(model_path))
     input_shape = model.inputs[0].shape
     expected = (patch_size, patch_size, gridsize * gridsize if kind == "pinn" else 1)
     if tuple(input_shape[1:]) != expected:

@@ -28,14 +28,32 @@ Two entry points:
 - :func:`predict`, which returns every patch (n, N, N): for tests, parity checks and callers
   that want the patches themselves.
 
-Both XLA-compile the network (``jit="auto"``: ``tf.function(jit_compile=True)``), and fall
-back to a plain ``tf.function`` with a warning when XLA cannot compile it.
+Backends
+--------
+Both run under whichever Keras backend the process started with
+(:mod:`compare_models.models.backend`): the network and the stitching kernel of the
+:class:`~compare_models.imaging.stitching.Stitcher` of the same name (:func:`stitch_backend`)
+run in one compiled step on the backend's device:
+
+- TensorFlow: one ``tf.function(jit_compile=True)`` (XLA) of network + stitching kernel;
+  ``jit="auto"`` falls back to a plain ``tf.function`` for the network, with a warning, when
+  XLA cannot compile it.
+- JAX: one ``jax.jit`` of the network (``stateless_call``, its weights passed as arguments)
+  + the scatter-add kernel, the canvas donated so it is updated in place.
+- PyTorch: the network call + the ``index_add_`` kernel, eagerly, under ``torch.no_grad()``.
+
+Inside every step, matrix products and convolutions run in full float32
+(:func:`~compare_models.models.backend.float32_precision`: TF32 off). The first call of a JAX
+or TensorFlow step compiles: :meth:`PredictStitchStep.warm_up` pays that on zeros, so callers
+time it apart.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -53,6 +71,8 @@ __all__ = [
     "predict_and_stitch",
     "build_predictor",
     "warm_up",
+    "stitch_backend",
+    "stream_step",
 ]
 
 log = logging.getLogger("compare_models.inference")
@@ -92,10 +112,23 @@ class Prediction:
             )
 
 
+def stitch_backend(model=None) -> str:
+    """The :class:`~compare_models.imaging.stitching.Stitcher` backend whose canvas lives with
+    the network's tensors: the Keras backend of this process (imports Keras), or, for a model
+    that runs on its own device (``model.stitch_backend``: PtychoPINN's PyTorch models,
+    ``"torch"``, canvas on ``model.device``), that one (imports nothing)."""
+    if model is not None and hasattr(model, "stitch_backend"):
+        return model.stitch_backend
+    from .backend import active_backend
+
+    return active_backend()
+
+
 def build_predictor(model, batch_size: int, *, jit: bool = False):
-    """The ``tf.function`` :func:`predict` runs for ``model``: fixed batch shape, returns
-    (B, N, N) complex64 patches, XLA-compiled when ``jit``. Built once, it is traced on its
-    first call (:func:`warm_up`)."""
+    """The function :func:`predict` runs for ``model``: fixed batch shape, NumPy inputs in,
+    (B, N, N) complex64 patches out (a backend tensor; ``np.asarray`` of it, or
+    :func:`_to_numpy`, gives NumPy), compiled when ``jit`` (TensorFlow: XLA; JAX: always).
+    Built once, it is traced on its first call (:func:`warm_up`)."""
     return _predict_function(model, int(batch_size), jit=bool(jit))
 
 
@@ -103,19 +136,29 @@ def warm_up(predictor, model, batch_size: int) -> None:
     """Call ``predictor`` once on an all-zero batch, so that its one-off tracing happens here
     and not inside a timed :func:`predict`."""
     batch = [np.zeros(shape, dtype) for shape, dtype in model.input_specs(int(batch_size))]
-    np.asarray(predictor(*batch))
+    _to_numpy(predictor(*batch))
 
 
-def _network_patches(model, batch_size: int):
-    """A traceable ``(*inputs) -> (B, N, N) complex64`` patches; checks the output's static
-    shape when traced (one patch per sample, N x N)."""
-    import tensorflow as tf
+def _to_numpy(tensor) -> np.ndarray:
+    from keras import ops
+
+    return ops.convert_to_numpy(tensor)
+
+
+def _network_patches(model, batch_size: int, call=None):
+    """A traceable ``(*inputs) -> (B, N, N) complex64`` patches (``keras.ops``, any backend);
+    checks the output's static shape when traced (one patch per sample, N x N).
+
+    ``call(inputs)``: how the network is run (default: ``model.model(inputs, training=False)``).
+    """
+    from keras import ops
 
     network, n_side = model.model, model.patch_size
+    call = call or (lambda inputs: network(inputs, training=False))
 
     def patches_of(*inputs):
-        outputs = network(inputs[0] if len(inputs) == 1 else list(inputs), training=False)
-        patches = tf.cast(model.patches_from_outputs(outputs), tf.complex64)
+        outputs = call(inputs[0] if len(inputs) == 1 else list(inputs))
+        patches = ops.cast(model.patches_from_outputs(outputs), "complex64")
         if patches.shape[0] not in (None, batch_size):
             raise PredictionCountError(f"the model returned {patches.shape[0]} patches for a batch of {batch_size}")
         if tuple(patches.shape[1:]) != (n_side, n_side):
@@ -127,13 +170,62 @@ def _network_patches(model, batch_size: int):
     return patches_of
 
 
-def _predict_function(model, batch_size: int, *, jit: bool = False):
-    """A ``tf.function`` of fixed batch shape returning (B, N, N) complex64 patches."""
-    import tensorflow as tf
+def _jax_stateless(model):
+    """``(variables, call)``: the network's weights as JAX arrays, and ``call(variables,
+    inputs)`` running it through ``stateless_call`` (weights as arguments of a ``jax.jit``,
+    not constants baked into it)."""
+    network = model.model
+    variables = ([v.value for v in network.trainable_variables], [v.value for v in network.non_trainable_variables])
 
-    signature = [tf.TensorSpec(shape, getattr(tf, dtype)) for shape, dtype in model.input_specs(batch_size)]
-    return tf.function(_network_patches(model, batch_size), input_signature=signature, jit_compile=jit or None,
-                       autograph=False)
+    def call(variables, inputs):
+        outputs, _ = network.stateless_call(variables[0], variables[1], inputs, training=False)
+        return outputs
+
+    return variables, call
+
+
+def _predict_function(model, batch_size: int, *, jit: bool = False):
+    """A function of fixed batch shape returning (B, N, N) complex64 patches as a backend
+    tensor: TensorFlow, a ``tf.function`` (XLA when ``jit``); JAX, a ``jax.jit`` (always
+    compiled); PyTorch, the eager call under ``torch.no_grad``. Each runs in full float32."""
+    from .backend import active_backend, float32_precision
+
+    backend = active_backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        signature = [tf.TensorSpec(shape, getattr(tf, dtype)) for shape, dtype in model.input_specs(batch_size)]
+        return tf.function(_network_patches(model, batch_size), input_signature=signature, jit_compile=jit or None,
+                           autograph=False)
+    if backend == "jax":
+        import jax
+
+        variables, call = _jax_stateless(model)
+        compiled = jax.jit(lambda variables, *inputs: _network_patches(
+            model, batch_size, lambda x: call(variables, x))(*inputs))
+
+        def run_jax(*inputs):
+            with float32_precision("jax"):
+                return compiled(variables, *inputs)
+
+        return run_jax
+    import torch
+
+    patches_of = _network_patches(model, batch_size)
+    device = _torch_device()
+
+    def run_torch(*inputs):
+        with torch.no_grad(), float32_precision("torch"):
+            return patches_of(*(torch.as_tensor(x, device=device) for x in inputs))
+
+    return run_torch
+
+
+def _torch_device():
+    """The device Keras's torch backend computes on."""
+    from keras import ops
+
+    return ops.zeros(()).device
 
 
 def predict(
@@ -178,12 +270,15 @@ def predict(
     """
     from tqdm.auto import tqdm
 
+    from .backend import float32_precision
+
     batch_size, chunk, prepared = _prepare(model, dataset, batch_size, chunk)
     m = prepared.n_samples
     n_side = model.patch_size
     run = predictor if predictor is not None else _predict_function(model, batch_size, jit=jit)
     patches = np.empty((m, n_side, n_side), dtype=np.complex64)
-    with tqdm(total=m, desc=f"predict {model.kind}", unit="pos", disable=not progress) as bar:
+    with tqdm(total=m, desc=f"predict {model.kind}", unit="pos", disable=not progress) as bar, \
+            float32_precision():
         for chunk_start in range(0, m, chunk):
             indices = np.arange(chunk_start, min(m, chunk_start + chunk))
             chunk_inputs = prepared.build(indices)
@@ -191,7 +286,7 @@ def predict(
                 stop = min(len(indices), start + batch_size)
                 n_valid = stop - start
                 batch = [_pad(part[start:stop], batch_size) for part in chunk_inputs]
-                output = np.asarray(run(*batch))
+                output = _to_numpy(run(*batch))
                 if output.shape[0] != batch_size:
                     raise PredictionCountError(
                         f"the model returned {output.shape[0]} patches for a batch of {batch_size}"
@@ -264,12 +359,15 @@ class StreamResult:
 class PredictStitchStep:
     """One compiled step: a batch of model inputs -> patches -> added to a stitcher's canvases.
 
-    The network and the stitching kernel run in one ``tf.function(jit_compile=True)`` (XLA); if
-    XLA cannot compile the network (``jit="auto"``), the network runs in a plain
-    ``tf.function`` and the stitching kernel in its own XLA function, on the same device:
-    either way no patch is copied back to the host. Patches with non-finite values are counted
-    (the stitcher raises at :meth:`~compare_models.imaging.stitching.Stitcher.result`) and not
-    added, and so are the padding samples of a short last batch (gain 0).
+    Built for the Keras backend of this process (module docstring, "Backends"); the stitcher
+    must be of the same backend (:func:`stitch_backend`), so the patches never leave the
+    device. TensorFlow: network and stitching kernel in one ``tf.function(jit_compile=True)``
+    (XLA); if XLA cannot compile the network (``jit="auto"``), the network runs in a plain
+    ``tf.function`` and the kernel in its own XLA function. JAX: one ``jax.jit`` of both, the
+    canvas donated. PyTorch: both eagerly under ``torch.no_grad()``. Patches with non-finite
+    values are counted (the stitcher raises at
+    :meth:`~compare_models.imaging.stitching.Stitcher.result`) and not added, and so are the
+    padding samples of a short last batch (gain 0).
 
     Parameters
     ----------
@@ -277,52 +375,72 @@ class PredictStitchStep:
     batch_size : int
         Samples per call (fixed shape).
     stitcher : compare_models.imaging.stitching.Stitcher
-        XLA backend; its canvas is updated in place by each call.
+        Of the Keras backend's name; its canvas is updated by each call.
     n_targets : int
         Canvases each patch is added to (e.g. 2: the full image and its half-set image).
     jit : {"auto", "on", "off"}
+        TensorFlow only (JAX always compiles; PyTorch runs eagerly).
     """
 
     def __init__(self, model, batch_size: int, stitcher, *, n_targets: int = 1, jit: str = "auto"):
+        from .backend import active_backend
+
         if jit not in JIT_MODES:
             raise ConfigError(f"jit must be one of {JIT_MODES}, got {jit!r}")
-        if stitcher.backend != "xla":
-            raise ConfigError("predict_and_stitch needs a stitcher with the 'xla' backend")
+        self.backend = active_backend()
+        if stitcher.backend != self.backend:
+            raise ConfigError(
+                f"predict_and_stitch: the stitcher's backend is {stitcher.backend!r} but Keras runs on "
+                f"{self.backend!r}; make the Stitcher with backend=stitch_backend()"
+            )
         self.model, self.batch_size, self.stitcher = model, int(batch_size), stitcher
         self.n_targets, self.jit_mode = int(n_targets), jit
-        self.jit = jit != "off"
+        self.jit = (jit != "off") if self.backend == "tensorflow" else self.backend == "jax"
         self.fallback_reason = None
         self._build()
 
     def _specs(self):
-        import tensorflow as tf
-
+        """(shape, dtype) of the canvas, of each model input and of the four geometry arrays."""
         b, t = self.batch_size, self.n_targets
-        canvas = tf.TensorSpec(self.stitcher.canvas.shape, tf.float32)
-        inputs = [tf.TensorSpec(shape, getattr(tf, dtype)) for shape, dtype in self.model.input_specs(b)]
-        geometry = [
-            tf.TensorSpec((b, 2), tf.int32), tf.TensorSpec((b, 2), tf.float32),
-            tf.TensorSpec((b, t), tf.int32), tf.TensorSpec((b, t), tf.float32),
-        ]
-        return canvas, inputs, geometry
+        geometry = [((b, 2), "int32"), ((b, 2), "float32"), ((b, t), "int32"), ((b, t), "float32")]
+        return (tuple(self.stitcher.canvas_shape), "float32"), list(self.model.input_specs(b)), geometry
 
     def _build(self):
+        add = self.stitcher.guarded_kernel(self.batch_size, self.n_targets)
+        if self.backend == "tensorflow":
+            self._build_tensorflow(add)
+        elif self.backend == "jax":
+            import jax
+
+            variables, call = _jax_stateless(self.model)
+            model, batch_size = self.model, self.batch_size
+
+            def fused(canvas, variables, inputs, geometry):
+                patches = _network_patches(model, batch_size, lambda x: call(variables, x))(*inputs)
+                return add(canvas, patches, *geometry)
+
+            compiled = jax.jit(fused, donate_argnums=0)
+            self._call = lambda canvas, inputs, geometry: compiled(canvas, variables, list(inputs), list(geometry))
+        else:
+            import torch
+
+            patches_of = _network_patches(self.model, self.batch_size)
+
+            def eager(canvas, inputs, geometry):
+                with torch.no_grad():
+                    return add(canvas, patches_of(*inputs), *geometry)
+
+            self._call = eager
+
+    def _build_tensorflow(self, add):
         import tensorflow as tf
 
         patches_of = _network_patches(self.model, self.batch_size)
-        kernel = self.stitcher.kernel(self.batch_size, self.n_targets)
-        canvas_spec, input_specs, geometry_specs = self._specs()
+        (canvas_shape, _), inputs, geometry = self._specs()
+        canvas_spec = tf.TensorSpec(canvas_shape, tf.float32)
+        input_specs = [tf.TensorSpec(shape, getattr(tf, dtype)) for shape, dtype in inputs]
+        geometry_specs = [tf.TensorSpec(shape, getattr(tf, dtype)) for shape, dtype in geometry]
         n_inputs = len(input_specs)
-
-        def add(canvas, patches, origins, fractions, targets, gains):
-            valid = tf.reduce_max(gains, axis=1) > 0
-            finite = tf.reduce_all(
-                tf.math.is_finite(tf.math.real(patches)) & tf.math.is_finite(tf.math.imag(patches)), axis=[1, 2]
-            )
-            nonfinite = tf.reduce_sum(tf.cast(valid & ~finite, tf.int32))
-            patches = tf.where((valid & finite)[:, None, None], patches, tf.zeros_like(patches))
-            return kernel(canvas, patches, origins, fractions, targets, gains), nonfinite
-
         if self.jit:
             def fused(canvas, *rest):
                 return add(canvas, patches_of(*rest[:n_inputs]), *rest[n_inputs:])
@@ -339,42 +457,103 @@ class PredictStitchStep:
             )
             self._call = lambda canvas, inputs, geometry: stitch(canvas, network(*inputs), *geometry)
 
-    def warm_up(self) -> None:
-        """Run one all-zero batch on a scratch canvas (the stitcher's is untouched), so that
-        tracing and XLA compilation happen here. With ``jit="auto"``, a network XLA cannot
-        compile is rebuilt without XLA, with a warning."""
+    @property
+    def on_cpu(self) -> bool:
+        """Whether the step computes on the CPU."""
+        if self.backend == "jax":
+            return self.stitcher.device.platform == "cpu"
+        if self.backend == "torch":
+            return self.stitcher.device.type == "cpu"
         import tensorflow as tf
 
-        canvas_spec, input_specs, geometry_specs = self._specs()
-        canvas = tf.zeros(canvas_spec.shape, tf.float32)
-        inputs = [tf.zeros(spec.shape, spec.dtype) for spec in input_specs]
-        geometry = [tf.zeros(spec.shape, spec.dtype) for spec in geometry_specs]
-        try:
-            result = self._call(canvas, inputs, geometry)
-        except PredictionCountError:
-            raise
-        except Exception as exc:  # XLA refuses an op: InvalidArgumentError, UnimplementedError ...
-            if self.jit_mode != "auto" or not self.jit:
+        return not tf.config.list_logical_devices("GPU")
+
+    def to_device(self, arrays):
+        """NumPy arrays -> tensors of the backend on the stitcher's device (the step's inputs)."""
+        if self.backend == "tensorflow":
+            import tensorflow as tf
+
+            return [tf.constant(a) for a in arrays]
+        if self.backend == "jax":
+            import jax
+
+            return jax.device_put(list(arrays), self.stitcher.device)
+        import torch
+
+        return [torch.as_tensor(a, device=self.stitcher.device) for a in arrays]
+
+    def _wait(self, result) -> None:
+        """Block until ``result`` (and the work before it) is computed."""
+        if self.backend == "tensorflow":
+            result[0].numpy()
+        elif self.backend == "jax":
+            import jax
+
+            jax.block_until_ready(result)
+        else:
+            import torch
+
+            if result[0].is_cuda:
+                torch.cuda.synchronize(result[0].device)
+
+    def warm_up(self) -> None:
+        """Run one all-zero batch on a scratch canvas (the stitcher's is untouched), so that
+        tracing and compilation (XLA under TensorFlow and JAX) happen here. With
+        ``jit="auto"``, a network XLA cannot compile under TensorFlow is rebuilt without XLA,
+        with a warning."""
+        from .backend import float32_precision
+
+        (canvas_shape, canvas_dtype), inputs, geometry = self._specs()
+
+        def zeros():
+            canvas = self.to_device([np.zeros(canvas_shape, canvas_dtype)])[0]
+            return canvas, self.to_device([np.zeros(s, d) for s, d in inputs]), self.to_device(
+                [np.zeros(s, d) for s, d in geometry])
+
+        with float32_precision(self.backend):
+            try:
+                result = self._call(*zeros())
+            except PredictionCountError:
                 raise
-            self.fallback_reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
-            log.warning("XLA could not compile the %s network (%s); running it without XLA",
-                        self.model.kind, self.fallback_reason)
-            self.jit = False
-            self._build()
-            result = self._call(canvas, inputs, geometry)
-        result[0].numpy()  # wait for it
+            except Exception as exc:  # XLA refuses an op: InvalidArgumentError, UnimplementedError ...
+                if self.backend != "tensorflow" or self.jit_mode != "auto" or not self.jit:
+                    raise
+                self.fallback_reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+                log.warning("XLA could not compile the %s network (%s); running it without XLA",
+                            self.model.kind, self.fallback_reason)
+                self.jit = False
+                self._build()
+                result = self._call(*zeros())
+            self._wait(result)
 
     def __call__(self, inputs, geometry):
         """Add one batch: ``inputs`` (tensors of :meth:`LoadedModel.input_specs`), ``geometry``
-        (origins, fractions, targets, gains tensors of the batch)."""
-        canvas, nonfinite = self._call(self.stitcher.canvas, inputs, geometry)
+        (origins, fractions, targets, gains tensors of the batch), all from :meth:`to_device`.
+        Runs in full float32 (:func:`~compare_models.models.backend.float32_precision`)."""
+        from .backend import float32_precision
+
+        with float32_precision(self.backend):
+            canvas, nonfinite = self._call(self.stitcher.canvas, inputs, geometry)
         self.stitcher.canvas = canvas
         self.stitcher.count_nonfinite(nonfinite)
+
+    def finish(self) -> None:
+        """Wait until every call so far has been computed (the backends run asynchronously)."""
+        self._wait((self.stitcher.canvas,))
+
+
+def stream_step(model, batch_size: int, stitcher, *, n_targets: int = 1, jit: str = "auto"):
+    """The streaming step for ``model``: its own (``model.stream_step``, e.g. PtychoPINN's
+    PyTorch models, which run eagerly: ``jit`` does not apply) or :class:`PredictStitchStep`
+    (TensorFlow/XLA)."""
+    if hasattr(model, "stream_step"):
+        return model.stream_step(batch_size, stitcher, n_targets=n_targets)
+    return PredictStitchStep(model, batch_size, stitcher, n_targets=n_targets, jit=jit)
 
 
 def predict_and_stitch(
     model, dataset, stitcher, *, canvases=0, batch_size: int = 32, chunk: int = 1024, progress: bool = True,
-    step: PredictStitchStep | None = None, jit: str = "auto",
+    step: PredictStitchStep | None = None, jit: str = "auto", prefetch_workers: int | None = None,
 ) -> StreamResult:
     """Predict one patch per scan position of ``dataset`` and stitch it as it comes.
 
@@ -384,7 +563,7 @@ def predict_and_stitch(
     dataset : compare_models.io.dataset.Dataset
         Its N must match the model's. Its patterns are read a chunk at a time.
     stitcher : compare_models.imaging.stitching.Stitcher
-        XLA backend, on the object grid; receives every patch.
+        Of the Keras backend (:func:`stitch_backend`), on the object grid; receives every patch.
     canvases : int or array_like (M,) or (M, T) of int
         The canvas (or T canvases, -1 for none) each position's patch is added to.
     batch_size : int
@@ -398,7 +577,13 @@ def predict_and_stitch(
     step : PredictStitchStep, optional
         Built (and warmed up) by the caller for this model, batch size, stitcher and T.
     jit : {"auto", "on", "off"}
-        XLA for the network when ``step`` is not given.
+        XLA for the network when ``step`` is not given (TensorFlow).
+    prefetch_workers : int, optional
+        Threads building chunks of inputs ahead, each one chunk (NumPy releases the GIL for
+        the reads and the normalisation). Default: 1 when the network computes on the CPU
+        (the cores are the network's), else up to 4 (a GPU consumes inputs faster than one
+        thread builds a gridsize-2 network's). Chunks are consumed in order, so the sums do not
+        depend on it.
 
     Returns
     -------
@@ -414,8 +599,12 @@ def predict_and_stitch(
         A patch outside the grid (before any inference), or non-finite patches (at
         ``stitcher.result``).
     """
-    import tensorflow as tf
+    if hasattr(model, "predict_and_stitch"):  # a model that streams on its own device (PyTorch)
+        return model.predict_and_stitch(dataset, stitcher, canvases=canvases, batch_size=batch_size, chunk=chunk,
+                                        progress=progress, step=step)
     from tqdm.auto import tqdm
+
+    from .backend import describe_runtime
 
     batch_size, chunk, prepared = _prepare(model, dataset, batch_size, chunk)
     m = prepared.n_samples
@@ -444,8 +633,8 @@ def predict_and_stitch(
         for start in range(0, indices.size, batch_size):
             stop = min(indices.size, start + batch_size)
             batches.append((
-                [tf.constant(_pad(part[start:stop], batch_size)) for part in parts],
-                [tf.constant(_pad(g[start:stop], batch_size)) for g in geometry],
+                step.to_device([_pad(part[start:stop], batch_size) for part in parts]),
+                step.to_device([_pad(g[start:stop], batch_size) for g in geometry]),
                 stop - start,
             ))
         return batches
@@ -453,21 +642,25 @@ def predict_and_stitch(
     waited = 0.0
     n_batches = 0
     chunk_starts = list(range(0, m, chunk))
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch") as pool, tqdm(
+    workers = int(prefetch_workers) if prefetch_workers else (1 if step.on_cpu else min(4, os.cpu_count() or 1))
+    if workers < 1:
+        raise ConfigError(f"prefetch_workers must be >= 1, got {prefetch_workers}")
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="prefetch") as pool, tqdm(
         total=m, desc=f"predict+stitch {model.kind}", unit="pos", disable=not progress
     ) as bar:
-        pending = pool.submit(build, chunk_starts[0])
+        pending = deque(pool.submit(build, s) for s in chunk_starts[:workers])
         for number in range(len(chunk_starts)):
             start = time.perf_counter()
-            batches = pending.result()
+            batches = pending.popleft().result()
             waited += time.perf_counter() - start
-            if number + 1 < len(chunk_starts):
-                pending = pool.submit(build, chunk_starts[number + 1])
+            if number + workers < len(chunk_starts):
+                pending.append(pool.submit(build, chunk_starts[number + workers]))
             for inputs, geometry, n_valid in batches:
                 step(inputs, geometry)
                 n_batches += 1
                 bar.update(n_valid)
             del batches
+        step.finish()  # the backends run asynchronously: the pass ends when its work is done
     return StreamResult(
         n_patches=m,
         positions_xy=positions,
@@ -479,5 +672,7 @@ def predict_and_stitch(
             "network_xla": bool(step.jit),
             "xla_fallback_reason": step.fallback_reason,
             "input_wait_s": round(waited, 3),
+            "prefetch_workers": workers,
+            **describe_runtime(step.backend),
         },
     )

@@ -4,7 +4,8 @@ Complex tensors never cross a layer boundary: an object is carried as a float32 
 ``(B, N, N, C, 2)`` holding the real and imaginary parts, so Keras' dtype handling stays in
 float32. Every layer is registered under the package name ``compare_models`` and rebuilds from
 its :meth:`get_config`; weights (the probe, the learned intensity scale) live in the saved
-model, never in module state.
+model, never in module state. Every ``call`` uses ``keras.ops`` only, so the layers run under
+Keras's TensorFlow, JAX and PyTorch backends (training stays on TensorFlow).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import math
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from . import physics
 
@@ -31,14 +32,12 @@ _PACKAGE = "compare_models"
 
 def object_to_complex(obj):
     """``(B, N, N, C, 2)`` float real/imag -> ``(B, C, N, N)`` complex64."""
-    z = tf.complex(obj[..., 0], obj[..., 1])
-    return tf.transpose(z, [0, 3, 1, 2])
+    return ops.transpose(ops.view_as_complex(obj), [0, 3, 1, 2])
 
 
 def _complex_to_object(z):
     """``(B, C, N, N)`` complex64 -> ``(B, N, N, C, 2)`` float32."""
-    z = tf.transpose(z, [0, 2, 3, 1])
-    return tf.stack([tf.math.real(z), tf.math.imag(z)], axis=-1)
+    return ops.view_as_real(ops.transpose(z, [0, 2, 3, 1]))
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -50,7 +49,7 @@ class ScaledTanh(keras.layers.Layer):
         self.scale = float(scale)
 
     def call(self, inputs):
-        return self.scale * tf.tanh(inputs)
+        return self.scale * ops.tanh(inputs)
 
     def get_config(self):
         return {**super().get_config(), "scale": self.scale}
@@ -62,7 +61,7 @@ class AmplitudePhaseToObject(keras.layers.Layer):
 
     def call(self, inputs):
         amplitude, phase = inputs
-        return tf.stack([amplitude * tf.cos(phase), amplitude * tf.sin(phase)], axis=-1)
+        return ops.stack([amplitude * ops.cos(phase), amplitude * ops.sin(phase)], axis=-1)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -118,13 +117,13 @@ class FarFieldIntensity(keras.layers.Layer):
     def probe(self) -> np.ndarray:
         """The stored probe as a complex64 array (N, N)."""
         return (
-            np.asarray(self.probe_real.numpy()) + 1j * np.asarray(self.probe_imag.numpy())
+            ops.convert_to_numpy(self.probe_real) + 1j * ops.convert_to_numpy(self.probe_imag)
         ).astype(np.complex64)
 
     def call(self, inputs):
-        probe = tf.complex(self.probe_real, self.probe_imag)
+        probe = physics.complex_from_parts(self.probe_real, self.probe_imag)
         intensity = physics.far_field_intensity(object_to_complex(inputs), probe)
-        return tf.transpose(intensity, [0, 2, 3, 1])
+        return ops.transpose(intensity, [0, 2, 3, 1])
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -138,7 +137,7 @@ class IntensityScale(keras.layers.Layer):
 
     @property
     def scale(self) -> float:
-        return float(np.exp(self.log_scale.numpy()))
+        return float(np.exp(ops.convert_to_numpy(self.log_scale)))
 
     def call(self, inputs):
-        return inputs * tf.exp(self.log_scale)
+        return inputs * ops.exp(self.log_scale)

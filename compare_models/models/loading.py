@@ -9,6 +9,10 @@ a directory holding ``bundle.json``          this project's bundle (``compare_mo
 a directory holding ``wts.h5.zip``, or the   PtychoPINN PINN (``PtychoPINN wts.h5.zip
 file itself (a zip with PtychoPINN's         (gridsize g)``)
 ``diffraction_to_obj/`` members)
+the same, written by PtychoPINN's PyTorch    PtychoPINN PyTorch PINN (``PtychoPINN PyTorch
+backend (``manifest.dill`` version           wts.h5.zip (generator, gridsize g)``), run by
+``2.0-pytorch``, ``diffraction_to_obj/       torch on ``device``
+model.pth``)
 a directory with ``baseline_model.h5``       PtychoPINN supervised baseline (``PtychoPINN
 anywhere below it (PtychoPINN nests it in a  baseline_model.h5``); several below one
 timestamped folder), or the file itself      directory are an error naming them
@@ -36,6 +40,7 @@ __all__ = ["FORMATS", "ModelSource", "detect_model_source", "load_model"]
 FORMATS = MappingProxyType({
     "bundle": "compare_models bundle",
     "ptychopinn_pinn": "PtychoPINN wts.h5.zip",
+    "ptychopinn_torch": "PtychoPINN PyTorch wts.h5.zip",
     "ptychopinn_baseline": "PtychoPINN baseline_model.h5",
 })
 
@@ -91,10 +96,18 @@ def _has_model_config(path: Path) -> bool:
         return False
 
 
+def _is_torch_bundle(path: Path, members) -> bool:
+    from .ptychopinn_torch.archive import is_torch_bundle
+
+    return is_torch_bundle(path, members)
+
+
 def _detect_file(path: Path) -> ModelSource:
     if path.name == _BUNDLE_JSON:
         return ModelSource("bundle", path.parent)
     members = _zip_members(path)
+    if (members is not None or path.name == _PINN_ARCHIVE) and _is_torch_bundle(path, members):
+        return ModelSource("ptychopinn_torch", path)
     if members is not None:
         if any(m.startswith(_PINN_MEMBER_PREFIXES) for m in members) or path.name == _PINN_ARCHIVE:
             return ModelSource("ptychopinn_pinn", path)
@@ -138,7 +151,7 @@ def detect_model_source(path) -> ModelSource:
     if (path / _BUNDLE_JSON).is_file():
         return ModelSource("bundle", path)
     if (path / _PINN_ARCHIVE).is_file():
-        return ModelSource("ptychopinn_pinn", path / _PINN_ARCHIVE)
+        return _detect_file(path / _PINN_ARCHIVE)
     found = sorted(
         Path(root) / _BASELINE_FILE for root, _dirs, files in os.walk(path) if _BASELINE_FILE in files
     )
@@ -159,19 +172,23 @@ def detect_model_source(path) -> ModelSource:
     )
 
 
-def load_model(path):
+def load_model(path, *, device: str = "auto"):
     """Load the model at ``path`` in whichever supported format it is.
 
     Parameters
     ----------
     path : str or os.PathLike
         A directory or file (see the module docstring).
+    device : {"auto", "cpu", "gpu", "cuda"}
+        Where a PyTorch model runs (``auto``: CUDA when torch sees a device; ``gpu`` =
+        ``cuda``); the Keras models ignore it (their backend's device is chosen at start-up).
 
     Returns
     -------
     LoadedModel
         A :class:`~compare_models.models.bundle.Bundle`,
-        :class:`~compare_models.models.ptychopinn.pinn.LoadedPinn` or
+        :class:`~compare_models.models.ptychopinn.pinn.LoadedPinn`,
+        :class:`~compare_models.models.ptychopinn_torch.model.LoadedTorchPinn` or
         :class:`~compare_models.models.ptychopinn.baseline.LoadedBaseline`; its
         ``model_format`` names the format.
 
@@ -190,6 +207,10 @@ def load_model(path):
         from .ptychopinn.pinn import load_pinn
 
         return load_pinn(source.path)
+    if source.format == "ptychopinn_torch":
+        from .ptychopinn_torch.model import load_torch_pinn
+
+        return load_torch_pinn(source.path, device=device)
     from .ptychopinn.baseline import load_baseline
 
     return load_baseline(source.path)

@@ -11,9 +11,13 @@ Every arm of a comparison gets two images from the two disjoint halves of the sc
 * pty-chi: two reconstructions that ``ptycho-study reconstruct --half-sets`` made from the two
   halves (:func:`ptychi_half_set_paths`, :func:`ptychi_half_images`).
 
-:func:`evaluate_half_sets` then registers half 2 of every arm onto its half 1 (shift, phase
-offset and ramp, amplitude scale) over one region for every arm, the half-set region, and
-computes the half-set FRC (kind ``"half_set"``). Neither step needs ground truth.
+:func:`evaluate_half_sets` then scores half 2 of every arm against its half 1 on the one
+scoring path (:func:`compare_models.imaging.scoring.score_images`, kind ``"half_set"``):
+registered onto half 1 (pty-chi: shift, phase offset and ramp, amplitude scale; a network: no
+shift, since both halves come from one model on one grid, then the gauge) over one region for
+every arm, the half-set region, and correlated (the half-set FRC: an iterative arm's
+resolution, a network's reproducibility under independent data). Neither step needs ground
+truth.
 
 Nothing here imports TensorFlow: a network arm hands in its stitcher and its ``predict_half``.
 docs/how-the-numbers-are-made.md ("Half-set FRC") describes every rule and output.
@@ -24,37 +28,27 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 
 from ..errors import ConfigError, DatasetError, MetricError
+from ..report.records import HalfImages, HalfSetScore, HalfSetScoring
+from ..report.vocabulary import ARM_KINDS, HALF_SET_REGION_RULE
 
 __all__ = [
-    "HALF_SET_REGION_RULE",
     "DEFAULT_MIN_COVERAGE",
     "MIN_REGION_SIDE_PX",
-    "HalfImages",
     "half_canvases",
     "network_half_images",
     "ptychi_half_set_paths",
     "ptychi_half_images",
     "evaluate_half_sets",
-    "half_set_rows",
-    "half_set_curves",
-    "half_set_scoring",
 ]
 
 log = logging.getLogger("compare_models.compare")
 
-#: The half-set region, in words, as metrics.json records it.
-HALF_SET_REGION_RULE = (
-    "pixels whose centre lies in the convex hull of the scan positions (all of them) where both "
-    "half images of every arm have data (valid mask and a non-zero value), eroded (chessboard "
-    "distance, the grid's border counting as outside) by ceil(largest half-to-half shift) + "
-    "margin pixels"
-)
 #: Both halves of every arm must cover at least this fraction of the scan's hull. Below it the
 #: region has holes where a half lacks data: the FRC window must fall to zero around every hole,
 #: a sieve-like window imposes its own pattern on both images (and correlates them at its
@@ -64,38 +58,17 @@ DEFAULT_MIN_COVERAGE = 0.9
 #: the scored region against ground truth (the 11-pixel SSIM window), so that one scan is never
 #: big enough for one kind of number and not the other; it leaves 5 FRC rings above the mean.
 MIN_REGION_SIDE_PX = 11
-#: Order of the half-set cut-off rows in comparison_metrics.csv.
-CSV_ORDER = ("1/7", "halfbit", "1bit")
-
-
-@dataclass(frozen=True, eq=False)
-class HalfImages:
-    """An arm's two half-set images on the comparison's grid.
-
-    Attributes
-    ----------
-    images : tuple of two ndarray (H, W) complex64
-    valid : tuple of two ndarray (H, W) bool
-        Where each half image holds data.
-    positions_xy : tuple of two ndarray (n_k, 2) or None
-        The positions each half was made from (object pixels), for coverage hints.
-    split : dict
-        How the halves were chosen (:meth:`HalfSplit.to_dict`, plus where it came from).
-    how : str
-        How the images were made, in words.
-    timings_s : dict
-        Stage -> seconds.
-    details : dict
-        Provenance (paths, algorithms, stitching crop ...).
-    """
-
-    images: tuple
-    valid: tuple
-    positions_xy: tuple | None
-    split: dict
-    how: str
-    timings_s: dict = field(default_factory=dict)
-    details: dict = field(default_factory=dict)
+# How a network's half images were made (per_position True: gridsize 1), in words.
+_NETWORK_HALVES_HOW = MappingProxyType({
+    True: (
+        "the full run's patches of each half's positions, stitched on the full image's grid in "
+        "the same pass (gridsize 1: a patch depends on its own pattern only)"
+    ),
+    False: (
+        "each half predicted on its own (groups formed among the half's positions only) and "
+        "stitched on the full image's grid"
+    ),
+})
 
 
 # --------------------------------------------------------------------------------------------
@@ -167,16 +140,10 @@ def network_half_images(
         images.append(np.asarray(image, np.complex64))
         valid.append(np.asarray(weights) > 0)
         positions.append(np.asarray(half_positions, np.float64))
-    how = (
-        "the full run's patches of each half's positions, stitched on the full image's grid in "
-        "the same pass (gridsize 1: a patch depends on its own pattern only)"
-        if per_position
-        else "each half predicted on its own (groups formed among the half's positions only) and "
-        "stitched on the full image's grid"
-    )
     return HalfImages(
         tuple(images), tuple(valid), tuple(positions),
-        {**split.to_dict(), "made_by": "compare-models"}, how, {f"{key}.half_sets.predict_stitch": seconds},
+        {**split.to_dict(), "made_by": "compare-models"}, _NETWORK_HALVES_HOW[bool(per_position)],
+        {f"{key}.half_sets.predict_stitch": seconds},
         {"stitch_crop_size": int(crop), "reused_full_run_patches": bool(per_position)},
     )
 
@@ -296,10 +263,9 @@ def ptychi_half_images(pair, shape, dataset, *, found: str = "") -> HalfImages:
 # --------------------------------------------------------------------------------------------
 # Scoring
 
-
 def evaluate_half_sets(
     arms, positions_xy, shape, config, *, pixel_size_m=None, estimate_shift_for=None, timer=None, required=True
-) -> dict:
+) -> HalfSetScoring:
     """Half-set FRC of every arm that has two half images, on one region for all.
 
     Parameters
@@ -314,8 +280,9 @@ def evaluate_half_sets(
         ``frc_sigma``, ``min_half_set_coverage``, ``stitch_crop_size``.
     pixel_size_m : float, optional
     estimate_shift_for : callable, optional
-        ``estimate_shift_for(arm) -> bool``: whether a shift between the arm's halves is
-        estimated (the comparison's own policy); default always.
+        ``estimate_shift_for(arm) -> bool``: whether a shift between an iterative arm's halves
+        is estimated (the comparison's own policy); default always. A network's halves share
+        one frame by construction: never.
     timer : callable, optional
         ``timer(stage, func, *args, **kwargs)``.
     required : bool
@@ -326,11 +293,9 @@ def evaluate_half_sets(
 
     Returns
     -------
-    dict
-        ``computed`` (bool), ``region`` (mask) and ``region_info`` (the rule, pixel counts,
-        coverage, erosion), ``models`` (name -> ``kind``, ``amplitude``, ``phase``,
-        ``registration``, ``split``, ``how``, ``coverage``, ``phase_wrap_pixels``), ``aligned``
-        (name -> (half 1, half 2 registered onto it)), ``not_computed`` (name -> reason).
+    HalfSetScoring
+        ``computed``, ``region`` (mask) and ``region_info`` (the rule, pixel counts, coverage,
+        erosion), ``arms`` (name -> :class:`HalfSetScore`), ``not_computed`` (name -> reason).
 
     Raises
     ------
@@ -338,73 +303,136 @@ def evaluate_half_sets(
         A half leaves too little: both halves of an arm cover less than
         ``config.min_half_set_coverage`` of the hull, or the region is under
         :data:`MIN_REGION_SIDE_PX` a side; the message names the fix.
-    RegistrationError
-        A half-to-half shift beyond ``config.max_shift_px``.
-    """
-    from ..imaging.halfsets import half_set_frc
-    from ..imaging.region import scan_hull, scored_region
-    from ..imaging.registration import estimate_shift, register
 
-    timer = timer or (lambda stage, func, *args, **kwargs: func(*args, **kwargs))
+    Notes
+    -----
+    An arm whose half sets cannot be scored (a half-to-half shift beyond
+    ``config.max_shift_px``, halves the gauge or the FRC cannot use) costs the others nothing:
+    it is recorded in ``failures`` with the fix, and the others are scored without it.
+    """
+    from ..imaging.region import scan_hull
+    from ..imaging.scoring import score_images
+    from .compare_config import scoring_rules_for
+
     estimate_shift_for = estimate_shift_for or (lambda arm: True)
     with_halves = [arm for arm in arms if arm.halves is not None]
-    result = {
-        "computed": bool(with_halves),
-        "models": {},
-        "aligned": {},
-        "not_computed": {arm.name: _reason_missing(arm, config) for arm in arms if arm.halves is None},
-        "region": None,
-        "region_info": None,
-    }
-    for name, reason in result["not_computed"].items():
+    not_computed = {arm.name: _reason_missing(arm, config) for arm in arms if arm.halves is None}
+    for name, reason in not_computed.items():
         log.warning("%s: no half-set FRC (%s)", name, reason)
     if not with_halves:
-        return result
+        return HalfSetScoring(computed=False, not_computed=not_computed)
     hull = scan_hull(positions_xy, shape)
+    masks, coverage = _half_masks(with_halves, hull)
+    with_halves = _drop_short(with_halves, coverage, hull, config, required, not_computed)
+    if not with_halves:
+        return HalfSetScoring(computed=False, not_computed=not_computed)
+    inputs = [_half_set_input(arm, masks[arm.name], estimate_shift_for(arm)) for arm in with_halves]
+    rules = scoring_rules_for("half_set", config, pixel_size_m)
+    scoring = score_images(inputs, hull, rules, check_region=_check_half_set_region, timer=timer)
+    failures = _half_set_failures(with_halves, scoring, config)
+    if scoring.region is None:
+        return HalfSetScoring(computed=False, not_computed=not_computed, failures=failures)
+    info = _half_set_region_info(scoring.region, coverage, hull, config)
+    scores = {
+        arm.name: _half_set_score(arm, scoring.scores[arm.name], coverage[arm.name])
+        for arm in with_halves if arm.name in scoring.scores
+    }
+    return HalfSetScoring(
+        computed=True, region=scoring.region.mask, region_info=info, arms=scores, not_computed=not_computed,
+        failures=failures,
+    )
+
+
+def _half_set_failures(arms, scoring, config) -> dict:
+    """The records of the arms whose half sets could not be scored (logged)."""
+    from .compare_failures import HALF_SETS, scoring_failure
+
+    failures = {}
+    for arm in arms:
+        if arm.name in scoring.failures:
+            failures[arm.name] = scoring_failure(arm.key, scoring.failures[arm.name], config, stage=HALF_SETS)
+            log.error("%s", failures[arm.name].line(arm.name))
+    return failures
+
+
+def _half_set_score(arm, score, coverage) -> HalfSetScore:
+    """An arm's half-set record. Where the phase of half 1 wraps, the phase FRC is unharmed:
+    it correlates the unit phasors exp(i phase), which have no jumps."""
+    wraps = score.measures["phase_wrap_pixels"]
+    if wraps:
+        log.info(
+            "%s: the phase of half 1 wraps next to %d pixels of the half-set region (the phase FRC "
+            "correlates exp(i phase), which does not jump there)", arm.name, wraps,
+        )
+    return HalfSetScore(
+        name=arm.name, half1=arm.halves.images[0], score=score, split=arm.halves.split,
+        how=arm.halves.how, coverage=coverage, arm_kind=ARM_KINDS[arm.key],
+    )
+
+
+def _half_masks(arms, hull) -> tuple[dict, dict]:
+    """Each arm's two half masks (valid and non-zero), the fractions of the hull that half 1,
+    half 2 and both cover, and the holes both leave inside it
+    (:func:`compare_models.imaging.coverage.region_holes`)."""
+    from ..imaging.coverage import region_holes
+
     hull_pixels = int(hull.sum())
-    masks = {}
-    coverage = {}
-    for arm in with_halves:
+    masks, coverage = {}, {}
+    for arm in arms:
         halves = [np.asarray(v, bool) & (np.asarray(img) != 0) for img, v in zip(arm.halves.images, arm.halves.valid, strict=True)]
-        masks[f"{arm.name} half 1"], masks[f"{arm.name} half 2"] = halves
+        masks[arm.name] = tuple(halves)
         both = hull & halves[0] & halves[1]
         coverage[arm.name] = {
             "half1": float((hull & halves[0]).sum() / hull_pixels),
             "half2": float((hull & halves[1]).sum() / hull_pixels),
             "both": float(both.sum() / hull_pixels),
+            "holes": region_holes(both),
         }
-    short = [arm for arm in with_halves if coverage[arm.name]["both"] < config.min_half_set_coverage]
-    for arm in short:
+    return masks, coverage
+
+
+def _drop_short(arms, coverage, hull, config, required: bool, not_computed: dict) -> list:
+    """The arms whose halves both cover enough of the hull, without holes. For the others: an
+    error when the half-set FRC is ``required``, else a warning and the reason in
+    ``not_computed``."""
+    kept = []
+    for arm in arms:
+        enough = coverage[arm.name]["both"] >= config.min_half_set_coverage
+        if enough and not coverage[arm.name]["holes"]["count"]:
+            kept.append(arm)
+            continue
         message = _coverage_message(arm, coverage[arm.name], hull, config)
         if required:
             raise MetricError(message)
         log.warning("%s", message)
-        result["not_computed"][arm.name] = message
-        del masks[f"{arm.name} half 1"], masks[f"{arm.name} half 2"]
-    with_halves = [arm for arm in with_halves if arm not in short]
-    result["computed"] = bool(with_halves)
-    if not with_halves:
-        return result
-    common = scored_region(hull, masks, largest_shift_px=0.0, margin_px=0)
-    shifts = {}
-    for arm in with_halves:
-        placed = all(p != "registration" for p in arm.halves.details.get("placed_by", ()))
-        if estimate_shift_for(arm) or not placed:
-            if not estimate_shift_for(arm):
-                raise ConfigError(
-                    f"{arm.name}: the half-set reconstruction files record no object-frame placement, "
-                    "so they must be registered; drop --skip-registration"
-                )
-            first, second = arm.halves.images
-            shifts[arm.name] = timer(
-                f"{arm.key}.half_sets.shift", estimate_shift, second, first, common.mask,
-                valid=masks[f"{arm.name} half 2"], max_shift=config.max_shift_px,
-                correlate_on=config.registration_on,
-            )
-        else:
-            shifts[arm.name] = None
-    largest = max((s.norm_px for s in shifts.values() if s is not None), default=0.0)
-    region = scored_region(hull, masks, largest_shift_px=largest, margin_px=config.region_margin_px)
+        not_computed[arm.name] = message
+    return kept
+
+
+def _half_set_input(arm, masks, estimate: bool):
+    """Half 2 of an arm as a scoring input against its half 1. A network's two halves share
+    one frame by construction (one model, one grid): no shift is estimated between them. Half
+    sets placed by registration (no recorded frame) must have their shift estimated."""
+    from ..imaging.scoring import ScoringInput
+
+    if ARM_KINDS[arm.key] == "network":
+        estimate = False
+    placed = all(p != "registration" for p in arm.halves.details.get("placed_by", ()))
+    if not estimate and not placed:
+        raise ConfigError(
+            f"{arm.name}: the half-set reconstruction files record no object-frame placement, "
+            "so they must be registered; drop --skip-registration"
+        )
+    first, second = arm.halves.images
+    return ScoringInput(
+        name=arm.name, image=second, valid=masks[1], reference=first,
+        region_masks={f"{arm.name} half 1": masks[0], f"{arm.name} half 2": masks[1]},
+        estimate_shift=estimate, stage=f"{arm.key}.half_sets",
+    )
+
+
+def _check_half_set_region(region) -> None:
+    """The half-set region must be at least :data:`MIN_REGION_SIDE_PX` a side."""
     rows = np.flatnonzero(region.mask.any(axis=1))
     cols = np.flatnonzero(region.mask.any(axis=0))
     box = (int(rows[-1] - rows[0] + 1), int(cols[-1] - cols[0] + 1))
@@ -414,11 +442,16 @@ def evaluate_half_sets(
             f"(at least {MIN_REGION_SIDE_PX} px a side for an FRC); use a larger scan, a larger "
             "stitching crop (--stitch-crop-size), or --no-half-sets"
         )
+
+
+def _half_set_region_info(region, coverage, hull, config) -> dict:
+    """metrics.json's half-set region: :meth:`ScoredRegion.to_dict` with the rule and coverage."""
+    hull_pixels = int(hull.sum())
     info = region.to_dict()
     info.update(
         rule=HALF_SET_REGION_RULE,
         coverage=coverage,
-        both_halves_fraction_of_hull=float(common.common_pixels / hull_pixels),
+        both_halves_fraction_of_hull=float(region.common_pixels / hull_pixels),
         region_fraction_of_hull=float(region.n_pixels / hull_pixels),
         min_coverage=float(config.min_half_set_coverage),
     )
@@ -426,43 +459,7 @@ def evaluate_half_sets(
         "half-set region: %d px (%.1f %% of the hull; both halves of every arm cover %.1f %% of it)",
         region.n_pixels, 100 * info["region_fraction_of_hull"], 100 * info["both_halves_fraction_of_hull"],
     )
-    result.update(region=region.mask, region_info=info)
-    for arm in with_halves:
-        first, second = arm.halves.images
-        shift = shifts[arm.name]
-        registration = timer(
-            f"{arm.key}.half_sets.registration", register, second, first, region.mask,
-            valid=masks[f"{arm.name} half 2"], shift_yx=None if shift is None else shift.shift_yx,
-            estimate_shift=False, phase_align=config.phase_align_method,
-        )
-        if not registration.valid[region.mask].all():  # the erosion guarantees it
-            raise MetricError(f"{arm.name}: the shifted half 2 lacks data inside the half-set region")
-        frc = timer(
-            f"{arm.key}.half_sets.frc", half_set_frc, first, registration.aligned, region.mask,
-            pixel_size_m=pixel_size_m, smoothing_sigma=config.frc_sigma, phase_gauge=config.phase_align_method,
-        )
-        if frc["phase_wrap_pixels"]:
-            log.warning(
-                "%s: the phase of half 1 wraps (2 pi jumps next to %d pixels of the half-set region); "
-                "both halves share the jumps, which inflates the phase FRC at high frequencies",
-                arm.name, frc["phase_wrap_pixels"],
-            )
-        record = registration.to_dict()
-        if shift is not None:
-            record["shift"] = shift.to_dict()
-        record["direction"] = "half 2 registered onto half 1 (shift, then the gauge of half 2 against half 1)"
-        result["models"][arm.name] = {
-            "kind": "half_set",
-            "amplitude": frc["amplitude"],
-            "phase": frc["phase"],
-            "registration": record,
-            "split": arm.halves.split,
-            "how": arm.halves.how,
-            "coverage": coverage[arm.name],
-            "phase_wrap_pixels": frc["phase_wrap_pixels"],
-        }
-        result["aligned"][arm.name] = (np.asarray(first), registration.aligned)
-    return result
+    return info
 
 
 def _reason_missing(arm, config) -> str:
@@ -485,6 +482,13 @@ def _coverage_message(arm, coverage, hull, config) -> str:
         f"scan's hull (half 1 {100 * coverage['half1']:.1f} %, half 2 {100 * coverage['half2']:.1f} %; "
         f"at least {100 * config.min_half_set_coverage:.0f} % needed, --min-half-set-coverage)"
     )
+    holes = coverage.get("holes") or {"count": 0}
+    if coverage["both"] >= config.min_half_set_coverage and holes["count"]:
+        head = (
+            f"half-set FRC: both halves of {arm.name} cover {100 * coverage['both']:.1f} % of the scan's "
+            f"hull but leave {holes['count']} holes inside it ({holes['pixels']} px, the largest "
+            f"{holes['largest_pixels']} px), and the FRC window would fall to zero around each"
+        )
     if arm.key == "ptychi":
         return (
             f"{head}: the pty-chi half reconstructions do not cover the scan; reconstruct both halves "
@@ -509,8 +513,10 @@ def _coverage_message(arm, coverage, hull, config) -> str:
 
 def _crop_that_covers(positions, patch_size, hull, crop, fraction):
     """The smallest stitching crop, above ``crop`` and up to N, whose windows at both halves'
-    positions cover ``fraction`` of the hull (:func:`compare_models.imaging.region.scanned_region`,
-    the stitcher's footprint); None if there is none."""
+    positions cover ``fraction`` of the hull without holes
+    (:func:`compare_models.imaging.region.scanned_region`, the stitcher's footprint); None if
+    there is none."""
+    from ..imaging.coverage import region_holes
     from ..imaging.region import scanned_region
 
     if not patch_size or crop is None:
@@ -520,97 +526,6 @@ def _crop_that_covers(positions, patch_size, hull, crop, fraction):
         both = hull.copy()
         for half in positions:
             both &= scanned_region(half, patch_size, hull.shape, crop=size)
-        if both.sum() >= fraction * hull_pixels:
+        if both.sum() >= fraction * hull_pixels and not region_holes(both)["count"]:
             return size
     return None
-
-
-# --------------------------------------------------------------------------------------------
-# Reporting
-
-
-def half_set_rows(half_sets: dict | None) -> list[tuple]:
-    """Rows of ``comparison_metrics.csv`` for the half-set FRC (``model,metric,amplitude,phase,value``).
-
-    ``halfset_frc1over7``, ``halfset_frc_halfbit``, ``halfset_frc_1bit`` (fractions of Nyquist,
-    amplitude and phase), then ``halfset_region_pixels``, ``halfset_coverage`` (fraction of the
-    hull both of the arm's halves cover), ``halfset_positions_half1``/``_half2``,
-    ``halfset_registration_offset_dy``/``_dx`` and ``halfset_gauge_amplitude_scale``.
-    """
-    from ..imaging.metrics import HALF_SET_CSV_NAMES
-
-    rows = []
-    if not half_sets or not half_sets.get("computed"):
-        return rows
-    info = half_sets["region_info"]
-    for name, entry in half_sets["models"].items():
-        for cutoff in CSV_ORDER:
-            metric = HALF_SET_CSV_NAMES[cutoff]
-            rows.append((name, metric, entry["amplitude"][metric], entry["phase"][metric], None))
-        rows.append((name, "halfset_region_pixels", None, None, info["n_pixels"]))
-        rows.append((name, "halfset_coverage", None, None, entry["coverage"]["both"]))
-        split = entry.get("split") or {}
-        for number in (1, 2):
-            count = split.get(f"n_half{number}")
-            if count is not None:
-                rows.append((name, f"halfset_positions_half{number}", None, None, int(count)))
-        dy, dx = entry["registration"]["shift_yx_px"]
-        rows.append((name, "halfset_registration_offset_dy", None, None, dy))
-        rows.append((name, "halfset_registration_offset_dx", None, None, dx))
-        rows.append((name, "halfset_gauge_amplitude_scale", None, None, entry["registration"]["gauge"]["amplitude_scale"]))
-    return rows
-
-
-def half_set_curves(half_sets: dict | None) -> dict:
-    """``{model: {component: {kind, frc, frequency_nyquist, n_pixels, thresholds}}}`` of the
-    half-set FRC, for ``frc_curves.csv`` and ``frc.png``."""
-    curves = {}
-    if not half_sets or not half_sets.get("computed"):
-        return curves
-    for name, entry in half_sets["models"].items():
-        curves[name] = {
-            component: {
-                "kind": "half_set",
-                "frc": entry[component]["curve"],
-                "frequency_nyquist": entry[component]["frequency_nyquist"],
-                "n_pixels": entry[component]["n_pixels"],
-                "thresholds": entry[component]["thresholds"],
-            }
-            for component in ("amplitude", "phase")
-        }
-    return curves
-
-
-def half_set_scoring(config, split) -> dict:
-    """The rules the half-set FRC follows, for metrics.json's ``half_sets`` section."""
-    from ..imaging.metrics import HALF_SET_DEFINITIONS
-
-    return {
-        "kind": "half_set",
-        "what": (
-            "FRC between two images of the same arm made from two disjoint, interleaved halves of "
-            "the scan positions; needs no ground truth (van Heel & Schatz 2005)"
-        ),
-        "split": None if split is None else split.to_dict(),
-        "registration": (
-            "half 2 registered onto half 1: shift by upsampled cross-correlation over the pixels "
-            "both halves cover (same policy as the arm's registration), then the gauge (phase "
-            f"{'offset and linear ramp' if config.phase_align_method == 'ramp' else 'offset'} fitted to "
-            "the amplitude-weighted phase difference, amplitude scale to the amplitudes alone)"
-        ),
-        "region_rule": HALF_SET_REGION_RULE,
-        "frc": (
-            "the FRC of the against-truth comparison (each image minus its window-weighted mean, "
-            "times one raised-cosine window falling to 0 at the region's edge); phase images relative "
-            "to the plane fitted to the consensus half 1 + half 2"
-        ),
-        "thresholds": {
-            "1/7": "fixed 1/7 (van Heel & Schatz 2005)",
-            "halfbit": "1/2-bit information curve, eq. (17) of van Heel & Schatz 2005, n = independent Fourier pixels per ring",
-            "1bit": "1-bit information curve, same equation",
-        },
-        "definitions": dict(HALF_SET_DEFINITIONS),
-        "references": [
-            "M. van Heel and M. Schatz, J. Struct. Biol. 151, 250-262 (2005)",
-        ],
-    }

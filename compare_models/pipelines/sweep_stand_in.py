@@ -21,7 +21,8 @@ from types import MappingProxyType
 
 import numpy as np
 
-from ..report.writers import MODEL_NAMES, write_metrics_csv
+from ..report.vocabulary import MODEL_NAMES
+from ..report.writers import write_metrics_csv
 from .sweep_step import cell_paths
 
 __all__ = ["run_stand_in_step", "STAND_IN_MARK"]

@@ -92,9 +92,18 @@ def main(argv=None) -> int:
     libraries' start-up lines are kept out of the step's log (:mod:`.startup`)."""
     request = json.loads((argv or sys.argv[1:])[0])
     if request["step"] in TENSORFLOW_STEPS:
+        from ..models.backend import start_backend
         from .startup import quiet_tensorflow_startup
 
-        quiet_tensorflow_startup(verbose=bool(request.get("verbose")))
+        # Training runs on TensorFlow; compare on the backend its settings name (models.backend).
+        settings = request["settings"]
+        compare = request["step"] == "compare"
+        choice = start_backend(
+            settings.get("backend") if compare else "tensorflow", (settings.get("device") if compare else None) or "auto",
+            before_import=lambda c: c.name == "tensorflow" and quiet_tensorflow_startup(verbose=bool(request.get("verbose"))),
+        )
+        if compare:
+            request["settings"] = {**settings, "backend": choice.name}
     run_step(request["step"], request["settings"], request["cell_dir"])
     return 0
 

@@ -61,7 +61,15 @@ import json
 import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from types import MappingProxyType
+
+from .vocabulary import (
+    CHANCE_FLAG,
+    FRC_KIND_LABELS,
+    HALF_SET_KIND_TITLES,
+    HALF_SET_MEANING_TEXT,
+    LEGACY_METRICS,
+    RANKED_METRICS,
+)
 
 __all__ = [
     "REPORT_NAME",
@@ -86,11 +94,9 @@ METRIC_ORDER = (
 )
 # Not metric rows: shown in the region and settings section or as notes.
 NOT_METRIC_ROWS = frozenset({"data_range", "data_range_source", "ms_ssim_sigma", "ms_ssim_note", "ms_ssim_weights"})
-# +1: higher is better, -1: lower is better (the best value of a row is marked).
-BETTER = MappingProxyType({
-    "mae": -1, "mse": -1, "psnr": 1, "ssim": 1, "ms_ssim": 1,
-    "frc50": 1, "frc1over7": 1, "frc_1bit": 1, "frc_halfbit": 1,
-})
+# +1: higher is better, -1: lower is better (the best value of a row is marked). Legacy rows
+# (frc1over7 ...) are never ranked: they are not measures of quality.
+BETTER = RANKED_METRICS
 COMPONENTS = ("amplitude", "phase")
 
 CSS = """
@@ -108,6 +114,9 @@ td.text, th.text { text-align: left; white-space: normal; }
 td.mono, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 0.9em;
                  text-align: left; word-break: break-all; white-space: normal; }
 td.best { font-weight: bold; background: #eaf5ea; }
+td.chance, th.chance { color: #555; font-style: italic; background: #f4f4f4; }
+td.below-chance { background: #fdecea; }
+.flag { color: #a33; font-size: 0.8em; font-style: normal; }
 .note { border-left: 4px solid #888; background: #f6f6f6; padding: 0.5em 0.8em; margin: 0.6em 0; }
 .warning { border-left-color: #d08700; background: #fff6e0; }
 figure { margin: 1em 0; }
@@ -337,9 +346,11 @@ def _metrics_section(metrics: Mapping) -> list[str]:
                         "the images, timings and provenance follow."))
         return out
     names = list(with_metrics)
-    header = "<tr><th class=\"text\" rowspan=\"2\">metric</th>" + "".join(
-        f'<th colspan="2">{esc(n)}</th>' for n in names
-    ) + "</tr><tr>" + "".join("<th>amplitude</th><th>phase</th>" for _ in names) + "</tr>"
+    chance, flagged = _chance(metrics)
+    arms = [n for n in names if n != chance]
+    heads = {n: ('<th colspan="2" class="chance">' + esc(f"{n} (chance)") if n == chance
+                 else '<th colspan="2">' + esc(n)) + "</th>" for n in names}
+    header = "<tr><th class=\"text\" rowspan=\"2\">metric</th>" + "".join(heads.values()) + "</tr><tr>" + "".join("<th>amplitude</th><th>phase</th>" for _ in names) + "</tr>"
     body = []
     for metric in _metric_rows(with_metrics):
         cells = {}
@@ -347,26 +358,70 @@ def _metrics_section(metrics: Mapping) -> list[str]:
             for component in COMPONENTS:
                 value = ((with_metrics[name]["metrics"].get(component)) or {}).get(metric)
                 cells[(name, component)] = _number(value)
-        best = {}
-        direction = BETTER.get(metric)
-        if direction and len(names) > 1:
-            for component in COMPONENTS:
-                finite = [cells[(n, component)] for n in names if cells[(n, component)] is not None
-                          and not math.isnan(cells[(n, component)])]
-                if finite:
-                    best[component] = max(finite) if direction > 0 else min(finite)
-        row = [f'<td class="text">{esc(metric)}</td>']
+        best = _best(cells, arms, BETTER.get(metric))
+        label = f"{metric} (legacy, not ranked)" if metric in LEGACY_METRICS else metric
+        row = [f'<td class="text">{esc(label)}</td>']
         for name in names:
             for component in COMPONENTS:
                 value = cells[(name, component)]
-                css = "best" if value is not None and best.get(component) == value else ""
-                row.append(f'<td class="{css}">{esc(fmt(value))}</td>')
+                text = esc(fmt(value))
+                css = "chance" if name == chance else "best" if value is not None and best.get(component) == value else ""
+                if (name, component, metric) in flagged:
+                    css, text = f"{css} below-chance", f'{text}<span class="flag"> ≤ chance</span>'
+                row.append(f'<td class="{css}">{text}</td>')
         body.append("<tr>" + "".join(row) + "</tr>")
     out.append(f"<table><thead>{header}</thead><tbody>{''.join(body)}</tbody></table>")
-    out.append('<p class="subtitle">Bold: the best value of a row. FRC cut-offs are fractions of '
+    out.append('<p class="subtitle">Bold: the best arm on a ranked row (mae, mse, psnr, ssim, ms_ssim, '
+               "frc50); legacy rows such as frc1over7 (the 1/7 crossing against ground truth, kept for "
+               "old scripts, not a resolution) are never ranked. FRC cut-offs are fractions of "
                "Nyquist (see the FRC section for rings and metres). Every arm is scored on the same "
                "region of the ground-truth grid.</p>")
+    out += _chance_notes(metrics, chance)
     return out
+
+
+def _chance(metrics: Mapping) -> tuple[str | None, set]:
+    """The chance level's model name (metrics.json ``chance``) and the set of
+    ``(arm, component, metric)`` on which an arm does not beat it."""
+    chance = metrics.get("chance") if isinstance(metrics.get("chance"), Mapping) else None
+    if not chance:
+        return None, set()
+    flagged = {
+        (name, flag.get("component"), flag.get("metric"))
+        for name, flags in (chance.get("not_beaten") or {}).items()
+        for flag in flags if isinstance(flag, Mapping)
+    }
+    return chance.get("model"), flagged
+
+
+def _best(cells: Mapping, arms, direction) -> dict:
+    """Component -> the best value among the arms (not the chance level) on a ranked row."""
+    best = {}
+    if direction and len(arms) > 1:
+        for component in COMPONENTS:
+            finite = [cells[(n, component)] for n in arms if cells[(n, component)] is not None
+                      and not math.isnan(cells[(n, component)])]
+            if finite:
+                best[component] = max(finite) if direction > 0 else min(finite)
+    return best
+
+
+def _chance_notes(metrics: Mapping, chance: str | None) -> list[str]:
+    """What the chance column is, and which arm does not beat it where."""
+    if chance is None:
+        return []
+    record = metrics["chance"]
+    items = []
+    for name, flags in (record.get("not_beaten") or {}).items():
+        if flags:
+            lost = ", ".join(f"{f.get('component')} {f.get('metric')}" for f in flags if isinstance(f, Mapping))
+            items.append(f"<li><b>{esc(name)}</b> {esc(CHANCE_FLAG)} on: {esc(lost)}</li>")
+        else:
+            items.append(f"<li><b>{esc(name)}</b> beats it on every ranked metric</li>")
+    definition = str(record.get("definition", "")).removeprefix("chance level: ")
+    text = (f"<strong>{esc(chance)} (chance level).</strong> {esc(definition[:1].upper() + definition[1:])}."
+            f"<ul>{''.join(items)}</ul>")
+    return [note(text, warning=any(record.get("not_beaten", {}).values()), markup=True)]
 
 
 def _initialisation(details: Mapping) -> str | None:
@@ -396,8 +451,26 @@ def _initialisation_notes(provenance: Mapping) -> list[str]:
     return out
 
 
+def _failure_notes(metrics: Mapping) -> list[str]:
+    """A warning naming every arm that failed, with the reason and the fix
+    (metrics.json ``failures``)."""
+    failures = metrics.get("failures") if isinstance(metrics.get("failures"), Mapping) else {}
+    arms = failures.get("arms") if isinstance(failures.get("arms"), Mapping) else {}
+    if not arms:
+        return []
+    items = []
+    for name, records in arms.items():
+        for record in records if isinstance(records, list) else []:
+            step = f" (at the {record.get('step')} step)" if record.get("step") else ""
+            items.append(f"<li><b>{esc(name)}</b>: {esc(record.get('stage'))}{esc(step)} failed: "
+                         f"{esc(record.get('reason'))}<br><b>Fix:</b> {esc(record.get('fix'))}</li>")
+    text = (f"<strong>Failed arms (exit status {esc(failures.get('exit_status'))}).</strong> Every other arm "
+            f"was scored and written as if these had not been given.<ul>{''.join(items)}</ul>")
+    return [note(text, warning=True, markup=True)]
+
+
 def _notes(metrics: Mapping, provenance: Mapping) -> list[str]:
-    out = _initialisation_notes(provenance)
+    out = _failure_notes(metrics) + _initialisation_notes(provenance)
     seen = set()
     for entry in _models(metrics).values():
         for component in COMPONENTS:
@@ -445,6 +518,12 @@ def _half_set_frc(entry, component):
     return ((entry.get("half_set_frc")) or {}).get(component)
 
 
+def _half_set_kind(entry) -> str:
+    """``"network"`` for a half-set FRC that measures reproducibility, else ``"iterative"``."""
+    meaning = ((entry.get("half_set_frc")) or {}).get("meaning")
+    return "network" if meaning == "reproducibility" else "iterative"
+
+
 CUTOFF_HEADERS = ("arm", "component", "threshold", "ring", "fraction of Nyquist", "half-period resolution (m)",
                   "crossed", "meaning")
 
@@ -455,8 +534,9 @@ def _frc_section(metrics: Mapping, figures: Mapping[str, bytes]) -> list[str]:
     if "frc.png" in figures:  # compare writes one row of curves per kind it computed
         out.append(figure(figures["frc.png"], "FRC curves",
                           "FRC of each arm, one row per kind computed in this run: against the "
-                          "ground truth (0.5 threshold) and between two half sets of the scan "
-                          "(1/7 line, ½-bit and 1-bit curves)."))
+                          "ground truth (0.5 threshold), and between two half sets of the scan "
+                          "(1/7 line, ½-bit and 1-bit curves): the iterative arms' resolution and "
+                          "the networks' reproducibility (not a resolution) in separate rows."))
     out.append("<h3>Against the ground truth</h3>")
     truth_rows = _cutoff_rows(models, _truth_frc)
     if truth_rows:
@@ -471,11 +551,20 @@ def _frc_section(metrics: Mapping, figures: Mapping[str, bytes]) -> list[str]:
     half = {name: {c: _half_set_frc(e, c) for c in COMPONENTS if _half_set_frc(e, c)} for name, e in models.items()}
     half = {name: curves for name, curves in half.items() if curves}
     if half:
-        if "frc.png" not in figures:
-            out.append(figure(frc_figure_png(half, "half-set FRC"), "half-set FRC",
-                              "FRC between images from two disjoint halves of the scan (no ground "
-                              "truth needed), with the thresholds it was evaluated against."))
-        out.append(table(CUTOFF_HEADERS, _cutoff_rows(models, _half_set_frc), text_columns=(0, 1, 2)))
+        out.append("<p>FRC between two images of one arm made from two disjoint halves of the scan (no "
+                   "ground truth needed). What it measures depends on the arm, so the two kinds are "
+                   "shown apart and never ranked against each other.</p>")
+        for kind, title in HALF_SET_KIND_TITLES.items():
+            mine = {name: curves for name, curves in half.items() if _half_set_kind(models[name]) == kind}
+            if not mine:
+                continue
+            out.append(f"<h4>{esc(title[0].upper() + title[1:])}</h4>")
+            out.append(note(f"{', '.join(mine)}: {HALF_SET_MEANING_TEXT[kind]}.", warning=kind == "network"))
+            if "frc.png" not in figures:
+                out.append(figure(frc_figure_png(mine, FRC_KIND_LABELS[f"half_set/{kind}"]), f"half-set FRC, {kind} arms",
+                                  "The curves with the thresholds they were evaluated against."))
+            rows = _cutoff_rows({name: models[name] for name in mine}, _half_set_frc)
+            out.append(table(CUTOFF_HEADERS, rows, text_columns=(0, 1, 2)))
     else:
         out.append(note("Not computed in this run."))
     half_sets = metrics.get("half_sets")
@@ -617,8 +706,10 @@ def _registration_section(metrics: Mapping) -> list[str]:
 def _timings_section(metrics: Mapping, provenance: Mapping) -> list[str]:
     out = ["<h2>Timings</h2>"]
     rows = []
+    chance, _ = _chance(metrics)
     for name, entry in _models(metrics).items():
-        rows.append((name, _number(entry.get("computation_time_s")), _number(entry.get("compile_time_s"))))
+        if name != chance:  # the chance level is not computed by anyone
+            rows.append((name, _number(entry.get("computation_time_s")), _number(entry.get("compile_time_s"))))
     if rows:
         out.append(table(("arm", "computation time (s)", "compile time (s)"), rows))
         out.append('<p class="subtitle">Computation time: what a user waits for per image (network: '
@@ -742,8 +833,11 @@ def render_compare_report(
         parts.append(f"N = {data['patch_size']}")
     if _number(data.get("dose_measured")) is not None:
         parts.append(f"measured dose {fmt(_number(data['dose_measured']), 4)} photons per pattern")
+    chance, _ = _chance(metrics)
     if models:
-        parts.append("arms: " + ", ".join(models))
+        parts.append("arms: " + ", ".join(name for name in models if name != chance))
+    if chance:
+        parts.append(f"chance level: {chance}")
     parts.append("with ground truth" if metrics.get("ground_truth", bool(metrics.get("models"))) else "no ground truth")
     body = [*_notes(metrics, provenance)]
     body += _metrics_section(metrics)

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .html import METRIC_ORDER, Markup, esc, figure, fmt, note, page, table
+from .vocabulary import CHANCE_NAME, FRC_KIND_LABELS, HALF_SET_KIND_TITLES, MODEL_KINDS
 from .writers import read_metrics_csv
 
 __all__ = [
@@ -190,10 +191,17 @@ REPORT_NOTES = (
     "fraction of Nyquist; frc1over7 is a legacy value kept for old scripts, not a resolution.",
     "halfset_frc1over7, halfset_frc_halfbit and halfset_frc_1bit are half-set FRC (two images of "
     "each arm from disjoint halves of the scan, no ground truth) at the 1/7, 1/2-bit and 1-bit "
-    "thresholds (van Heel & Schatz 2005), fractions of Nyquist: a different measurement from frc50; "
-    "halfset_coverage is the fraction of the scan's hull that both halves cover.",
+    "thresholds (van Heel & Schatz 2005), fractions of Nyquist: a different measurement from frc50. "
+    "For pty-chi it is a resolution; for a network it is the reproducibility of its image under "
+    "independent data, NOT a resolution (the network's two halves share its weights and learned "
+    "bias, so they agree on what is not the object too): the two kinds are plotted in separate rows "
+    "and never ranked together. halfset_coverage is the fraction of the scan's hull that both "
+    "halves cover.",
     "PSNR and SSIM use the truth's max - min over the region as data range, for amplitude and "
     "phase alike; computation_time_s excludes one-off compilation (compile_time_s).",
+    f"{CHANCE_NAME} is the chance level (the dashed grey line): a constant image of the truth's mean "
+    "amplitude and mean phase over the region, scored by the same rules; a model on or below it on "
+    "a metric has learned nothing that metric can measure.",
 )
 
 
@@ -231,7 +239,7 @@ def write_sweep_report(output_dir, cells) -> dict[str, Path]:
                 # No measured dose when the cells' data are not photon counts (provenance
                 # records None then): the nominal dose is plotted, and labelled as such here.
                 shown = "not in counts" if p.dose_measured is None else f"{p.dose_measured:.4g}"
-                line = (f"| {model} | {p.dose_nominal:g} | {shown} | {p.mean:.5g} | "
+                line = (f"| {_model_label(metric, model)} | {p.dose_nominal:g} | {shown} | {p.mean:.5g} | "
                         f"{fmt(p.std, 3)} | {_interval_text(p)} | {p.n} |")
                 if with_scales:
                     used = scales.get((component, model, p.dose_nominal), [])
@@ -263,37 +271,75 @@ def _figure(summaries, metric: str):
         keys.append((metric, ""))
     if not keys:
         return None
-    fig = Figure(figsize=(5.5 * len(keys), 4.2), dpi=110)
-    axes = fig.subplots(1, len(keys), squeeze=False)[0]
-    for ax, key in zip(axes, keys, strict=True):
-        for model, series in sorted(summaries[key].items()):
-            x = np.array([p.dose_axis for p in series])
-            mean = np.array([p.mean for p in series])
-            (line,) = ax.plot(x, mean, marker="o", label=model)
-            with_interval = [p for p in series if p.interval is not None]
-            if with_interval:
-                xs = np.array([p.dose_axis for p in with_interval])
-                ms = np.array([p.mean for p in with_interval])
-                low = ms - np.array([p.interval[0] for p in with_interval])
-                high = np.array([p.interval[1] for p in with_interval]) - ms
-                ax.errorbar(xs, ms, yerr=[low, high], fmt="none", ecolor=line.get_color(), capsize=3)
-            for p in series:
-                ax.annotate(f"n={p.n}", (p.dose_axis, p.mean), textcoords="offset points", xytext=(4, 4),
-                            fontsize=7, color=line.get_color())
-        ax.set_xscale("log")
-        measured_only = all(p.dose_measured is not None for s in summaries[key].values() for p in s)
-        ax.set_xlabel("measured dose (photons per pattern)" if measured_only
-                      else "dose (photons per pattern; nominal where the data are not counts)")
-        ax.set_ylabel(key[0])
-        ax.set_title(_title(*key))
-        ax.legend(fontsize=8)
-        ax.grid(alpha=0.3)
+    groups = _panel_groups(metric, {model for key in keys for model in summaries[key]})
+    fig = Figure(figsize=(5.5 * len(keys), 4.2 * len(groups)), dpi=110)
+    grid = fig.subplots(len(groups), len(keys), squeeze=False)
+    for (group, models), axes in zip(groups, grid, strict=True):
+        for ax, key in zip(axes, keys, strict=True):
+            _draw_panel(ax, summaries, key, models, group)
     single = _single_seed_only(summaries, keys)
     caption = ("mean over seeds; one seed per dose, so no interval is drawn" if single
                else "mean over seeds with its 95 % Student-t interval; n = seeds per point")
     fig.suptitle(f"{metric} against measured dose: {caption}", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def _panel_groups(metric: str, models) -> list[tuple[str | None, set]]:
+    """The rows of a metric's figure: one for every model, except half-set FRC, where the
+    iterative arms (a resolution) and the networks (a reproducibility) get rows of their own
+    and never share an axis."""
+    if not metric.startswith("halfset_"):
+        return [(None, set(models))]
+    groups = []
+    for kind in HALF_SET_KIND_TITLES:
+        mine = {m for m in models if MODEL_KINDS.get(m, "iterative") == kind}
+        if mine:
+            groups.append((kind, mine))
+    return groups
+
+
+def _model_label(metric: str, model: str) -> str:
+    """A model's name in a table, with what its half-set numbers measure."""
+    if not metric.startswith("halfset_") or model == CHANCE_NAME:
+        return model
+    kind = MODEL_KINDS.get(model, "iterative")
+    return f"{model} ({'resolution' if kind == 'iterative' else 'reproducibility, not a resolution'})"
+
+
+def _draw_panel(ax, summaries, key, models, group) -> None:
+    """One axis: ``models``' series of ``key`` against the measured dose."""
+    for model, series in sorted(summaries[key].items()):
+        if model not in models:
+            continue
+        x = np.array([p.dose_axis for p in series])
+        mean = np.array([p.mean for p in series])
+        if model == CHANCE_NAME:  # the chance line: what a constant image scores
+            (line,) = ax.plot(x, mean, color="0.4", ls="--", lw=1.5, marker="_", markersize=18, mew=2,
+                              label=f"{model} (chance level)")  # the bar marks a single dose too
+        else:
+            (line,) = ax.plot(x, mean, marker="o", label=model)
+        with_interval = [p for p in series if p.interval is not None]
+        if with_interval:
+            xs = np.array([p.dose_axis for p in with_interval])
+            ms = np.array([p.mean for p in with_interval])
+            low = ms - np.array([p.interval[0] for p in with_interval])
+            high = np.array([p.interval[1] for p in with_interval]) - ms
+            ax.errorbar(xs, ms, yerr=[low, high], fmt="none", ecolor=line.get_color(), capsize=3)
+        for p in series:
+            ax.annotate(f"n={p.n}", (p.dose_axis, p.mean), textcoords="offset points", xytext=(4, 4),
+                        fontsize=7, color=line.get_color())
+    ax.set_xscale("log")
+    measured_only = all(p.dose_measured is not None for s in summaries[key].values() for p in s)
+    ax.set_xlabel("measured dose (photons per pattern)" if measured_only
+                  else "dose (photons per pattern; nominal where the data are not counts)")
+    ax.set_ylabel(key[0])
+    title = _title(*key)
+    if group is not None:
+        title += f"\n{FRC_KIND_LABELS['half_set/' + group]}"
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
 
 
 def _plot(summaries, output_dir: Path) -> dict[str, Path]:
@@ -374,7 +420,7 @@ def _html(output_dir: Path, cells, summaries, plots) -> str:
                 else:
                     measured = _dose(first.dose_measured) + (
                         f" ({_dose(span[0])}–{_dose(span[1])})" if span[0] != span[1] else "")
-                row = [model, _dose(dose), measured, f"{', '.join(map(str, first.seeds))} ({first.n})"]
+                row = [_model_label(metric, model), _dose(dose), measured, f"{', '.join(map(str, first.seeds))} ({first.n})"]
                 for component in components:
                     p = points[component].get(dose)
                     row += ([p.mean, p.std, _interval_text(p, 5)] if p else ["–", "–", "–"])

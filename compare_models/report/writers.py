@@ -1,4 +1,4 @@
-"""Writers for a comparison's results: CSV, JSON, NPZ, figures and provenance.
+"""Writers of plain data to files: CSV, JSON, NPZ, figures, hashes and versions.
 
 Every writer takes plain data and a path; none decides where the output directory is or
 whether a run is complete (that is :mod:`compare_models.report.staging`'s job).
@@ -14,12 +14,12 @@ import platform
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from types import MappingProxyType
 
 import numpy as np
 
+from .vocabulary import CHANCE_NAME, FRC_KIND_LABELS
+
 __all__ = [
-    "MODEL_NAMES",
     "MetricRow",
     "write_metrics_csv",
     "read_metrics_csv",
@@ -31,16 +31,8 @@ __all__ = [
     "plot_frc",
     "file_sha256",
     "environment_versions",
-    "format_metrics_table",
-    "format_half_set_table",
-    "GROUND_TRUTH_TABLE_TITLE",
-    "HALF_SET_TABLE_TITLE",
-    "format_scoring_summary",
     "FRC_CSV_HEADER",
 ]
-
-# Model names in comparison_metrics.csv, as the existing aggregation scripts expect them.
-MODEL_NAMES = MappingProxyType({"pinn": "PtychoPINN", "baseline": "Baseline", "ptychi": "PtyChi"})
 
 METRICS_CSV_HEADER = ("model", "metric", "amplitude", "phase", "value")
 
@@ -121,13 +113,6 @@ def write_json(data, path) -> Path:
 
 FRC_CSV_HEADER = (
     "model", "component", "kind", "ring", "frequency_nyquist", "n_pixels", "frc", "threshold_halfbit", "threshold_1bit"
-)
-#: What each FRC kind is, for figure labels.
-FRC_KIND_LABELS = MappingProxyType(
-    {
-        "ground_truth": "FRC against ground truth",
-        "half_set": "half-set FRC (two disjoint halves, no ground truth)",
-    }
 )
 
 
@@ -249,7 +234,8 @@ def plot_comparison(images: Mapping[str, np.ndarray], truth: np.ndarray | None, 
 
 def plot_frc(curves: Mapping[str, Mapping[str, Mapping[str, Mapping]]], path) -> Path:
     """FRC curves, a row per kind (``curves[kind][model][component]``), amplitude and phase
-    side by side.
+    side by side; the half-set curves of iterative arms (a resolution) and of networks (a
+    reproducibility, ``meaning`` of their curves) in rows of their own.
 
     Against ground truth: the 0.5 threshold that defines the resolution against a noise-free
     reference (Rosenthal & Henderson 2003). Half-set: the fixed 1/7 threshold and the 1/2-bit
@@ -261,17 +247,20 @@ def plot_frc(curves: Mapping[str, Mapping[str, Mapping[str, Mapping]]], path) ->
     import matplotlib.pyplot as plt
 
     components = ("amplitude", "phase")
-    kinds = [kind for kind in ("ground_truth", "half_set") if curves.get(kind)]
-    fig, axes = plt.subplots(len(kinds), 2, figsize=(11, 4 * len(kinds)), squeeze=False)
-    for row, kind in enumerate(kinds):
+    panels = _frc_panels(curves)
+    fig, axes = plt.subplots(len(panels), 2, figsize=(11, 4 * len(panels)), squeeze=False)
+    for row, (label, kind, by_model) in enumerate(panels):
         for ax, component in zip(axes[row], components, strict=True):
             thresholds = None
-            for model, by_component in curves[kind].items():
+            for model, by_component in by_model.items():
                 curve = by_component.get(component)
                 if curve is None:
                     continue
                 freq = np.asarray(curve["frequency_nyquist"], dtype=float)
-                ax.plot(freq, curve["frc"], label=model)
+                if model == CHANCE_NAME:
+                    ax.plot(freq, curve["frc"], color="0.45", ls=(0, (4, 2)), lw=1.5, label=f"{model} (chance)")
+                else:
+                    ax.plot(freq, curve["frc"], label=model)
                 if thresholds is None and curve.get("thresholds"):
                     thresholds = (freq, curve["thresholds"])
             if kind == "ground_truth":
@@ -284,7 +273,7 @@ def plot_frc(curves: Mapping[str, Mapping[str, Mapping[str, Mapping]]], path) ->
                     ax.plot(freq, table["1bit"], color="k", ls="-.", lw=1, label="1-bit")
             ax.set_xlabel("spatial frequency (fraction of Nyquist)")
             ax.set_ylabel(FRC_KIND_LABELS[kind].split(" (")[0])
-            ax.set_title(f"{FRC_KIND_LABELS[kind]}, {component}", fontsize=10)
+            ax.set_title(f"{FRC_KIND_LABELS[label]}, {component}", fontsize=10)
             ax.set_ylim(-0.1, 1.05)
             ax.legend(fontsize=8)
     fig.tight_layout()
@@ -292,6 +281,28 @@ def plot_frc(curves: Mapping[str, Mapping[str, Mapping[str, Mapping]]], path) ->
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _frc_panels(curves) -> list[tuple[str, str, dict]]:
+    """The rows of frc.png, ``(label, kind, {model: curves})``: against ground truth, then the
+    half-set FRC of iterative arms (a resolution) and of networks (a reproducibility) apart,
+    never on one axis."""
+    panels = []
+    if curves.get("ground_truth"):
+        panels.append(("ground_truth", "ground_truth", curves["ground_truth"]))
+    half = curves.get("half_set") or {}
+    for meaning, kind in (("resolution", "iterative"), ("reproducibility", "network")):
+        group = {model: by_component for model, by_component in half.items()
+                 if _meaning(by_component) == meaning}
+        if group:
+            panels.append((f"half_set/{kind}", "half_set", group))
+    return panels
+
+
+def _meaning(by_component: Mapping) -> str:
+    """What a model's half-set curves measure (``meaning`` of its curves; a resolution when
+    not recorded)."""
+    return next((c.get("meaning") for c in by_component.values() if c.get("meaning")), "resolution")
 
 
 def file_sha256(path, chunk_bytes: int = 1 << 20) -> str:
@@ -322,163 +333,3 @@ def environment_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return versions
-
-
-def format_metrics_table(rows: Iterable[MetricRow], metrics=("mae", "mse", "psnr", "ssim", "ms_ssim", "ms_ssim_scales", "frc50")) -> str:
-    """A plain-text table of the component metrics: one line per model and metric."""
-    rows = [r for r in rows if r[1] in metrics]
-    lines = [f"{'model':<12}{'metric':<16}{'amplitude':>14}{'phase':>14}"]
-    for model, metric, amplitude, phase, _ in rows:
-        lines.append(f"{model:<12}{metric:<16}{_fmt(amplitude):>14}{_fmt(phase):>14}")
-    return "\n".join(lines)
-
-
-#: Titles of the two printed tables, so that neither kind of number is read as the other.
-GROUND_TRUTH_TABLE_TITLE = (
-    "against ground truth (frc50: FRC against the truth at 0.5, Rosenthal & Henderson 2003):"
-)
-HALF_SET_TABLE_TITLE = (
-    "half-set FRC (two images of each arm from disjoint halves of the scan, no ground truth "
-    "needed; 1/7, 1/2-bit and 1-bit thresholds, van Heel & Schatz 2005), fraction of Nyquist:"
-)
-
-#: Half-set rows of the printed table, with the label each carries.
-HALF_SET_TABLE_ROWS = (
-    ("halfset_frc1over7", "1/7"),
-    ("halfset_frc_halfbit", "1/2-bit"),
-    ("halfset_frc_1bit", "1-bit"),
-)
-
-
-def format_half_set_table(rows: Iterable[MetricRow]) -> str:
-    """A plain-text table of the half-set FRC cut-offs (fraction of Nyquist), one line per
-    model and threshold, and each model's coverage: labelled so that none can be read as a
-    number against ground truth."""
-    rows = list(rows)
-    labels = dict(HALF_SET_TABLE_ROWS)
-    lines = [f"{'model':<12}{'half-set FRC cut-off':<32}{'amplitude':>14}{'phase':>14}"]
-    for model, metric, amplitude, phase, _ in rows:
-        if metric in labels:
-            lines.append(f"{model:<12}{metric + ' (' + labels[metric] + ')':<32}{_fmt(amplitude):>14}{_fmt(phase):>14}")
-    coverage = [(model, value) for model, metric, _, _, value in rows if metric == "halfset_coverage"]
-    if coverage:
-        lines.append(
-            "both halves cover: " + ", ".join(f"{model} {100 * value:.1f} %" for model, value in coverage)
-            + " of the scan's hull"
-        )
-    return "\n".join(lines)
-
-
-def _fmt(value) -> str:
-    if value is None:
-        return "-"
-    value = float(value)
-    if math.isinf(value):
-        return "inf"
-    return f"{value:.5g}"
-
-
-def format_scoring_summary(document: Mapping) -> str:
-    """How the numbers of a comparison were made, in a few lines, from its ``metrics.json``
-    document: the scored region, the gauge applied, the MS-SSIM scales, the FRC thresholds and
-    the data ranges. Empty without ground truth."""
-    region = document.get("region")
-    scoring = document.get("scoring") or {}
-    models = document.get("models") or {}
-    half_lines = _half_set_summary(document)
-    if not region or not models:
-        return "\n".join(half_lines)
-    rows = region["bbox_rows"]
-    cols = region["bbox_cols"]
-    lines = [
-        f"scored region: {region['n_pixels']} px (box rows {rows[0]}-{rows[1]}, columns "
-        f"{cols[0]}-{cols[1]}; {rows[1] - rows[0]} x {cols[1] - cols[0]} px), the same for every model:",
-        f"  convex hull of the scan positions ({region['hull_pixels']} px) where every model has data "
-        f"({region['common_pixels']} px), eroded by {region['erosion_px']} px = ceil(largest shift "
-        f"{region['largest_shift_px']:.3g} px) + margin {region['margin_px']} px",
-        "  hull without data: "
-        + ", ".join(f"{name} {100 * lost:.2f} %" for name, lost in region["hull_lost_fraction"].items()),
-    ]
-    gauge = scoring.get("gauge", {})
-    registration = scoring.get("registration", {})
-    lines.append(f"registration: shifts {registration.get('shifts', '?')}; gauge ({gauge.get('phase_align_method', '?')}): "
-                 f"{gauge.get('description', '?')}")
-    for name, entry in models.items():
-        reg = entry.get("registration")
-        if not reg:
-            continue
-        g = reg["gauge"]
-        dy, dx = reg["shift_yx_px"]
-        lines.append(
-            f"  {name}: shift (dy, dx) = ({dy:.3f}, {dx:.3f}) px, amplitude scale {g['amplitude_scale']:.5g}, "
-            f"phase offset {g['phase_offset_rad']:.4g} rad, ramp x {g['phase_ramp_x_rad_per_px']:.3g}, "
-            f"y {g['phase_ramp_y_rad_per_px']:.3g} rad/px (from pixel (0, 0))"
-        )
-    ms = scoring.get("ms_ssim", {})
-    sigma = ms.get("sigma")
-    scales = ", ".join(
-        f"{name} {entry['metrics']['amplitude']['ms_ssim_scales']}/{entry['metrics']['phase']['ms_ssim_scales']}"
-        for name, entry in models.items()
-        if entry.get("metrics")
-    )
-    lines.append(
-        f"MS-SSIM: {ms.get('definition', 'Wang et al. 2003')}, weights {ms.get('weights')}, "
-        f"{'no blur first' if not sigma else f'Gaussian blur sigma {sigma} px first (amplitude and phase)'}; "
-        f"scales used (amplitude/phase): {scales}"
-    )
-    frc = scoring.get("frc", {})
-    lines.append(
-        f"FRC against ground truth: {frc.get('resolution', '')}; frc1over7 is legacy, not a resolution; "
-        "the 1/7, 1/2-bit and 1-bit thresholds are applied to half-set FRC only"
-    )
-    first = next((entry["metrics"] for entry in models.values() if entry.get("metrics")), None)
-    if first is not None:
-        lines.append(
-            f"PSNR/SSIM/MS-SSIM data range: {scoring.get('data_range', '')}: amplitude "
-            f"{first['amplitude']['data_range']:.5g}, phase {first['phase']['data_range']:.5g} rad"
-        )
-    return "\n".join(lines + half_lines)
-
-
-def _half_set_summary(document: Mapping) -> list[str]:
-    """How the half-set FRC was made, from metrics.json's ``half_sets``."""
-    half = document.get("half_sets") or {}
-    if not half.get("computed"):
-        reason = half.get("not_computed")
-        return [f"half-set FRC: not computed ({reason})"] if isinstance(reason, str) else []
-    lines = []
-    split = half.get("split") or {}
-    if split:
-        lines.append(
-            f"half-set FRC: split {split.get('method')} ({split.get('n_half1')} + {split.get('n_half2')} of "
-            f"{split.get('n_positions')} positions); half 2 registered onto half 1 (shift, phase offset/ramp, "
-            "amplitude scale); thresholds 1/7, 1/2-bit and 1-bit (van Heel & Schatz 2005)"
-        )
-    region = half.get("region") or {}
-    if region:
-        lines.append(
-            f"  half-set region: {region['n_pixels']} px = {100 * region['region_fraction_of_hull']:.1f} % of the "
-            f"scan's hull (both halves of every model cover {100 * region['both_halves_fraction_of_hull']:.1f} % "
-            f"of the hull; eroded by {region['erosion_px']} px)"
-        )
-    for name, reason in (half.get("not_computed") or {}).items():
-        lines.append(f"  {name}: no half-set FRC ({reason})")
-    for name, entry in (document.get("models") or {}).items():
-        frc = entry.get("half_set_frc")
-        if not frc:
-            continue
-        cut = []
-        for component in ("amplitude", "phase"):
-            values = frc[component]
-            parts = []
-            for key, label in (("1/7", "1/7"), ("halfbit", "1/2-bit"), ("1bit", "1-bit")):
-                c = values["cutoffs"][key]
-                text = f"{label} {c['fraction_nyquist']:.3g}"
-                if c.get("resolution_m"):
-                    text += f" ({c['resolution_m']:.3g} m)"
-                if not c.get("crossed"):
-                    text += " (not crossed)"
-                parts.append(text)
-            cut.append(f"{component} " + ", ".join(parts))
-        lines.append(f"  {name}: half-set resolution (fraction of Nyquist) " + "; ".join(cut))
-    return lines

@@ -31,7 +31,7 @@ Objects and the train/test split
 --------------------------------
 The object's amplitude and phase come from images that scikit-image ships (``skimage.data``),
 so nothing is downloaded. A study must not score pixels a network saw in training
-(DESIGN.md, "A fair comparison"); :func:`simulate_split` writes a training set that cannot
+(docs/design.md, "A fair comparison"); :func:`simulate_split` writes a training set that cannot
 overlap the test set:
 
 * ``split="objects"`` (the demo and the sweeps): the training set is simulated on another

@@ -21,6 +21,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from ..finite_weights import check_finite_weights
 from ..interface import describe_basics
 from .archive import PtychoPINNFormatError
 from .build import BuiltGraph, build_functional
@@ -107,11 +108,10 @@ class LoadedBaseline:
 
     def patches_from_outputs(self, outputs):
         """``[amplitude, phase]`` -> ``amplitude * exp(i * phase)``, (B, N, N) complex64."""
-        import tensorflow as tf
+        from keras import ops
 
         amplitude, phase = outputs
-        amplitude = tf.cast(amplitude[..., 0], tf.complex64)
-        return amplitude * tf.exp(tf.complex(tf.zeros_like(phase[..., 0]), phase[..., 0]))
+        return ops.polar(ops.cast(amplitude[..., 0], "float32"), ops.cast(phase[..., 0], "float32"))
 
     def describe(self) -> dict:
         """Format, N and the Keras version that wrote the file."""
@@ -165,8 +165,9 @@ def load_baseline(path: str | os.PathLike) -> LoadedBaseline:
     Raises
     ------
     PtychoPINNFormatError
-        Unreadable/truncated file, missing ``model_config`` or weights, shape mismatch, or a
-        non-standard layer.
+        Unreadable/truncated file, missing ``model_config`` or weights, shape mismatch, a
+        non-standard layer, or a weight that is not finite (the message names the layer and
+        weight).
     """
     source = find_baseline_file(path)
     try:
@@ -188,6 +189,7 @@ def load_baseline(path: str | os.PathLike) -> LoadedBaseline:
             _assign_legacy_weights(graph, group, source)
         except (OSError, KeyError) as exc:
             raise PtychoPINNFormatError(f"{source}: cannot read weights ({exc})") from exc
+    check_finite_weights(graph.model, str(source), error=PtychoPINNFormatError)
     if len(graph.model.inputs) != 1 or len(graph.model.outputs) != 2:
         raise PtychoPINNFormatError(
             f"{source}: expected 1 input and 2 outputs (amplitude, phase), got "

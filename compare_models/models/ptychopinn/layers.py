@@ -11,6 +11,10 @@ None of these layers owns a Keras variable: the only upstream non-Conv state, th
 scale, is a plain float in the layer config (upstream keeps it in an untracked ``tf.Variable``
 that is never written to ``model.weights.h5``).
 
+Every ``call`` is written with ``keras.ops`` only, so the layers run under Keras's TensorFlow,
+JAX and PyTorch backends alike; under TensorFlow each op is the one the earlier TensorFlow code
+called, so outputs are bit-identical to it.
+
 Deliberate difference from upstream: :class:`ReassemblePatchesLayer` treats every group of the
 batch independently.  Upstream sums all patches of a batch onto ONE canvas once the batch holds
 64 patches or more (``bug_output_predict_bs16`` in the fixtures) and centres offsets on the
@@ -23,7 +27,8 @@ import math
 from types import MappingProxyType
 
 import keras
-import tensorflow as tf
+import numpy as np
+from keras import ops
 
 __all__ = [
     "KERAS_PACKAGE",
@@ -37,6 +42,7 @@ __all__ = [
     "TrimReconstructionLayer",
     "center_block_mask",
     "translate_bilinear",
+    "complex_from_parts",
     "UPSTREAM_LAYER_CLASSES",
     "CUSTOM_LAYERS",
 ]
@@ -53,7 +59,7 @@ _ACTIVATIONS = ("sigmoid", "tanh", "swish", "softplus", "relu")
 
 def _float32_of(value: float) -> float:
     """Round a Python float to the nearest float32 and return it as a Python float."""
-    return float(tf.constant(value, tf.float32).numpy())
+    return float(np.float32(value))
 
 
 @keras.saving.register_keras_serializable(package=KERAS_PACKAGE)
@@ -82,7 +88,7 @@ class IntensityScaler(keras.layers.Layer):
     def call(self, inputs):
         # Upstream calls the layer with a one-element list.
         x = inputs[0] if isinstance(inputs, (list, tuple)) else inputs
-        return x / tf.exp(tf.constant(self.log_scale, dtype=x.dtype))
+        return ops.divide(x, ops.exp(ops.convert_to_tensor(self.log_scale, dtype=keras.backend.standardize_dtype(x.dtype))))
 
     def compute_output_shape(self, input_shape):
         if isinstance(input_shape, (list, tuple)) and input_shape and isinstance(
@@ -118,14 +124,14 @@ class ActivationLayer(keras.layers.Layer):
     def call(self, inputs):
         name = self.activation_name
         if name == "sigmoid":
-            return tf.nn.sigmoid(inputs)
+            return ops.sigmoid(inputs)
         if name == "tanh":
-            return self.scale * tf.nn.tanh(inputs)
+            return self.scale * ops.tanh(inputs)
         if name == "swish":
-            return tf.nn.silu(inputs)
+            return ops.silu(inputs)
         if name == "softplus":
-            return tf.nn.softplus(inputs)
-        return tf.nn.relu(inputs)
+            return ops.softplus(inputs)
+        return ops.relu(inputs)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
@@ -136,13 +142,13 @@ class ActivationLayer(keras.layers.Layer):
         return config
 
 
-def center_block_mask(n: int, dtype=tf.float32) -> tf.Tensor:
+def center_block_mask(n: int, dtype="float32"):
     """(n', n') mask: ones on the central ``n//2`` square, zero-padded by ``n//4`` on each side.
 
     ``n' = n//2 + 2*(n//4)`` (= n when n is a multiple of 4), as upstream's ``CenterMaskLayer``.
     """
-    ones = tf.ones((n // 2, n // 2), dtype=dtype)
-    return tf.pad(ones, [[n // 4, n // 4], [n // 4, n // 4]])
+    ones = ops.ones((n // 2, n // 2), dtype=dtype)
+    return ops.pad(ones, [[n // 4, n // 4], [n // 4, n // 4]])
 
 
 @keras.saving.register_keras_serializable(package=KERAS_PACKAGE)
@@ -162,11 +168,11 @@ class CenterMaskLayer(keras.layers.Layer):
         self.kind = kind
 
     def call(self, inputs):
-        mask = center_block_mask(self.N, inputs.dtype)
+        mask = center_block_mask(self.N, keras.backend.standardize_dtype(inputs.dtype))
         if self.kind == "border":
             mask = 1 - mask
-        batch = tf.shape(inputs)[0]
-        return tf.tile(mask[None, :, :, None], [batch, 1, 1, self.c])
+        batch = ops.shape(inputs)[0]
+        return ops.tile(mask[None, :, :, None], [batch, 1, 1, self.c])
 
     def compute_output_shape(self, input_shape):
         size = self.N // 2 + 2 * (self.N // 4)
@@ -190,12 +196,10 @@ class CombineComplexLayer(keras.layers.Layer):
         self.use_polar = bool(use_polar)
 
     def call(self, inputs):
-        amp, phase = inputs
-        amp = tf.cast(tf.math.real(amp) if amp.dtype.is_complex else amp, tf.float32)
-        phase = tf.cast(tf.math.real(phase) if phase.dtype.is_complex else phase, tf.float32)
+        amp, phase = (ops.cast(_real_part(t), "float32") for t in inputs)
         if self.use_polar:
-            return tf.complex(amp * tf.cos(phase), amp * tf.sin(phase))
-        return tf.complex(amp, phase)
+            return ops.polar(amp, phase)
+        return complex_from_parts(amp, phase)
 
     def get_config(self):
         config = super().get_config()
@@ -203,7 +207,17 @@ class CombineComplexLayer(keras.layers.Layer):
         return config
 
 
-def translate_bilinear(images: tf.Tensor, offsets: tf.Tensor) -> tf.Tensor:
+def _real_part(x):
+    """The real part of a complex tensor; a real tensor as it is."""
+    return ops.real(x) if "complex" in keras.backend.standardize_dtype(x.dtype) else x
+
+
+def complex_from_parts(real, imag):
+    """``real + i imag`` as complex64, from two float32 tensors of one shape (``keras.ops``)."""
+    return ops.view_as_complex(ops.stack([real, imag], axis=-1))
+
+
+def translate_bilinear(images, offsets):
     """Shift each image by a sub-pixel offset with bilinear interpolation and zero fill.
 
     ``out[m, y, x, :] = in[m, y + dy_m, x + dx_m, :]`` sampled bilinearly; each of the four
@@ -212,53 +226,53 @@ def translate_bilinear(images: tf.Tensor, offsets: tf.Tensor) -> tf.Tensor:
 
     Parameters
     ----------
-    images : tf.Tensor
-        (M, H, W, K) float.
-    offsets : tf.Tensor
+    images : tensor
+        (M, H, W, K) float, H and W known when traced.
+    offsets : tensor
         (M, 2) float, ``[dx, dy]`` per image (x = column, y = row).
 
     Returns
     -------
-    tf.Tensor
+    tensor
         (M, H, W, K), same dtype as ``images``.
     """
-    dtype = images.dtype
-    height = tf.shape(images)[1]
-    width = tf.shape(images)[2]
-    offsets = tf.cast(offsets, dtype)
+    dtype = keras.backend.standardize_dtype(images.dtype)
+    height, width = int(images.shape[1]), int(images.shape[2])
+    offsets = ops.cast(offsets, dtype)
     # Sample positions; the shift is uniform over an image, so rows and columns separate.
-    sx = tf.range(width, dtype=dtype)[None, :] + offsets[:, 0:1]  # (M, W)
-    sy = tf.range(height, dtype=dtype)[None, :] + offsets[:, 1:2]  # (M, H)
-    x0 = tf.floor(sx)
-    y0 = tf.floor(sy)
+    sx = ops.arange(width, dtype=dtype)[None, :] + offsets[:, 0:1]  # (M, W)
+    sy = ops.arange(height, dtype=dtype)[None, :] + offsets[:, 1:2]  # (M, H)
+    x0 = ops.floor(sx)
+    y0 = ops.floor(sy)
     x1 = x0 + 1
     y1 = y0 + 1
-    wmax = tf.cast(width - 1, dtype)
-    hmax = tf.cast(height - 1, dtype)
+    wmax = float(width - 1)
+    hmax = float(height - 1)
 
     def inside(v, vmax):
-        return tf.cast((v >= 0) & (v <= vmax), dtype)
+        return ops.cast(ops.logical_and(v >= 0, v <= vmax), dtype)
 
     def index(v, vmax):
-        return tf.cast(tf.clip_by_value(v, 0, vmax), tf.int32)
+        return ops.cast(ops.clip(v, 0, vmax), "int32")
 
-    rows0 = tf.gather(images, index(y0, hmax), axis=1, batch_dims=1)
-    rows1 = tf.gather(images, index(y1, hmax), axis=1, batch_dims=1)
-    ix0 = index(x0, wmax)
-    ix1 = index(x1, wmax)
-    corner_a = tf.gather(rows0, ix0, axis=2, batch_dims=1)  # (y0, x0)
-    corner_b = tf.gather(rows0, ix1, axis=2, batch_dims=1)  # (y0, x1)
-    corner_c = tf.gather(rows1, ix0, axis=2, batch_dims=1)  # (y1, x0)
-    corner_d = tf.gather(rows1, ix1, axis=2, batch_dims=1)  # (y1, x1)
+    # Gathers along one axis with one index per (image, row) or (image, column): exact.
+    rows0 = ops.take_along_axis(images, index(y0, hmax)[:, :, None, None], axis=1)
+    rows1 = ops.take_along_axis(images, index(y1, hmax)[:, :, None, None], axis=1)
+    ix0 = index(x0, wmax)[:, None, :, None]
+    ix1 = index(x1, wmax)[:, None, :, None]
+    corner_a = ops.take_along_axis(rows0, ix0, axis=2)  # (y0, x0)
+    corner_b = ops.take_along_axis(rows0, ix1, axis=2)  # (y0, x1)
+    corner_c = ops.take_along_axis(rows1, ix0, axis=2)  # (y1, x0)
+    corner_d = ops.take_along_axis(rows1, ix1, axis=2)  # (y1, x1)
 
     in_x0 = inside(x0, wmax)[:, None, :, None]
     in_x1 = inside(x1, wmax)[:, None, :, None]
     in_y0 = inside(y0, hmax)[:, :, None, None]
     in_y1 = inside(y1, hmax)[:, :, None, None]
-    corner_a *= in_x0 * in_y0
-    corner_b *= in_x1 * in_y0
-    corner_c *= in_x0 * in_y1
-    corner_d *= in_x1 * in_y1
+    corner_a = corner_a * (in_x0 * in_y0)
+    corner_b = corner_b * (in_x1 * in_y0)
+    corner_c = corner_c * (in_x0 * in_y1)
+    corner_d = corner_d * (in_x1 * in_y1)
 
     wx = (sx - x0)[:, None, :, None]
     wy = (sy - y0)[:, :, None, None]
@@ -303,22 +317,21 @@ class ReassemblePatchesLayer(keras.layers.Layer):
         n, c = self.N, self.gridsize**2
         pad = (self.padded_size - n) // 2
         size = n + 2 * pad
-        positions = tf.cast(tf.math.real(positions) if positions.dtype.is_complex else positions,
-                            tf.float32)
-        offsets = tf.transpose(positions[:, 0, :, :], [0, 2, 1])  # (B, C, 2) as [x, y]
-        offsets = offsets - tf.reduce_mean(offsets, axis=1, keepdims=True)
+        positions = ops.cast(_real_part(positions), "float32")
+        offsets = ops.transpose(positions[:, 0, :, :], [0, 2, 1])  # (B, C, 2) as [x, y]
+        offsets = offsets - ops.mean(offsets, axis=1, keepdims=True)
 
-        patches = tf.cast(patches, tf.complex64)
-        batch = tf.shape(patches)[0]
-        mask = tf.broadcast_to(center_block_mask(n)[None, :, :, None], tf.shape(patches))
+        patches = ops.cast(patches, "complex64")
+        batch = ops.shape(patches)[0]
+        mask = ops.broadcast_to(center_block_mask(n)[None, :, :, None], ops.shape(patches))
         # (B, N, N, C, 3): real, imag, centre mask -> one image of 3 planes per patch.
-        stack = tf.stack([tf.math.real(patches), tf.math.imag(patches), mask], axis=-1)
-        stack = tf.reshape(tf.transpose(stack, [0, 3, 1, 2, 4]), [-1, n, n, 3])
-        stack = tf.pad(stack, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
-        shifted = translate_bilinear(stack, tf.reshape(offsets, [-1, 2]))
-        summed = tf.reduce_sum(tf.reshape(shifted, [batch, c, size, size, 3]), axis=1)
+        stack = ops.stack([ops.real(patches), ops.imag(patches), mask], axis=-1)
+        stack = ops.reshape(ops.transpose(stack, [0, 3, 1, 2, 4]), [-1, n, n, 3])
+        stack = ops.pad(stack, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+        shifted = translate_bilinear(stack, ops.reshape(offsets, [-1, 2]))
+        summed = ops.sum(ops.reshape(shifted, [batch, c, size, size, 3]), axis=1)
         norm = summed[..., 2:3] + NORM_EPSILON
-        return tf.complex(summed[..., 0:1] / norm, summed[..., 1:2] / norm)
+        return complex_from_parts(summed[..., 0:1] / norm, summed[..., 1:2] / norm)
 
     def get_config(self):
         config = super().get_config()
@@ -341,11 +354,11 @@ class PadReconstructionLayer(keras.layers.Layer):
 
     def call(self, inputs):
         n = inputs.shape[1]
-        flat = tf.reshape(tf.transpose(inputs, [0, 3, 1, 2]), [-1, n, inputs.shape[2], 1])
+        flat = ops.reshape(ops.transpose(inputs, [0, 3, 1, 2]), [-1, n, inputs.shape[2], 1])
         if self.padded_size is None:
             return flat
         pad = (self.padded_size - n) // 2
-        return tf.pad(flat, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+        return ops.pad(flat, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
 
     def get_config(self):
         config = super().get_config()

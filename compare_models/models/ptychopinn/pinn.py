@@ -20,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..finite_weights import check_finite_weights
 from ..interface import describe_basics
-from .archive import read_pinn_bundle
+from .archive import PtychoPINNFormatError, read_pinn_bundle
 from .build import BuiltGraph, PtychoPINNConfig, assign_weights, build_pinn
 
 __all__ = ["LoadedPinn", "load_pinn", "predict_pinn"]
@@ -149,12 +150,13 @@ def load_pinn(path: str | os.PathLike, match: str = "auto") -> LoadedPinn:
     ------
     PtychoPINNFormatError
         Missing or truncated file or member, a config this reader does not know, weights that
-        do not fit.
+        do not fit, or a weight that is not finite (the message names the layer and weight).
     """
     files = read_pinn_bundle(path)
     graph, settings = build_pinn(files.archive.config, files.intensity_scale,
                                  f"{files.archive.source}!config.json")
     assign_weights(graph, files.archive.weights, match)
+    check_finite_weights(graph.model, files.archive.source, error=PtychoPINNFormatError)
     return LoadedPinn(graph, settings, files.intensity_scale, Path(files.source),
                       files.archive.keras_version)
 
