@@ -1,5 +1,9 @@
 # The README's two commands: `make demo` and `make test`. Both create .venv when missing and
 # install into it; a stamp file makes the second run skip the install.
+# Tests come in tiers (setup.cfg's markers): `make test` runs the default tier (known answers on
+# small inputs, minutes); `make test-all` adds the end-to-end tier (whole CLI runs, sweeps,
+# PtychoPINN's N = 64 comparisons, processes started and killed), as CI does; the `slow`
+# checks stay opt-in (PYTEST_ARGS="-m slow"). Both print the 15 slowest tests.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -7,16 +11,18 @@ PIP := $(BIN)/python -m pip
 # Exact pins of the tested environment (torch's CPU build on these machines); see the file.
 CONSTRAINTS := constraints.txt
 INSTALL_INPUTS := setup.cfg pyproject.toml $(CONSTRAINTS)
-DEMO_CONFIG ?= configs/demo.yaml
+# Empty: the demo configuration shipped with the package (compare_models/configs/demo.yaml).
+DEMO_CONFIG ?=
 DEMO_DIR ?= demo_output
 PYTEST_ARGS ?=
+DURATIONS := --durations=15
 SWEEP_CONFIG ?= configs/dose_sweep.yaml
 SWEEP_DIR ?= sweep_output
 DOSES ?=
 SEEDS ?=
 WORKERS ?= 1
 
-.PHONY: demo test install install-dev lint sweep clean bench
+.PHONY: demo test test-all install install-dev lint sweep clean bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,10 +45,13 @@ install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
 test: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(DURATIONS) $(PYTEST_ARGS)
+
+test-all: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -m "not slow" $(DURATIONS) $(PYTEST_ARGS)
 
 demo: $(VENV)/.installed
-	$(BIN)/ptycho-study demo --config $(DEMO_CONFIG) --out $(DEMO_DIR)
+	$(BIN)/ptycho-study demo $(if $(DEMO_CONFIG),--config $(DEMO_CONFIG)) --out $(DEMO_DIR)
 
 # make sweep DOSES="1e3 1e4 1e5 1e6" SEEDS="0 1" [CONFIG=configs/dose_sweep.yaml] [WORKERS=2]
 sweep: $(VENV)/.installed

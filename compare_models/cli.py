@@ -7,14 +7,21 @@ pty-chi) happen inside the commands so that ``--help`` stays fast.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import sys
 from pathlib import Path
+from types import MappingProxyType
 
 import click
 
 from . import __version__
 from .errors import CompareModelsError, ConfigError
+from .models.training import TrainConfig
+from .pipelines.compare_config import CompareConfig
+from .pipelines.convert import ConvertConfig
+from .study.ptychi_runner import ReconstructConfig
+from .study.simulator import SimulationConfig
 
 EXIT_USAGE = 2
 
@@ -34,21 +41,170 @@ def user_errors(func):
 
 
 # --------------------------------------------------------------------------------------------
+# Options derived from the configuration classes
+
+
+class _Option(click.Option):
+    """A click option whose legacy spellings (``hidden_names``) are accepted but not listed in
+    ``--help``."""
+
+    def __init__(self, *args, hidden_names=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.hidden_names = tuple(hidden_names)
+
+    def get_help_record(self, ctx):
+        shown = self.opts
+        self.opts = [name for name in shown if name not in self.hidden_names] or shown
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.opts = shown
+
+
+_SCALARS = MappingProxyType({"int": int, "float": float, "str": str, "bool": bool})
+
+
+def _value_type(field) -> tuple[type, int]:
+    """The click type and ``nargs`` of a configuration field, from its annotation."""
+    annotation = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", str(field.type))
+    parts = [part.strip() for part in annotation.split("|") if part.strip() != "None"]
+    if len(parts) == 1 and parts[0] in _SCALARS:
+        return _SCALARS[parts[0]], 1
+    if len(parts) == 1 and parts[0].startswith("tuple[") and "..." not in parts[0]:
+        members = [m.strip() for m in parts[0][len("tuple["):-1].split(",")]
+        if all(m in _SCALARS for m in members) and len(set(members)) == 1:
+            return _SCALARS[members[0]], len(members)
+    raise TypeError(f"no command-line type for {field.name}: {annotation}")
+
+
+def _field_option(field, *, help_text=None, flag=None, hidden=(), metavar=None, default_text=None, choices=None):
+    """One click option for a configuration field: its help and default from the class, its
+    value None when not given (so that a --config file or the class default applies)."""
+    from .config import describe_default
+
+    meta = field.metadata
+    kind, nargs = _value_type(field)
+    flag = flag or meta.get("flag") or "--" + field.name.replace("_", "-")
+    help_text = help_text if help_text is not None else meta.get("help", "")
+    default = default_text or describe_default(field)
+    if default != "required":
+        help_text = f"{help_text} (default: {default})".strip()
+    kwargs = {"default": None, "help": help_text, "hidden_names": tuple(hidden) + tuple(meta.get("aliases", ()))}
+    if kind is bool:
+        if "/" not in flag and field.default is not True:
+            kwargs["is_flag"] = True
+        elif "/" not in flag:
+            flag = f"{flag}/--no-{flag.lstrip('-')}"
+    elif choices or meta.get("choices"):
+        kwargs["type"] = click.Choice(list(choices or meta["choices"]))
+    else:
+        kwargs["type"] = kind
+        kwargs["nargs"] = nargs
+        kwargs["metavar"] = metavar or meta.get("metavar")
+    return _Option([*flag.split(" "), *kwargs["hidden_names"], field.name], **kwargs)
+
+
+def config_options(
+    cls, *, exclude=(), help_texts=None, flags=None, hidden=None, metavars=None, default_texts=None, choices=None
+):
+    """Decorator: a command-line option for every setting of the configuration class ``cls``
+    (:func:`compare_models.config.setting`), with its help and its default as the class states
+    them. Settings in ``exclude``, or given an option by hand below this decorator, are left out.
+    ``help_texts``, ``flags``, ``hidden`` (legacy spellings), ``metavars``, ``default_texts``
+    and ``choices`` override the fields' metadata by field name, for a class whose fields carry
+    none."""
+    import dataclasses
+
+    def decorate(func):
+        by_hand = getattr(func, "__click_params__", [])
+        named = {param.name for param in by_hand}
+        derived = [
+            _field_option(
+                field,
+                help_text=(help_texts or {}).get(field.name),
+                flag=(flags or {}).get(field.name),
+                hidden=(hidden or {}).get(field.name, ()),
+                metavar=(metavars or {}).get(field.name),
+                default_text=(default_texts or {}).get(field.name),
+                choices=(choices or {}).get(field.name),
+            )
+            for field in dataclasses.fields(cls)
+            if field.name not in exclude and field.name not in named and field.metadata.get("cli", True)
+        ]
+        # click lists a command's options in the reverse order of this list: the options given
+        # by hand first, then the settings in the order the class declares them.
+        func.__click_params__ = [*reversed(derived), *by_hand]
+        return func
+
+    return decorate
+
+
+# --------------------------------------------------------------------------------------------
+# What every command prints: the same three switches on every command
+
+
+def output_options(func):
+    """--quiet, --verbose and --progress/--no-progress, the same on every command."""
+    func = click.option("--progress/--no-progress", "progress", default=None,
+                        help="Progress bars (default: on; off with --quiet).")(func)
+    func = click.option("--verbose", is_flag=True,
+                        help="Also TensorFlow's and XLA's native log lines (absl, oneDNN and CUDA notices, at any "
+                             "level), held back by default; in a sweep, in the step logs.")(func)
+    func = click.option("--quiet", is_flag=True, help="Warnings, errors and results only: no progress lines or bars.")(func)
+    return func
+
+
+def _output(quiet: bool, verbose: bool, progress: bool | None) -> tuple[bool, bool, bool]:
+    """(quiet, verbose, progress) after checking that they agree."""
+    if quiet and verbose:
+        raise ConfigError("--quiet and --verbose exclude each other")
+    return quiet, verbose, (not quiet) if progress is None else progress
+
+
+def _console_log(quiet: bool) -> None:
+    """The package's log records on stderr: INFO and above, warnings and errors with --quiet
+    (a run log, where a command writes one, gets INFO whatever the console shows)."""
+    import logging
+
+    logger = logging.getLogger("compare_models")
+    logger.setLevel(logging.INFO)
+    if not any(getattr(handler, "compare_models_console", False) for handler in logger.handlers):
+        console = logging.StreamHandler()
+        console.compare_models_console = True
+        console.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(console)
+    for handler in logger.handlers:
+        if getattr(handler, "compare_models_console", False):
+            handler.setLevel(logging.WARNING if quiet else logging.INFO)
+
+
+def _silent(*args, **kwargs) -> None:
+    """An echo that prints nothing (--quiet)."""
+
+
+def _config_option(section: str, example: str):
+    return click.option(
+        "--config", "config_path", type=click.Path(exists=True, dir_okay=False),
+        help=f"YAML file with a '{section}' section (or flat keys): the settings below by their option names "
+             f"with underscores ({example}); options given here win, unknown keys are refused.",
+    )
+
+
+# --------------------------------------------------------------------------------------------
 # compare-models
 
 
 def _quiet_tensorflow(verbose: bool, *, needed: bool = True) -> None:
-    """Import TensorFlow with its C++ start-up lines (absl, oneDNN, CUDA probing) held back,
-    unless ``verbose`` (see :mod:`compare_models.pipelines.startup`); when the command will not
-    need TensorFlow (``needed`` False), only set its log level."""
-    import os
+    """Hold TensorFlow's and XLA's native log lines (absl, oneDNN and CUDA notices, at any
+    level, at start-up and later) back for the rest of the command, unless ``verbose`` (see
+    :mod:`compare_models.pipelines.startup`); import TensorFlow now when the command will need
+    it (``needed``), so that its start-up lines come inside the filter."""
+    from .pipelines.startup import quiet_native_logs, quiet_tensorflow_startup
 
-    from .pipelines.startup import quiet_tensorflow_startup
-
-    if not verbose:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if needed:
         quiet_tensorflow_startup(verbose=verbose)
+    else:
+        quiet_native_logs(verbose=verbose)
 
 
 def _install_sigterm_handler():
@@ -61,51 +217,26 @@ def _install_sigterm_handler():
     signal.signal(signal.SIGTERM, handler)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.command(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog="PtychoPINN's spellings are accepted too: every option with underscores (--pinn_dir, "
+           "--baseline_dir, --test_data, --output_dir, --stitch_crop_size, ...) and --tike_recon_path "
+           "for --ptychi-recon-path.",
+)
 @click.version_option(__version__, prog_name="compare-models")
-@click.option("--pinn_dir", "--pinn-dir", "pinn_dir", type=click.Path(), help="PINN arm: a compare-models bundle (bundle.json), a PtychoPINN wts.h5.zip or its directory, or a baseline_model.h5 or a directory with one below it; recognised by content.")
-@click.option("--baseline_dir", "--baseline-dir", "baseline_dir", type=click.Path(), help="Baseline arm: accepts every model --pinn_dir accepts (a PINN bundle may be the baseline).")
-@click.option("--test_data", "--test-data", "test_data", required=True, type=click.Path(), help="Test dataset (NPZ contract, or HDF5 where supported).")
-@click.option("--output_dir", "--output-dir", "output_dir", required=True, type=click.Path(file_okay=False), help="Where the comparison is written.")
-@click.option("--ptychi_recon_path", "--ptychi-recon-path", "--tike_recon_path", "--tike-recon-path", "ptychi_recon_path", type=click.Path(), help="Iterative reconstruction NPZ: this project's ptychi_reconstruction.npz (placed by its recorded frame), PtychoPINN's (placed by its script's rule) or another writer's (registered).")
-@click.option("--stitch-crop-size", "--stitch_crop_size", "stitch_crop_size", type=int, default=None, help="Keep the central M x M of each patch when stitching, 0 < M <= N (default 20, or N if smaller).")
-@click.option("--skip-registration", "--skip_registration", "skip_registration", is_flag=True, help="Estimate no shifts (the gauge is still fitted).")
-@click.option("--register-ptychi-only", "--register_ptychi_only", "register_ptychi_only", is_flag=True, help="Estimate a shift for pty-chi only; the networks are stitched in the ground-truth frame already.")
-@click.option("--phase-align-method", "--phase_align_method", "phase_align_method", metavar="[ramp|offset]", default="ramp", show_default=True, help="Phase gauge, fitted to the amplitude-weighted phase difference: global offset and linear ramp (ramp) or offset only; the amplitude scale is always fitted to the amplitudes alone. The existing tool's plane, mean and none are retired (docs/how-the-numbers-are-made.md).")
-@click.option("--registration-on", "registration_on", type=click.Choice(["complex", "amplitude"]), default="complex", show_default=True, help="Field used for phase correlation.")
-@click.option("--max-shift", "max_shift_px", type=float, default=16.0, show_default=True, help="Largest registration shift accepted, pixels; larger is an error.")
-@click.option("--region-margin", "--region-erode", "region_margin_px", type=int, default=2, show_default=True, help="Pixels eroded from the scored region beyond the largest registration shift.")
-@click.option("--ms-ssim-sigma", "--ms_ssim_sigma", "ms_ssim_sigma", type=float, default=None, help="Gaussian blur (pixels) of amplitude and phase before MS-SSIM; default none (Wang et al. 2003).")
-@click.option("--frc-sigma", "--frc_sigma", "frc_sigma", type=float, default=None, help="Gaussian smoothing of the FRC curve, in rings.")
-@click.option("--pixel-size", "--pixel_size", "pixel_size_m", type=float, default=None, help="Object pixel size in metres (FRC resolution in metres); defaults to the data's.")
-@click.option("--n-test-subsample", "--n_test_subsample", "n_test_subsample", type=int, default=None, help="Use a random subset of this many positions.")
-@click.option("--test-subsample-seed", "--test_subsample_seed", "test_subsample_seed", type=int, default=0, show_default=True)
-@click.option("--pinn-predict-batch-size", "--pinn_predict_batch_size", "pinn_predict_batch_size", type=int, default=32, show_default=True)
-@click.option("--baseline-predict-batch-size", "--baseline_predict_batch_size", "baseline_predict_batch_size", type=int, default=32, show_default=True)
-@click.option("--pinn-chunk-size", "--pinn_chunk_size", "pinn_chunk_size", type=int, default=1024, show_default=True, help="Positions per inference chunk (memory bound).")
-@click.option("--baseline-chunk-size", "--baseline_chunk_size", "baseline_chunk_size", type=int, default=1024, show_default=True)
-@click.option("--stitch-chunk-size", "stitch_chunk_size", type=int, default=512, show_default=True, help="Patches per compiled stitching call.")
-@click.option("--predict-xla", "predict_xla", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True, help="XLA-compile each network together with its stitching (auto: fall back to a plain tf.function, with a warning, when XLA cannot compile a network).")
-@click.option("--stitch-interpolation", "stitch_interpolation", type=click.Choice(["fourier", "bilinear"]), default="fourier", show_default=True, help="How each patch is moved by its sub-pixel residual before its central crop is added: fourier (the simulator's and pty-chi's model: stitching the recorded ground-truth patches gives the object back) or bilinear (as PtychoPINN's stitching does, to reproduce its images).")
-@click.option("--half-sets/--no-half-sets", "half_sets", default=None, help="Half-set FRC for every arm: two images from two disjoint halves of the scan (networks: from the same model; pty-chi: from --ptychi-half-sets), registered to each other and correlated; needs no ground truth. Default: computed for every arm whose halves cover enough of the scan, the others named with the reason and the fix; --half-sets requires it for every arm (an error otherwise); --no-half-sets turns it off.")
-@click.option("--half-set-split", "half_set_split", type=click.Choice(["checkerboard", "alternate"]), default="checkerboard", show_default=True, help="How the scan is split into halves: a checkerboard of the scan grid, or alternating positions along the scan path.")
-@click.option("--ptychi-half-sets", "ptychi_half_sets", type=click.Path(), default=None, help="Directory with the pty-chi half-set reconstructions ptychi_half1.npz and ptychi_half2.npz (or a reconstruct output directory with them in half_sets/). Default: half_sets/ beside --ptychi_recon_path when ptycho-study reconstruct --half-sets wrote it.")
-@click.option("--ptychi-half-set-paths", "ptychi_half_set_paths", type=click.Path(), nargs=2, default=None, help="The two pty-chi half-set reconstruction files, half 1 then half 2.")
-@click.option("--min-half-set-coverage", "min_half_set_coverage", type=float, default=0.9, show_default=True, help="Fraction of the scan's hull that both halves of an arm must cover for its half-set FRC; below it that arm gets none (with --half-sets, or without ground truth, the run stops) and the message names the fix (a larger --stitch-crop-size or a denser scan).")
-@click.option("--backend", "backend", type=click.Choice(["tensorflow", "jax", "torch"]), default=None, help="Keras backend that runs the networks and stitches their patches: tensorflow (the default, except:) jax (the default on a machine with an NVIDIA GPU where JAX's CUDA build is installed) or torch. Chosen once at start-up and recorded in provenance.json; YAML key 'backend'.")
-@click.option("--device", "device", type=click.Choice(["auto", "cpu", "gpu", "cuda"]), default="auto", show_default=True, help="auto: the GPU when the backend sees one; gpu (or cuda): an error when it sees none; cpu: the GPUs are hidden. PtychoPINN's PyTorch models run on torch, with their stitching, on the same choice.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
-@click.option("--quiet/--verbose", "quiet", default=None, help="--quiet: warnings and errors only, no progress bars. --verbose: also the libraries' start-up lines (TensorFlow's absl, oneDNN and CUDA notices), held back by default.")
+@config_options(CompareConfig, exclude=("progress", "command_line"))
+@_config_option("compare", "stitch_crop_size: 16")
+@output_options
 @user_errors
-def compare_main(quiet, **options):
+def compare_main(config_path, quiet, verbose, progress, **options):
     """Compare a PINN, a supervised baseline and a pty-chi reconstruction against ground truth.
 
     Runs batched inference over every scan position, stitches the patches in the ground-truth
     frame, registers every image to the ground truth and writes metrics (MAE, MSE, PSNR, SSIM,
-    MS-SSIM, FRC), curves, images, figures and provenance to --output_dir. Every model is scored
+    MS-SSIM, FRC), curves, images, figures and provenance to --output-dir. Every model is scored
     on one region: the scan's convex hull where every model has data, eroded by the largest
-    shift plus --region-margin. At least one of --pinn_dir, --baseline_dir and
-    --ptychi_recon_path must be given.
+    shift plus --region-margin. At least one of --pinn-dir, --baseline-dir and
+    --ptychi-recon-path must be given; --test-data and --output-dir may come from --config.
 
     Half-set FRC (on by default; --no-half-sets turns it off) gives every arm a resolution
     without ground truth: two images from two disjoint halves of the scan, correlated. Data
@@ -116,28 +247,22 @@ def compare_main(quiet, **options):
     with the reason and the fix); 2 for bad input, or when no arm has any number (then only
     logs/ and FAILED are written).
     """
-    import logging
+    from .config import config_from_file_and_flags
+    from .pipelines.compare import run_compare
 
-    from .pipelines.compare import CompareConfig, run_compare
-
+    quiet, verbose, progress = _output(quiet, verbose, progress)
     _install_sigterm_handler()
-    console = logging.StreamHandler()
-    console.setLevel(logging.WARNING if quiet else logging.INFO)
-    console.setFormatter(logging.Formatter("%(message)s"))
-    logger = logging.getLogger("compare_models")
-    logger.setLevel(logging.INFO)  # the run log gets INFO whatever the console shows
-    logger.addHandler(console)
-    if not options.get("ptychi_half_set_paths"):
-        options["ptychi_half_set_paths"] = None
-    if options.get("device") == "cuda":  # one device flag for Keras and torch; cuda = gpu
-        options["device"] = "gpu"
-    config = CompareConfig(**options, progress=not quiet, command_line=tuple(sys.argv)).validate()
+    _console_log(quiet)
+    flags = {**options, "progress": progress, "command_line": tuple(sys.argv)}
+    config = config_from_file_and_flags(CompareConfig, config_path, "compare", flags)
+    if config.device == "cuda":  # one device setting for Keras and torch; cuda = gpu
+        config = dataclasses.replace(config, device="gpu")
     # The networks need a Keras backend (which stitches their patches too), chosen here once,
     # before Keras is imported; pty-chi alone needs none.
     if config.pinn_dir or config.baseline_dir:
-        config = _start_backend(config, verbose=quiet is False)
+        config = _start_backend(config, verbose=verbose)
     else:
-        _quiet_tensorflow(quiet is False, needed=False)
+        _quiet_tensorflow(verbose, needed=False)
     comparison = run_compare(config, echo=click.echo)
     if comparison.failures:  # written and complete, but an arm failed: the summary names it
         from .report.vocabulary import EXIT_FAILED_ARMS
@@ -148,7 +273,6 @@ def compare_main(quiet, **options):
 def _start_backend(config, *, verbose: bool):
     """Choose and start the Keras backend of ``config`` (models.backend.start_backend) and
     return ``config`` with the backend resolved, as provenance records it."""
-    import dataclasses
     import logging
 
     from .models.backend import start_backend
@@ -171,36 +295,19 @@ def study_main():
 
 
 @study_main.command("simulate")
+@config_options(SimulationConfig)
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="Output NPZ path.")
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="YAML with a 'simulate' section (or flat keys).")
-@click.option("--dose", type=float, help="Mean photons per pattern (default 1e4).")
-@click.option("--seed", type=int, help="Random seed (default 0).")
-@click.option("--patch-size", "patch_size", type=int, help="N, pattern and probe side (default 64).")
-@click.option("--object-size", "object_size", type=int, help="Object side in pixels (default 256).")
-@click.option("--scan", type=click.Choice(["grid", "jittered", "random"]), help="Scan pattern.")
-@click.option("--scan-step", "scan_step", type=float, help="Grid step in pixels (default from --overlap).")
-@click.option("--overlap", type=float, help="1 - step / probe diameter (default 0.75).")
-@click.option("--jitter", type=float, help="Jitter std in pixels for --scan jittered.")
-@click.option("--n-positions", "n_random_positions", type=int, help="Number of points for --scan random.")
-@click.option("--probe", "probe_shape", type=click.Choice(["disc", "gaussian"]), help="Probe shape.")
-@click.option("--probe-radius", "probe_radius", type=float, help="Disc radius or Gaussian sigma, pixels.")
-@click.option("--amplitude-image", "amplitude_image", help="skimage.data image for the amplitude.")
-@click.option("--phase-image", "phase_image", help="skimage.data image for the phase.")
-@click.option("--pixel-size", "pixel_size_m", type=float, help="Object pixel size in metres (recorded).")
-@click.option("--noise/--no-noise", "poisson_noise", default=None, help="Poisson noise (default on).")
-@click.option("--split", type=click.Choice(["objects", "y"]), default=None, help="Write <out>_train.npz and <out>_test.npz: 'objects' trains on another object (--train-*-image), 'y' on the top half of this one (test: bottom half, N rows of positions apart).")
-@click.option("--train-amplitude-image", "train_amplitude_image", help="--split objects: skimage.data image for the training object's amplitude (default astronaut).")
-@click.option("--train-phase-image", "train_phase_image", help="--split objects: image for the training object's phase (default coins).")
-@click.option("--train-object-size", "train_object_size", type=int, help="--split objects: training object side in pixels (default --object-size).")
-@click.option("--train-seed", "train_seed", type=int, help="--split objects: seed of the training scan and noise (default: a stream derived from --seed).")
+@_config_option("simulate", "patch_size: 32")
+@output_options
 @user_errors
-def simulate_command(out, config_path, **overrides):
+def simulate_command(out, config_path, quiet, verbose, progress, **overrides):
     """Simulate a dataset at a chosen photon dose."""
     from .config import config_from_file_and_flags
     from .io.dispatch import load_dataset
     from .pipelines.simulate import describe_dataset, run_simulate
-    from .study.simulator import SimulationConfig
 
+    quiet, verbose, progress = _output(quiet, verbose, progress)
+    _console_log(quiet)
     config = config_from_file_and_flags(SimulationConfig, config_path, "simulate", overrides)
     written = run_simulate(config, out)
     for role, path in written.items():
@@ -213,20 +320,13 @@ def _indent(text: str, prefix: str = "  ") -> str:
 
 
 @study_main.command("reconstruct")
+@config_options(ReconstructConfig)
 @click.option("--data", "data_path", required=True, type=click.Path(exists=True), help="Dataset to reconstruct (NPZ, ptychodus pair or CXI).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output directory (gets ptychi_reconstruction.npz).")
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="YAML with a 'reconstruct' section (or flat keys).")
-@click.option("--algorithm", type=click.Choice(["lsqml", "epie", "dm", "bh"]), help="pty-chi engine (default lsqml).")
-@click.option("--epochs", type=int, help="Epochs (default 100).")
-@click.option("--batch-size", "batch_size", type=int, help="Positions per update (default: 50; ePIE 1).")
-@click.option("--seed", type=int, help="Random seed (default 0).")
-@click.option("--refine-probe/--fixed-probe", "refine_probe", default=None, help="Update the probe too (default fixed).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="auto: the GPU when present.")
-@click.option("--threads", "n_threads", type=int, help="torch threads in the pty-chi process (default 1).")
-@click.option("--half-sets/--no-half-sets", "half_sets", default=None, help="Also reconstruct the two halves of the scan, each on its own, into OUT/half_sets/ptychi_half1.npz and ptychi_half2.npz, for half-set FRC in compare-models (default off; the sweep turns it on).")
-@click.option("--half-set-split", "half_set_split", type=click.Choice(["checkerboard", "alternate"]), help="How the scan is split into halves: a checkerboard of the scan grid (default) or alternating positions along the scan path.")
+@_config_option("reconstruct", "epochs: 30")
+@output_options
 @user_errors
-def reconstruct_command(data_path, out_dir, config_path, **overrides):
+def reconstruct_command(data_path, out_dir, config_path, quiet, verbose, progress, **overrides):
     """Reconstruct a dataset with pty-chi (object started blank, never from the ground truth).
 
     With --half-sets, the two interleaved halves of the scan are reconstructed too, each from
@@ -234,15 +334,17 @@ def reconstruct_command(data_path, out_dir, config_path, **overrides):
     ptychi_half2.npz, split.json); compare-models finds them beside the full reconstruction.
     """
     from .config import config_from_file_and_flags
-    from .study.ptychi_runner import INSTALL_HINT, ReconstructConfig, ptychi_missing
+    from .study.ptychi_runner import INSTALL_HINT, ptychi_missing
 
+    quiet, verbose, progress = _output(quiet, verbose, progress)
     if ptychi_missing() is not None:
         click.echo(f"error: pty-chi is not installed; install it with: {INSTALL_HINT}", err=True)
         sys.exit(EXIT_USAGE)
     from .pipelines.reconstruct import describe_result, run_reconstruct
 
+    _console_log(quiet)
     config = config_from_file_and_flags(ReconstructConfig, config_path, "reconstruct", overrides)
-    path, result = run_reconstruct(data_path, out_dir, config)
+    path, result = run_reconstruct(data_path, out_dir, config, progress=progress)
     click.echo(f"reconstruction: {path}")
     click.echo(_indent(describe_result(result)))
     if config.half_sets:
@@ -253,14 +355,13 @@ def reconstruct_command(data_path, out_dir, config_path, **overrides):
 
 
 @study_main.command("convert")
+@config_options(ConvertConfig)
 @click.argument("in_path", metavar="IN", type=click.Path(exists=True))
 @click.argument("out_path", metavar="OUT", type=click.Path())
-@click.option("--pixel-size", "pixel_size_m", type=float, help="Object pixel size in metres (default: from the data, else 1e-8, flagged as a placeholder).")
-@click.option("--photon-energy", "photon_energy_eV", type=float, help="Photon energy in eV (default: from the data, else 1e4, flagged).")
-@click.option("--distance", "detector_object_distance_m", type=float, help="Detector-object distance in metres (default: from the data, else 1, flagged).")
-@click.option("--name", help="Product name attribute (default: the input file's stem).")
+@_config_option("convert", "pixel_size: 1.0e-8")
+@output_options
 @user_errors
-def convert_command(in_path, out_path, **options):
+def convert_command(in_path, out_path, config_path, quiet, verbose, progress, **options):
     """Convert IN to OUT between the NPZ contract and a ptychodus pair.
 
     IN is read by content: an NPZ file, a ptychodus pair (a directory holding
@@ -270,47 +371,51 @@ def convert_command(in_path, out_path, **options):
     object) and, when the data has a ground truth, ground_truth.h5 (the truth in the product
     layout). Converting back gives the same arrays.
     """
+    from .config import config_from_file_and_flags
     from .io.dispatch import load_dataset
-    from .pipelines.convert import ConvertConfig, run_convert
+    from .pipelines.convert import run_convert
     from .pipelines.simulate import describe_dataset
 
-    written = run_convert(in_path, out_path, ConvertConfig(**options))
+    quiet, verbose, progress = _output(quiet, verbose, progress)
+    _console_log(quiet)
+    written = run_convert(in_path, out_path, config_from_file_and_flags(ConvertConfig, config_path, "convert", options))
     for role, path in written.items():
         click.echo(f"{role}: {path}")
     click.echo(_indent(describe_dataset(load_dataset(out_path))))
 
 
 @study_main.command("train")
-@click.option("--model", "model", type=click.Choice(["pinn", "baseline"]), help="Network to train (default pinn).")
+@config_options(TrainConfig)
 @click.option("--train-data", "train_data", required=True, type=click.Path(exists=True), help="Training dataset (NPZ, ptychodus pair or CXI).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Bundle directory to write.")
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="YAML with a 'train' section (or flat keys).")
-@click.option("--gridsize", type=int, help="Patterns per sample side, C = g² (default 1; baseline 1 only).")
-@click.option("--epochs", type=int, help="Epochs (default 20).")
-@click.option("--batch-size", "batch_size", type=int, help="Samples per step (default 16).")
-@click.option("--learning-rate", "learning_rate", type=float, help="Adam step size (default 1e-3).")
-@click.option("--seed", type=int, help="Seed of weights, split and shuffles (default 0).")
-@click.option("--validation-fraction", "validation_fraction", type=float, help="Held-out fraction (default 0.1).")
-@click.option("--patience", "early_stopping_patience", type=int, help="Early stopping patience in epochs (default off).")
-@click.option("--width", type=int, help="Filters of the first conv block (default 32).")
-@click.option("--depth", type=int, help="Conv-pool blocks; N divisible by 2**depth (default 3).")
-@click.option("--n-neighbours", "n_neighbours", type=int, help="K candidates per group (default C).")
-@click.option("--region-pad", "region_pad", type=int, help="PINN overlap region margin, px (default: from the training scan, max(N/4, widest group) up to N/2).")
-@click.option("--progress/--no-progress", default=True, help="Show progress bars.")
-@click.option("--verbose", is_flag=True, help="Also show the libraries' start-up lines (TensorFlow's absl, oneDNN and CUDA notices).")
+@_config_option("train", "batch_size: 16")
+@output_options
 @user_errors
-def train_command(train_data, out_dir, config_path, progress, verbose, **overrides):
+def train_command(train_data, out_dir, config_path, quiet, verbose, progress, **overrides):
     """Train the PINN or the baseline and write a model bundle."""
     from .config import config_from_file_and_flags
     from .models.backend import start_backend
-    from .models.training import TrainConfig
     from .pipelines.train import describe_training, run_train
 
+    quiet, verbose, progress = _output(quiet, verbose, progress)
+    _console_log(quiet)
     config = config_from_file_and_flags(TrainConfig, config_path, "train", overrides)
     start_backend("tensorflow", before_import=lambda c: _quiet_tensorflow(verbose))  # training runs on TensorFlow
     path, result = run_train(config, train_data, out_dir, progress=progress)
     click.echo(f"bundle: {path}")
     click.echo(_indent(describe_training(result)))
+
+
+def _sweep_default(name: str, text: str | None = None) -> str:
+    """SweepConfig's default for ``name``, in words (``text`` when the value is None)."""
+    import dataclasses
+
+    from .config import describe_default
+    from .pipelines.sweep import SweepConfig
+
+    field = next(f for f in dataclasses.fields(SweepConfig) if f.name == name)
+    described = describe_default(field)
+    return text if text and described == "none" else described
 
 
 SWEEP_SECTIONS = ("sweep", "simulate", "train_pinn", "train_baseline", "reconstruct", "compare")
@@ -354,18 +459,18 @@ def _split_numbers(text, kind):
 
 @study_main.command("sweep")
 @click.option("--config", "config_paths", multiple=True, type=click.Path(exists=True, dir_okay=False), help="YAML with sections sweep, simulate, train_pinn, train_baseline, reconstruct, compare; give it more than once to add a site's file (e.g. configs/sweep_slurm.yaml) to a study's, later keys winning.")
-@click.option("--doses", help='Nominal doses, photons per pattern, e.g. "1e3 1e4 1e5".')
-@click.option("--seeds", help='Seeds, e.g. "0 1".')
-@click.option("--out", "output_dir", type=click.Path(file_okay=False), help="Sweep output directory (default sweep_output).")
-@click.option("--workers", type=int, help="Cells run at once by the local process pool (default 1).")
-@click.option("--executor", type=click.Choice(["process", "parsl", "slurm", "pbs"]), help="process (default, this machine), slurm or pbs (batch jobs, configured by the sweep section's cluster settings: docs/clusters.md), or parsl (any Parsl config file).")
+@click.option("--doses", help=f'Nominal doses, photons per pattern, e.g. "1e3 1e4 1e5" (default: {_sweep_default("doses")}).')
+@click.option("--seeds", help=f'Seeds, e.g. "0 1" (default: {_sweep_default("seeds")}).')
+@click.option("--out", "output_dir", type=click.Path(file_okay=False), help=f"Sweep output directory (default: {_sweep_default('output_dir')}).")
+@click.option("--workers", type=int, help=f"Cells run at once by the local process pool (default: {_sweep_default('workers')}).")
+@click.option("--executor", type=click.Choice(["process", "parsl", "slurm", "pbs"]), help=f"process (this machine), slurm or pbs (batch jobs, configured by the sweep section's cluster settings: docs/clusters.md), or parsl (any Parsl config file) (default: {_sweep_default('executor')}).")
 @click.option("--parsl-config", "parsl_config", type=click.Path(exists=True, dir_okay=False), help="Parsl config file defining `config` (for --executor parsl).")
-@click.option("--threads-per-cell", "threads_per_cell", type=int, help="Thread count for each cell's processes.")
+@click.option("--threads-per-cell", "threads_per_cell", type=int, help="Thread count for each cell's processes (default: " + _sweep_default("threads_per_cell", "the libraries' own") + ").")
 @click.option("--resume", is_flag=True, help="Go on with the sweep in --out with the settings it was started with (its sweep_config.json): finished steps are kept, failed and unfinished cells redone. --config files and options given here replace recorded settings (e.g. a longer walltime).")
 @click.option("--dry-run", "dry_run", is_flag=True, help="Run stand-in steps that write small made-up outputs in seconds, to check the executor, the scheduler settings and the output directory before a real sweep (use another --out than the real sweep's).")
-@click.option("--verbose", is_flag=True, help="Keep the libraries' start-up lines (TensorFlow's absl, oneDNN and CUDA notices) in the step logs.")
+@output_options
 @user_errors
-def sweep_command(config_paths, doses, seeds, verbose, resume, dry_run, **overrides):
+def sweep_command(config_paths, doses, seeds, quiet, verbose, progress, resume, dry_run, **overrides):
     """Run a dose sweep: simulate, train both networks, run pty-chi and compare, per (dose, seed).
 
     Cells are skipped when their outputs exist with the same resolved configuration, and a
@@ -377,6 +482,8 @@ def sweep_command(config_paths, doses, seeds, verbose, resume, dry_run, **overri
     """
     from .pipelines.sweep import read_recorded_config, run_sweep
 
+    quiet, verbose, progress = _output(quiet, verbose, progress)
+    _console_log(quiet)
     overrides.update(doses=_split_numbers(doses, float), seeds=_split_numbers(seeds, int), verbose=verbose or None)
     if dry_run:
         overrides["step_runner"] = "stand-in"
@@ -385,7 +492,7 @@ def sweep_command(config_paths, doses, seeds, verbose, resume, dry_run, **overri
         overrides["output_dir"] = overrides["output_dir"] or "sweep_output"
         recorded = read_recorded_config(overrides["output_dir"])
     config = _sweep_config(config_paths, overrides, recorded=recorded)
-    results = run_sweep(config, echo=click.echo)
+    results = run_sweep(config, echo=_silent if quiet else click.echo)
     click.echo(f"report: {Path(config.output_dir) / 'sweep_report.html'} (and sweep_report.md)")
     failed = [r for r in results if r["status"] == "failed"]
     if failed:
@@ -394,14 +501,15 @@ def sweep_command(config_paths, doses, seeds, verbose, resume, dry_run, **overri
 
 
 @study_main.command("demo")
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), default="configs/demo.yaml", show_default=True)
-@click.option("--out", "output_dir", type=click.Path(file_okay=False), default="demo_output", show_default=True)
-@click.option("--verbose", is_flag=True, help="Keep the libraries' start-up lines in the step logs.")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), default=None, help="YAML with sections sweep, simulate, train_pinn, train_baseline, reconstruct, compare (default: the demo's configuration shipped with the package, compare_models/configs/demo.yaml).")
+@click.option("--out", "output_dir", type=click.Path(file_okay=False), default="demo_output", show_default=True, help="Output directory.")
+@output_options
 @user_errors
-def demo_command(config_path, output_dir, verbose):
+def demo_command(config_path, output_dir, quiet, verbose, progress):
     """The whole study on the embedded default: one (dose, seed) cell, then its metrics table."""
     import json
 
+    from .config import shipped_config
     from .pipelines.sweep import Cell, run_sweep
     from .report.summary import (
         format_chance,
@@ -413,8 +521,10 @@ def demo_command(config_path, output_dir, verbose):
     from .report.vocabulary import GROUND_TRUTH_TABLE_TITLE, HALF_SET_TABLE_TITLE
     from .report.writers import read_metrics_csv
 
-    config = _sweep_config(config_path, {"output_dir": output_dir, "verbose": verbose or None})
-    results = run_sweep(config, echo=click.echo)
+    quiet, verbose, progress = _output(quiet, verbose, progress)
+    _console_log(quiet)
+    config = _sweep_config(config_path or shipped_config("demo.yaml"), {"output_dir": output_dir, "verbose": verbose or None})
+    results = run_sweep(config, echo=_silent if quiet else click.echo)
     for result in results:
         if result["status"] == "failed":
             click.echo(f"error: the demo failed at step {result['failed_step']}; see {result['log']}", err=True)

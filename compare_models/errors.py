@@ -6,7 +6,7 @@ class CompareModelsError(Exception):
 
 
 class DatasetError(CompareModelsError, ValueError):
-    """A dataset file violates the contract in DESIGN.md (names the file, key and expectation)."""
+    """A dataset file violates the contract in docs/design.md (names the file, key and expectation)."""
 
 
 class BundleError(CompareModelsError, ValueError):

@@ -20,7 +20,7 @@ against the first size plus the canvas); ``--json FILE`` keeps the figures.
     .venv/bin/python scripts/bench_compare.py --sizes 5088:64        # one size
     .venv/bin/python scripts/bench_compare.py --half-sets            # with half-set FRC (a gs-2 PINN predicts each half again)
 
-Targets (issue 16): end to end within 1.15x the sum of the bare compiled forward passes;
+Targets: end to end within 1.15x the sum of the bare compiled forward passes;
 peak RSS at 81408 positions within 1.2x of the 5088 figure plus the canvas; time linear in n.
 docs/performance.md records the results.
 """

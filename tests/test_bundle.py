@@ -53,6 +53,23 @@ def test_bundle_contents(tmp_path, dataset):
     assert not list(tmp_path.glob(".b.*"))  # no temporary directories left behind
 
 
+def test_a_reloaded_bundle_predicts_as_the_model_it_was_saved_from(tmp_path, dataset):
+    """The round trip in this process (the end-to-end tier repeats it in a fresh one)."""
+    from compare_models.models.bundle import Bundle
+
+    model = build_pinn(N, 2, dataset.probe, width=4, depth=2, seed=0)
+    model.get_layer("intensity").log_scale.assign(0.3)
+    scale = intensity_scale(dataset.diffraction_amplitude)
+    path = save_bundle(model, tmp_path / "b", kind="pinn", patch_size=N, gridsize=2, intensity_scale=scale,
+                       probe=dataset.probe, train_dataset=dataset, config={}, history={"loss": [1.0]},
+                       extra={"region_pad": N // 4})
+    in_memory = Bundle(model=model, kind="pinn", patch_size=N, gridsize=2, intensity_scale=scale,
+                       probe=dataset.probe, metadata={"region_pad": N // 4})
+    expected = predict(in_memory, dataset, batch_size=8, progress=False).patches
+    np.testing.assert_array_equal(predict(load_bundle(path), dataset, batch_size=8, progress=False).patches, expected)
+
+
+@pytest.mark.e2e
 def test_reload_in_a_fresh_process_predicts_identically(tmp_path, dataset):
     path = write_bundle(tmp_path / "b", dataset, gridsize=2, log_scale=0.3)
     data_path = save_dataset(dataset, tmp_path / "d.npz")

@@ -1,4 +1,9 @@
-"""compare-models end to end on a tiny study: outputs, their agreement, bad inputs, interruption."""
+"""compare-models end to end on a tiny study: outputs, their agreement, bad inputs, interruption.
+
+The default tier keeps one full run and one without ground truth, with every check of their
+outputs, and the bad inputs; the runs that repeat a comparison with another flag, or kill one,
+are the end-to-end tier's. The flags' configurations are tested in test_cli_flags.py, what
+they change in the scoring in test_compare_scoring.py and test_compare_halfsets.py."""
 
 from __future__ import annotations
 
@@ -181,8 +186,9 @@ def test_computation_time_excludes_compilation(full_run):
     assert timings["pinn.predict_stitch_compile"] > 0  # the model is traced afresh in every run
 
 
+@pytest.mark.e2e
 def test_scored_region_does_not_depend_on_the_stitching_crop(tiny_study, tmp_path):
-    """Issue 14, item 9, end to end: pty-chi's image is the same, so its numbers must be too."""
+    """The scored region does not depend on the stitching crop, end to end: pty-chi's image is the same, so its numbers must be too."""
     if tiny_study["ptychi"] is None:
         pytest.skip("pty-chi extra not installed")
     documents = {}
@@ -257,8 +263,11 @@ def test_provenance_records_inputs_and_dose(full_run, tiny_study):
     assert set(provenance["inputs"]) >= {"test_data", "pinn", "baseline"}
     assert "PtychoPINN" in provenance["corrections"]
     assert any(k.startswith("pinn.predict_stitch") for k in provenance["timings_s"])
+    # The tiny study's networks trained on another object: no scored pixel was seen.
+    assert provenance["seen_in_training"] == {"PtychoPINN": 0.0, "Baseline": 0.0}
 
 
+@pytest.mark.e2e
 def test_same_inputs_same_numbers(full_run, tiny_study, tmp_path):
     out, _ = full_run
     again = tmp_path / "again"
@@ -289,7 +298,7 @@ def bare_run(tiny_study, tmp_path_factory):
 
 
 def test_no_ground_truth_gives_half_set_metrics_images_and_figures(bare_run, full_run, tiny_study):
-    """Issue 15: without ground truth the run exits 0 with the half-set resolution of every arm
+    """Without ground truth the run exits 0 with the half-set resolution of every arm
     (pty-chi's half sets found beside its reconstruction), the images and the figures; the
     half-set numbers are the ones the run with ground truth reports."""
     out, result, _ = bare_run
@@ -339,6 +348,7 @@ def test_pty_chi_half_sets_by_directory_or_paths_give_the_same_numbers(bare_run,
         assert {"ptychi_half1", "ptychi_half2"} <= set(provenance["inputs"])
 
 
+@pytest.mark.e2e
 def test_no_half_sets_option(tiny_study, tmp_path):
     out = tmp_path / "out"
     result = _invoke(["--baseline_dir", tiny_study["baseline"], "--test_data", tiny_study["test"], "--output_dir", out,
@@ -349,6 +359,7 @@ def test_no_half_sets_option(tiny_study, tmp_path):
     assert document["half_sets"]["computed"] is False and "half_set_frc" not in document["models"]["Baseline"]
 
 
+@pytest.mark.e2e
 def test_halves_that_leave_gaps_fail_with_the_crop_that_would_do(tiny_study, tmp_path):
     """A crop of 4 px covers the tiny scan (step 3) but not its halves (their positions lie up to
     3.6 px from a pixel of the hull). With --half-sets the error names --stitch-crop-size and a
@@ -378,6 +389,7 @@ def test_existing_output_needs_overwrite(full_run, tiny_study):
     assert (out / "comparison_metrics.csv").exists()
 
 
+@pytest.mark.e2e
 def test_dash_spellings_and_tike_alias(tiny_study, tmp_path):
     if tiny_study["ptychi"] is None:
         pytest.skip("pty-chi extra not installed")
@@ -541,6 +553,7 @@ def test_crop_size_out_of_range(tiny_study, tmp_path, crop):
     _assert_clean_failure(result, out, "--stitch-crop-size")
 
 
+@pytest.mark.e2e
 def test_interrupted_run_leaves_nothing_that_looks_complete(tiny_study, tmp_path):
     out = tmp_path / "out"
     command = [sys.executable, "-c", "from compare_models.cli import compare_main; compare_main()", *map(str, _arms(tiny_study)),
@@ -576,7 +589,7 @@ def test_demo_prints_the_region_scales_gauge_and_thresholds(full_run, tmp_path, 
     for fragment in ("ms_ssim_scales", "scored region:", "hull without data", "gauge (ramp)",
                      "scales used", "0.5 threshold", "not a resolution", "data range"):
         assert fragment in result.output, fragment
-    # Both kinds of FRC, labelled (issue 15).
+    # Both kinds of FRC, each labelled by what it is.
     for fragment in ("against ground truth (frc50: FRC against the truth at 0.5",
                      "half-set FRC (two images of each arm from disjoint halves of the scan, no ground truth",
                      "halfset_frc1over7 (1/7)", "halfset_frc_halfbit (1/2-bit)", "halfset_frc_1bit (1-bit)",

@@ -1,4 +1,4 @@
-"""Half-set FRC inside compare-models (issue 15): each arm's half images, their scoring, the
+"""Half-set FRC inside compare-models (a resolution without ground truth for every arm): each arm's half images, their scoring, the
 pty-chi half sets and where compare-models finds them."""
 
 from __future__ import annotations
@@ -50,12 +50,14 @@ def _network_halves(bundle, dataset, split, *, predict=None, crop=8):
     )
 
 
-def test_gridsize2_model_forms_its_groups_inside_each_half(tiny_study, monkeypatch):
+@pytest.fixture(scope="module")
+def pinn_halves(tiny_study):
+    """The tiny study's gridsize-2 PINN's half images, made once for the tests below, and the
+    groups every ``make_groups`` call formed while they were made."""
     from compare_models.models import inputs
     from compare_models.models.bundle import load_bundle
 
     bundle = load_bundle(tiny_study["pinn"])
-    assert bundle.gridsize == 2
     dataset = load_dataset(tiny_study["test"])
     split = split_half_sets(dataset.positions_xy)
     calls = []
@@ -66,8 +68,15 @@ def test_gridsize2_model_forms_its_groups_inside_each_half(tiny_study, monkeypat
         calls.append((np.array(positions_xy), groups))
         return groups
 
-    monkeypatch.setattr(inputs, "make_groups", spy)
-    halves = _network_halves(bundle, dataset, split)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(inputs, "make_groups", spy)
+        halves = _network_halves(bundle, dataset, split)
+    return bundle, dataset, split, halves, calls
+
+
+def test_gridsize2_model_forms_its_groups_inside_each_half(pinn_halves):
+    bundle, dataset, split, halves, calls = pinn_halves
+    assert bundle.gridsize == 2
     # The full run's groups, then one set per half, formed among that half's positions only.
     assert len(calls) == 3
     for (positions, groups), indices in zip(calls[1:], split.halves, strict=True):
@@ -80,19 +89,22 @@ def test_gridsize2_model_forms_its_groups_inside_each_half(tiny_study, monkeypat
 
 
 @pytest.mark.parametrize("arm", ["pinn", "baseline"])
-def test_half_image_depends_only_on_its_own_half(tiny_study, arm):
+def test_half_image_depends_only_on_its_own_half(tiny_study, arm, request):
     """Independence, the point of half sets: changing every pattern of half 2 leaves the half-1
     image bit for bit unchanged (gridsize 2: groups inside the half; gridsize 1: the full run's
     per-position patches)."""
     from compare_models.models.bundle import load_bundle
 
-    bundle = load_bundle(tiny_study[arm])
-    dataset = load_dataset(tiny_study["test"])
-    split = split_half_sets(dataset.positions_xy)
+    if arm == "pinn":
+        bundle, dataset, split, first, _ = request.getfixturevalue("pinn_halves")
+    else:
+        bundle = load_bundle(tiny_study[arm])
+        dataset = load_dataset(tiny_study["test"])
+        split = split_half_sets(dataset.positions_xy)
+        first = _network_halves(bundle, dataset, split)
     amplitude = np.array(dataset.diffraction_amplitude)  # read whole (a lazy array is read-only)
     amplitude[split.half2] = amplitude[split.half2][::-1] * 1.7
     other = dataclasses.replace(dataset, diffraction_amplitude=amplitude)
-    first = _network_halves(bundle, dataset, split)
     second = _network_halves(bundle, other, split)
     np.testing.assert_array_equal(first.images[0], second.images[0])
     np.testing.assert_array_equal(first.valid[0], second.valid[0])
@@ -347,11 +359,45 @@ def test_half_set_options_are_validated():
 # ptycho-study reconstruct --half-sets
 
 
-@pytest.mark.ptychi
-def test_reconstruct_half_sets_writes_two_reconstructions_on_disjoint_halves(tiny_study, tmp_path):
-    from compare_models.cli import study_main
+def _assert_half_set_files(out, test_data, method, epochs):
+    """What reconstruct --half-sets writes: a full reconstruction and one per half, on disjoint
+    halves that make up the scan, each with its record, loss CSV and product; split.json."""
     from compare_models.io.dataset import dataset_fingerprint
     from compare_models.io.reconstruction import load_reconstruction
+
+    dataset = load_dataset(test_data)
+    split = split_half_sets(dataset.positions_xy, method)
+    full = load_reconstruction(out / "ptychi_reconstruction.npz")
+    assert full.metadata["config"]["half_sets"] is True
+    seen = []
+    for number, indices in enumerate(split.halves, start=1):
+        half = load_reconstruction(out / "half_sets" / f"ptychi_half{number}.npz")
+        record = half.metadata["half_set"]
+        assert record["half"] == number and record["method"] == method
+        assert record["position_indices"] == indices.tolist()
+        assert record["of_dataset_sha256"] == dataset_fingerprint(dataset) == full.metadata["dataset_sha256"]
+        assert half.metadata["n_positions"] == indices.size and half.placed_by == "frame"
+        assert half.metadata["epochs"] == epochs
+        assert (out / "half_sets" / f"ptychi_half{number}_loss.csv").exists()
+        assert (out / "half_sets" / f"ptychi_half{number}_product.h5").exists()
+        seen.append(set(record["position_indices"]))
+    assert not seen[0] & seen[1] and seen[0] | seen[1] == set(range(dataset.n_positions))
+    split_file = json.loads((out / "half_sets" / "split.json").read_text())
+    assert split_file["method"] == method and split_file["n_half1"] + split_file["n_half2"] == dataset.n_positions
+
+
+@pytest.mark.ptychi
+def test_reconstruct_half_sets_writes_two_reconstructions_on_disjoint_halves(tiny_study):
+    """The tiny study's pty-chi output, made with half_sets on (tests/conftest.py)."""
+    if tiny_study["ptychi"] is None:
+        pytest.skip("pty-chi extra not installed")
+    _assert_half_set_files(tiny_study["ptychi"].parent, tiny_study["test"], "checkerboard", epochs=8)
+
+
+@pytest.mark.e2e
+@pytest.mark.ptychi
+def test_reconstruct_command_with_half_sets(tiny_study, tmp_path):
+    from compare_models.cli import study_main
     from compare_models.study.ptychi_runner import ptychi_missing
 
     if ptychi_missing():
@@ -363,21 +409,4 @@ def test_reconstruct_half_sets_writes_two_reconstructions_on_disjoint_halves(tin
     )
     assert result.exit_code == 0, result.output
     assert f"half set 1: {out / 'half_sets' / 'ptychi_half1.npz'}" in result.output
-    dataset = load_dataset(tiny_study["test"])
-    split = split_half_sets(dataset.positions_xy, "alternate")
-    full = load_reconstruction(out / "ptychi_reconstruction.npz")
-    assert full.metadata["config"]["half_sets"] is True
-    seen = []
-    for number, indices in enumerate(split.halves, start=1):
-        half = load_reconstruction(out / "half_sets" / f"ptychi_half{number}.npz")
-        record = half.metadata["half_set"]
-        assert record["half"] == number and record["method"] == "alternate"
-        assert record["position_indices"] == indices.tolist()
-        assert record["of_dataset_sha256"] == dataset_fingerprint(dataset) == full.metadata["dataset_sha256"]
-        assert half.metadata["n_positions"] == indices.size and half.placed_by == "frame"
-        assert half.metadata["epochs"] == 2
-        assert (out / "half_sets" / f"ptychi_half{number}_loss.csv").exists()
-        seen.append(set(record["position_indices"]))
-    assert not seen[0] & seen[1] and seen[0] | seen[1] == set(range(dataset.n_positions))
-    split_file = json.loads((out / "half_sets" / "split.json").read_text())
-    assert split_file["method"] == "alternate" and split_file["n_half1"] + split_file["n_half2"] == dataset.n_positions
+    _assert_half_set_files(out, tiny_study["test"], "alternate", epochs=2)

@@ -1,4 +1,4 @@
-"""Scoring on one footing (issue 14): compare's evaluate() on synthetic arms with known answers.
+"""Scoring on one footing (every arm on one region, one gauge, one data range): compare's evaluate() on synthetic arms with known answers.
 
 No networks here: the arms are images with valid masks, as the compare job hands them over.
 """
@@ -62,7 +62,7 @@ def _arm(key, image, valid, seconds=1.0):
 
 
 def test_a_perfect_image_displaced_sub_pixel_scores_near_perfect():
-    """Issue 14, item 8: a perfect image displaced by (2.3, -1.7) px scored 37 dB amplitude PSNR,
+    """A shifted image is scored on its own data: a perfect image displaced by (2.3, -1.7) px once scored 37 dB amplitude PSNR,
     because the image was zeroed outside the region and edge-filled before shifting.
 
     Bound: 60 dB is an RMS error of 0.1 % of the truth's range. The shift is recovered to its
@@ -96,7 +96,7 @@ def _stitched_truth(truth, positions, crop, patch_size=N):
 
 @pytest.mark.parametrize(("patch_size", "crops"), [(16, (10, 14)), (32, (16, 20))])
 def test_the_region_does_not_depend_on_the_stitching_crop(patch_size, crops):
-    """Issue 14, item 9: the region was the union of the networks' crop windows, so changing
+    """The scored region does not depend on an arm's own settings: it was once the union of the networks' crop windows, so changing
     --stitch-crop-size moved pty-chi's FRC50 (0.61 to 0.46 on the demo) though its image was
     the same. Now it is the scan's hull where every arm has data: the same for any crop that
     covers the hull, and pty-chi's numbers are identical."""
@@ -123,7 +123,7 @@ def test_the_region_does_not_depend_on_the_stitching_crop(patch_size, crops):
 
 
 def test_missing_data_never_scores():
-    """Issue 14, item 7: zeroing 30 % of the region improved phase MAE (0.401 to 0.282), since a
+    """Missing data never scores: zeroing 30 % of the region once improved phase MAE (0.401 to 0.282), since a
     zero scored as phase 0. A zero has no phase: it is missing data, and it shrinks the region
     for every arm (the output says by how much) instead of scoring."""
     truth = _band_limited(3)
@@ -192,7 +192,7 @@ def test_scored_metrics_equal_the_metrics_of_the_aligned_image_on_the_region():
 
 
 def test_computation_time_excludes_a_deliberate_compile():
-    """Issue 14, item 10: computation_time_s included the one-off XLA compile. A first call
+    """computation_time_s is without one-off compilation (it once included the XLA compile). A first call
     that is much slower (a compile) is timed apart."""
     calls = []
 

@@ -1,4 +1,4 @@
-"""The documentation says how the numbers are made (issue 14): the page exists, README links it,
+"""The documentation says how the numbers are made: the page exists, README links it,
 and the legacy FRC value is documented as what it is."""
 
 import re
@@ -19,7 +19,7 @@ def test_how_the_numbers_are_made_names_every_definition_and_reference():
 
 
 def test_half_set_frc_is_documented_with_its_split_registration_thresholds_and_outputs():
-    """Issue 15: the page has a half-set section, and README says what the half-set rows are."""
+    """The page has a half-set section, and README says what the half-set rows are."""
     text = PAGE.read_text()
     section = text.split("## Half-set FRC")[1].split("\n## ")[0]
     for topic in ("checkerboard", "alternate", "--ptychi-half-sets", "--ptychi-half-set-paths",
@@ -40,3 +40,37 @@ def test_readme_links_the_page_and_says_frc1over7_is_not_a_resolution():
     assert "frc1over7 (legacy" in section and "not a resolution" in section
     # No 1-bit or 1/2-bit cut-off against ground truth; the half-set ones are named halfset_*.
     assert not re.search(r"(?<!halfset_)frc_(1bit|halfbit)", readme)
+
+
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def test_readme_and_docs_point_only_to_documents_in_the_repository():
+    """A user's clone has no project-internal design file or fixture folder: every document
+    README and docs/ link or name is in the repository."""
+    for document in DOCUMENTS:
+        text = document.read_text()
+        assert "DESIGN.md" not in text and "../shared" not in text, document.name
+        for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text):
+            if "://" in target:
+                continue
+            assert (document.parent / target).exists(), f"{document.name} links {target}, which does not exist"
+        for match in re.finditer(r"(?<![\w/])(?:docs|configs|scripts|tests|compare_models)/[\w./-]+\.(?:md|py|yaml)", text):
+            if "PtychoPINN" in text[max(match.start() - 20, 0) : match.start()]:
+                continue  # a file of PtychoPINN's, not of this repository
+            assert (ROOT / match.group()).exists(), f"{document.name} names {match.group()}, which does not exist"
+
+
+def test_docs_and_tests_state_rules_not_internal_issue_numbers():
+    pattern = re.compile(r"\bissues? ?#?\d+", re.IGNORECASE)
+    for path in [*DOCUMENTS, *sorted((ROOT / "tests").glob("*.py")), *sorted((ROOT / "scripts").glob("*.py"))]:
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            assert not pattern.search(line), f"{path.name}:{number} cites an issue number: {line.strip()}"
+
+
+def test_every_section_of_a_page_has_its_own_title():
+    """Sections (# and ## headings) are unique on a page; subsections may repeat under them."""
+    for document in DOCUMENTS:
+        headings = [line for line in document.read_text().splitlines() if line.startswith(("# ", "## "))]
+        repeated = {h for h in headings if headings.count(h) > 1}
+        assert not repeated, f"{document.name} repeats {sorted(repeated)}"

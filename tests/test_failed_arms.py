@@ -1,4 +1,4 @@
-"""One arm never costs the others their numbers (DESIGN.md, "Independence of arms").
+"""One arm never costs the others their numbers (docs/design.md, "Independence of arms").
 
 An arm that cannot be scored (a shift beyond --max-shift, no data inside the scan's hull) is
 recorded with its reason and fix, and every other arm is scored exactly as in a run without it:

@@ -1,4 +1,4 @@
-"""Half-set FRC, the numeric core (issue 15): the split, the FRC against analytic truths."""
+"""Half-set FRC, the numeric core: the split, the FRC against analytic truths."""
 
 from __future__ import annotations
 

@@ -172,8 +172,17 @@ def _stitched_reference(bundle, data, **options):
     return stitch(prediction.patches, prediction.positions_xy, data.object_truth.shape, **options)
 
 
-@pytest.mark.parametrize("key", [("pinn", 1), ("pinn", 2), ("baseline", 1)])
-@pytest.mark.parametrize("batch_size,chunk", [(1, 7), (7, 20), (32, 1024)])
+# Every network with every batch size and chunk (each pair its own XLA compile): the default
+# tier runs each network once and each (batch size, chunk) once; the rest are end-to-end.
+STREAM_KEYS = [("pinn", 1), ("pinn", 2), ("baseline", 1)]
+STREAM_SHAPES = [(1, 7), (7, 20), (32, 1024)]
+
+
+@pytest.mark.parametrize(
+    "key,batch_size,chunk",
+    [pytest.param(key, *shape, marks=() if i == j else pytest.mark.e2e, id=f"{key[0]}-gs{key[1]}-batch{shape[0]}-chunk{shape[1]}")
+     for i, key in enumerate(STREAM_KEYS) for j, shape in enumerate(STREAM_SHAPES)],
+)
 def test_stream_equals_predict_then_stitch(bundles, dataset, key, batch_size, chunk):
     bundle = bundles[key]
     expected, expected_weights = _stitched_reference(bundle, dataset, crop=12)

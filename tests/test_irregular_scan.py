@@ -1,5 +1,5 @@
 """Gridsize-2 PINN on a realistic irregular scan: a grid with 25 % of its positions missing,
-±1.5 px jitter, step N/6, N = 32 (the scan of issue 17, which used to stop with "a group member
+±1.5 px jitter, step N/6, N = 32 (a scan that used to stop with "a group member
 lies 8.25 px from its group centre, beyond the model's region margin of 8 px")."""
 
 from __future__ import annotations
@@ -72,6 +72,14 @@ def _train(train_data, out, *extra):
     return json.loads((out / "bundle.json").read_text())
 
 
+@pytest.fixture(scope="module")
+def derived(scans, tmp_path_factory):
+    """A bundle trained by the default training command on scan 0 (its margin derived from the
+    scan), shared by the tests below: its directory and its bundle.json."""
+    out = tmp_path_factory.mktemp("derived") / "bundle"
+    return out, _train(scans[0], out)
+
+
 def test_the_scan_is_the_one_that_failed(scans):
     from compare_models.io.dispatch import load_dataset
 
@@ -81,17 +89,17 @@ def test_the_scan_is_the_one_that_failed(scans):
         assert spread > N / 4  # beyond the old fixed margin of N/4 = 8 px
 
 
-def test_default_training_command_trains_on_the_irregular_scan_and_records_the_margin(scans, tmp_path):
+def test_default_training_command_trains_on_the_irregular_scan_and_records_the_margin(scans, derived):
     from compare_models.io.dispatch import load_dataset
     from compare_models.models.bundle import load_bundle
     from compare_models.models.inference import predict
 
-    document = _train(scans[0], tmp_path / "bundle")
+    path, document = derived
     positions = load_dataset(scans[0]).positions_xy
     spread = centred_spread(positions, group_neighbours(positions, 2)).max()
     assert document["region_pad"] == min(max(N // 4, math.ceil(spread)), N // 2)
     assert "derived from the training scan" in document["region_pad_rule"]
-    bundle = load_bundle(tmp_path / "bundle")
+    bundle = load_bundle(path)
     assert bundle.region_pad == document["region_pad"]
     assert bundle.model.get_layer("object").pad == document["region_pad"]  # the model's own margin
     # Another irregular scan: every group fits the recorded margin (re-formed where needed),
@@ -105,17 +113,17 @@ def test_default_training_command_trains_on_the_irregular_scan_and_records_the_m
     assert np.isfinite(prediction.patches).all() and np.abs(prediction.patches).max() > 0
 
 
-def test_loading_a_second_bundle_never_changes_the_first(scans, tmp_path):
+def test_loading_a_second_bundle_never_changes_the_first(scans, derived, tmp_path):
     from compare_models.io.dispatch import load_dataset
     from compare_models.models.bundle import load_bundle
     from compare_models.models.inference import predict
 
-    derived = _train(scans[0], tmp_path / "derived")
+    derived_path, derived = derived
     configured = _train(scans[0], tmp_path / "configured", "--region-pad", "15")
     assert configured["region_pad"] == 15 and configured["region_pad_rule"] == "configured (region_pad)"
     assert derived["region_pad"] != 15
     data = load_dataset(scans[1])
-    first = load_bundle(tmp_path / "derived")
+    first = load_bundle(derived_path)
     before = predict(first, data, batch_size=8, progress=False).patches
     second = load_bundle(tmp_path / "configured")
     predict(second, data, batch_size=8, progress=False)

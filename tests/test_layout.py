@@ -1,7 +1,7 @@
 """The package is a house of layers: imports point down, never in a circle.
 
 The imports are read with ``ast`` (nothing is run), including those inside functions: a lazy
-import is still a dependency. Layers, top to bottom (DESIGN.md, "Layout"):
+import is still a dependency. Layers, top to bottom (docs/design.md, "Layout"):
 
     cli -> pipelines -> models / study / report -> io -> imaging -> errors, config
 

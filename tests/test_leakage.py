@@ -162,6 +162,7 @@ def test_shipped_configs_train_on_another_object(name, tmp_path):
     assert fraction_seen_in_training(record, test.object_truth, scored_region(test)) == 0.0
 
 
+@pytest.mark.e2e
 def test_compare_records_the_fraction_seen_in_training(tiny_study, tmp_path):
     """compare-models' provenance.json: 0 for the tiny study's networks (split y with its guard
     band), and > 0 for a baseline whose training data overlap the test scan."""

@@ -384,7 +384,7 @@ def test_frc_cutoff_ignores_a_low_first_ring():
     assert never["ring"] == 1 and not never["reached"]
 
 
-# ----------------------------------------------------------------------------- issue 14
+# -------------------------------------------------- scoring rules: data range, MS-SSIM, FRC by kind
 
 
 def test_one_data_range_rule_for_amplitude_and_phase():
@@ -455,7 +455,7 @@ def test_frc_against_ground_truth_reports_the_half_crossing_only():
         assert d["frc1over7"] == frc["cutoffs"]["1/7"]["fraction_nyquist"]
         assert "thresholds" not in frc
     assert "Rosenthal" in V.DEFINITIONS["frc50"] and "NOT a resolution" in V.DEFINITIONS["frc1over7"]
-    # The half-set thresholds stay available for half-set FRC (issue 15).
+    # The half-set thresholds stay available for half-set FRC.
     assert set(F.HALF_SET_FRC_CUTOFFS) <= set(F.frc(np.abs(test), np.abs(truth)).cutoffs)
 
 

@@ -297,8 +297,8 @@ def _scanned_box(dataset):
 
 
 def _gauge_errors(image, truth):
-    """Mean amplitude and phase errors after the gauge of a reconstruction (DESIGN.md,
-    "Metrics"): the least-squares complex factor, then an amplitude-weighted plane fitted to
+    """Mean amplitude and phase errors after the gauge of a reconstruction (docs/design.md,
+    "A fair comparison"): the least-squares complex factor, then an amplitude-weighted plane fitted to
     the relative phase, then the factor again."""
     image, truth = image.astype(np.complex128), truth.astype(np.complex128)
     rows, cols = np.mgrid[0 : image.shape[0], 0 : image.shape[1]]
@@ -365,3 +365,37 @@ def test_lsqml_beats_the_blank_start_and_the_frame_places_it(lsqml_run):
     # With the exact, fixed probe the object keeps physical units: the gauge is near 1.
     c = np.vdot(image[box], truth[box]) / np.vdot(image[box], image[box])
     assert abs(abs(c) - 1) < 0.05, c
+
+
+@pytest.mark.e2e
+@needs_ptychi
+@pytest.mark.ptychi
+def test_reconstructions_sharing_one_child_give_each_ones_own_numbers():
+    """The full scan and a half set in one pty-chi process (as reconstruct --half-sets runs
+    them) give exactly what the half set gives in a process of its own: nothing the first task
+    leaves in torch's process-wide state reaches the second."""
+    from compare_models.imaging.halfsets import split_half_sets
+
+    dataset = simulate_dataset(SimulationConfig(patch_size=16, object_size=48, scan="jittered", jitter=0.5,
+                                                scan_step=4, seed=2))
+    half = dataset.subset(split_half_sets(dataset.positions_xy, "checkerboard").half2)
+    config = ReconstructConfig(epochs=3, seed=5, batch_size=8).validate()
+    full_shared, half_shared = ptychi_arm.run_ptychi_jobs([dataset, half], config, progress=False)
+    half_alone = ptychi_arm.run_ptychi(half, config, progress=False)
+    np.testing.assert_array_equal(half_shared.object, half_alone.object)
+    np.testing.assert_array_equal(half_shared.loss_history, half_alone.loss_history)
+    np.testing.assert_array_equal(half_shared.probe, half_alone.probe)
+    assert half_shared.canvas_origin_xy == half_alone.canvas_origin_xy
+    assert half_shared.info["n_positions"] == half.n_positions < full_shared.info["n_positions"]
+    assert full_shared.object.shape != half_shared.object.shape or full_shared.loss_history[0] != half_shared.loss_history[0]
+    # The child's start-up is shared and counted in each.
+    for result in (full_shared, half_shared):
+        assert result.total_wall_time_s >= result.wall_time_s > 0
+
+
+def test_jobs_need_one_label_per_dataset():
+    dataset = simulate_dataset(SimulationConfig(patch_size=16, object_size=48, scan_step=8))
+    with pytest.raises(ValueError, match="one label per dataset"):
+        ptychi_arm.run_ptychi_jobs([dataset], ReconstructConfig(), labels=["a", "b"])
+    with pytest.raises(ValueError, match="at least one dataset"):
+        ptychi_arm.run_ptychi_jobs([], ReconstructConfig())

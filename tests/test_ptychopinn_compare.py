@@ -5,6 +5,10 @@ The failure report this project started from (../shared/seeds/) ran PtychoPINN's
 and crashed. Here the same command line runs on real files made by PtychoPINN's own code
 (../shared/fixtures/upstream, its README), and the stitched images are checked against
 PtychoPINN's own stitched images of the same predictions.
+
+The whole runs (three N = 64 comparisons) are the end-to-end tier's; the default tier keeps
+the bad-model checks here and the known answers of the same code in
+tests/test_ptychopinn_models.py (the rebuilt networks against PtychoPINN's own outputs).
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ def seed_command_run(upstream, tmp_path_factory):
     return out, done
 
 
+@pytest.mark.e2e
 def test_seed_command_runs_to_a_complete_output(seed_command_run):
     out, done = seed_command_run
     assert done.returncode == 0, done.stderr[-3000:]
@@ -69,6 +74,7 @@ def test_seed_command_runs_to_a_complete_output(seed_command_run):
     assert "PtychoPINN" in done.stdout and "ms_ssim" in done.stdout
 
 
+@pytest.mark.e2e
 def test_seed_command_names_every_format(seed_command_run):
     out, done = seed_command_run
     provenance = json.loads((out / "provenance.json").read_text())
@@ -84,6 +90,7 @@ def test_seed_command_names_every_format(seed_command_run):
     assert "PtychoPINN: PtychoPINN wts.h5.zip (gridsize 2)" in done.stdout
 
 
+@pytest.mark.e2e
 def test_foreign_ptychi_file_is_placed_by_its_rule_and_its_initialisation_is_unknown(seed_command_run):
     out, done = seed_command_run
     provenance = json.loads((out / "provenance.json").read_text())
@@ -103,6 +110,7 @@ def test_foreign_ptychi_file_is_placed_by_its_rule_and_its_initialisation_is_unk
     assert "PtyChi: initialisation unknown" in done.stdout
 
 
+@pytest.mark.e2e
 def test_data_not_in_counts_is_said_and_no_dose_is_measured(seed_command_run):
     out, done = seed_command_run
     provenance = json.loads((out / "provenance.json").read_text())
@@ -140,6 +148,7 @@ def bilinear_run(upstream, tmp_path_factory):
     return out
 
 
+@pytest.mark.e2e
 def test_a_pinn_bundle_works_as_the_baseline_arm(pinn_as_baseline_run, seed_command_run):
     out, result = pinn_as_baseline_run
     assert result.exit_code == 0, result.output
@@ -187,6 +196,7 @@ def _register_to(ours, theirs, region):
     return best.x + offset, float(best.fun)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("arm", ["ptychopinn", "baseline"])
 def test_stitched_images_agree_with_ptychopinns_own(upstream, bilinear_run, arm):
     """PtychoPINN's compare_models.py stitched the gs1 PINN's and the baseline's predictions

@@ -226,7 +226,7 @@ def test_offset_gauge_fits_the_offset_and_the_scale_only():
 @pytest.mark.parametrize("retired", ["plane", "mean", "none"])
 def test_gauges_that_contradict_design_are_refused(retired):
     """The existing tool's plane (a plane removed from each image separately), mean (each
-    image's own mean phase) and none (one complex factor) are retired (DESIGN.md)."""
+    image's own mean phase) and none (one complex factor) are retired (docs/design.md)."""
     truth = _smooth_object(8)
     with pytest.raises(RegistrationError, match="phase_align"):
         register(truth, truth, _central_region(), phase_align=retired, estimate_shift=False)
@@ -242,7 +242,7 @@ def _phase_noisy(amplitude, truth, sigma, seed=0):
 
 
 def test_phase_noise_never_moves_the_amplitude_scores():
-    """Issue 14, item 3: with one complex factor, 0.3 and 0.6 rad of phase noise on an image
+    """The amplitude scale is fitted to the amplitudes alone: with one complex factor, 0.3 and 0.6 rad of phase noise on an image
     with exactly the right amplitude scored 32.9 and 21.3 dB amplitude PSNR here (the factor
     shrinks by about exp(-sigma**2 / 2)). The amplitude scale now sees the amplitudes only."""
     truth = _smooth_object(13)

@@ -37,6 +37,7 @@ def _leftover(parent, name, pid, record=None, kind="partial"):
     return path
 
 
+@pytest.mark.e2e
 def test_compare_killed_by_sigkill_is_cleaned_up_by_the_next_run(tiny_study, tmp_path):
     out = tmp_path / "out"
     command = [sys.executable, "-c", "from compare_models.cli import compare_main; compare_main()",

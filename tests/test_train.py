@@ -106,6 +106,7 @@ def test_invalid_settings(settings, message):
         build_config(TrainConfig, settings)
 
 
+@pytest.mark.e2e  # its flags and file: tests/test_cli_flags.py
 def test_cli_train_writes_a_bundle_that_predicts(tmp_path, dataset):
     train, test = split_dataset_by_row(dataset)
     data_path = save_dataset(train, tmp_path / "train.npz")

@@ -2,7 +2,7 @@
 
 Used to record what a network was trained on (the union of its training patches' footprints,
 kept as row runs) and to measure train/test leakage: the fraction of a scored region that lies
-under any training patch (DESIGN.md, "A fair comparison": no scored pixel was seen, as ground
+under any training patch (docs/design.md, "A fair comparison": no scored pixel was seen, as ground
 truth, by any training sample). :func:`region_holes` finds the holes of a region: what a
 coverage fraction does not show (a half-set region at 94 % coverage whose 6 % are a lattice of
 holes gives its FRC window the resolution of a sieve).

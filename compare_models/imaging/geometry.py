@@ -1,4 +1,4 @@
-"""Patch geometry in the object frame shared by every module (DESIGN.md, "Frames and units").
+"""Patch geometry in the object frame shared by every module (docs/design.md, "Frames and units").
 
 A patch of side N centred at ``(x, y)`` (object pixels; x column, y row) covers rows
 ``y - N/2 .. y + N/2 - 1`` and columns ``x - N/2 .. x + N/2 - 1``; patch pixel (N/2, N/2) sits

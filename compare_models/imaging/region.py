@@ -1,6 +1,6 @@
 """The scored region: the one set of pixels on which every arm of a comparison is scored.
 
-DESIGN.md, "A fair comparison": every arm is scored on the pixels inside the scan's hull where
+docs/design.md, "A fair comparison": every arm is scored on the pixels inside the scan's hull where
 every arm has data, eroded by the largest applied registration shift plus a margin. The rule
 does not depend on any arm's own settings (a stitching crop, say) as long as every arm covers
 the hull; an arm that leaves holes shrinks the region for every arm, and
@@ -10,7 +10,7 @@ Frames and units
 ----------------
 * Masks are (H, W) boolean arrays on the ground-truth pixel grid; x is the column, y the row.
 * Scan positions are patch centres in object pixels, x (column) then y (row): the position
-  ``(x, y)`` is the centre of object pixel ``(row y, column x)`` (DESIGN.md, "Frames and units").
+  ``(x, y)`` is the centre of object pixel ``(row y, column x)`` (docs/design.md, "Frames and units").
 * Shifts and margins are in pixels.
 
 References
@@ -282,7 +282,7 @@ def scored_region(
     largest_shift_px: float = 0.0,
     margin_px: int = DEFAULT_MARGIN_PX,
 ) -> ScoredRegion:
-    """The region every arm is scored on (DESIGN.md, "A fair comparison").
+    """The region every arm is scored on (docs/design.md, "A fair comparison").
 
     Parameters
     ----------

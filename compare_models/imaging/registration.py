@@ -1,7 +1,7 @@
 """Register a reconstruction to the ground truth: a sub-pixel shift, then the gauge.
 
 A ptychographic reconstruction is defined up to a translation, a global phase, a linear phase
-ramp and an amplitude scale (DESIGN.md, "A fair comparison"). This module measures each against
+ramp and an amplitude scale (docs/design.md, "A fair comparison"). This module measures each against
 the ground truth and returns every correction it applied, so that a report can show it:
 
 * :func:`estimate_shift`: upsampled cross-correlation [1]_ over a region, refined iteratively,

@@ -1,6 +1,6 @@
 """One scoring path: region, registration, gauge, metrics and FRC, for any pair of images.
 
-A comparison scores images in two ways, by one algorithm (DESIGN.md, "A fair comparison"):
+A comparison scores images in two ways, by one algorithm (docs/design.md, "A fair comparison"):
 
 * against the ground truth (``kind="ground_truth"``): each arm's image is the test image and
   the truth the reference; the measure is :func:`compare_models.imaging.metrics.compute_metrics`;

@@ -1,7 +1,7 @@
 """Stitching: predicted patches -> one object image in the ground-truth frame.
 
 ``stitch`` places every (optionally cropped) patch at its absolute scan position on the object
-grid (DESIGN.md, "Frames and units"), accumulates values and weights, and normalises.
+grid (docs/design.md, "Frames and units"), accumulates values and weights, and normalises.
 
 Sub-pixel positions are handled the way the simulator and pty-chi handle them by default
 (``interpolation="fourier"``; docs/simulation.md): each whole N x N patch is Fourier-shifted by

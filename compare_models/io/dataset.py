@@ -2,7 +2,7 @@
 
 Every reader in :mod:`compare_models.io` returns a ``Dataset``; every consumer takes one.
 
-Frames and units (DESIGN.md, "Frames and units")
+Frames and units (docs/design.md, "Frames and units")
 ------------------------------------------------
 * Positions are in object pixels: x is the column, y the row. A patch of size N centred at
   (x, y) covers rows ``y - N/2 .. y + N/2 - 1`` and columns ``x - N/2 .. x + N/2 - 1``; patch

@@ -24,7 +24,7 @@ def load_dataset(path) -> Dataset:
     Parameters
     ----------
     path : str or os.PathLike
-        An NPZ file following the contract in DESIGN.md (a zip archive); an HDF5 file (by its
+        An NPZ file following the contract in docs/design.md (a zip archive); an HDF5 file (by its
         signature): a ptychodus ``product.h5`` or ``diffraction.h5`` with its partner beside
         it, or CXI; or a directory holding a ptychodus pair (see
         :mod:`compare_models.io.ptychodus`).

@@ -1,4 +1,4 @@
-"""The NPZ form of the test-data contract (DESIGN.md, "Contracts"): read and write.
+"""The NPZ form of the test-data contract (docs/design.md, "Contracts"): read and write.
 
 Nothing is ever unpickled: files are opened with ``allow_pickle=False``. A required key that
 would need pickle is an error.

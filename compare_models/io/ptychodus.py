@@ -34,7 +34,7 @@ Frames
 ptychodus puts a position at the world coordinate of the probe array's centre, pixel
 ``(w - 1)/2``, and the object's ``center_*_m`` at pixel ``((W - 1)/2, (H - 1)/2)``:
 ``x_ptychodus_px = (x_m - center_x_m) / pixel_width_m + (W - 1)/2`` and a patch starts at
-``x_ptychodus_px - (w - 1)/2``. This project puts patch pixel N/2 on the position (DESIGN.md),
+``x_ptychodus_px - (w - 1)/2``. This project puts patch pixel N/2 on the position (docs/design.md),
 so the patch starts at ``x - N/2``. The same patch therefore has
 ``x = x_ptychodus_px + 1/2``, that is ``x = (x_m - center_x_m) / pixel_width_m + W/2``
 (y likewise with rows), for every N.

@@ -1,6 +1,6 @@
 """Read and write iterative-reconstruction files (``ptychi_reconstruction.npz``); no torch.
 
-File contract (DESIGN.md, "Contracts")
+File contract (docs/design.md, "Contracts")
 --------------------------------------
 ==========================  ========  ==================================================
 key                         required  meaning

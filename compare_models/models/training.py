@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..config import setting
 from ..errors import ConfigError, DatasetError
 
 __all__ = ["TrainConfig", "TrainResult", "train_model", "evaluate_loss", "split_indices"]
@@ -23,49 +24,34 @@ __all__ = ["TrainConfig", "TrainResult", "train_model", "evaluate_loss", "split_
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Settings of ``ptycho-study train``; validated by :meth:`validate`.
+    """Settings of ``ptycho-study train`` (and of a sweep's training steps); validated by
+    :meth:`validate`.
 
-    Attributes
-    ----------
-    model : str
-        ``"pinn"`` or ``"baseline"``.
-    gridsize : int
-        g, C = g² patterns per sample (PINN: 1 or more; baseline: 1).
-    epochs, batch_size : int
-    learning_rate : float
-        Adam step size.
-    seed : int
-        Seeds the weights, the validation split, the shuffles and the neighbour draw.
-    validation_fraction : float
-        Fraction of samples held out for the validation loss, in [0, 0.9].
-    early_stopping_patience : int or None
-        Stop after this many epochs without improvement of the validation loss (or of the
-        training loss when there is no validation set) and keep the best weights; None = off.
-    width : int
-        Filters of the first conv block (doubling per block).
-    depth : int
-        Number of conv-pool blocks; N must be divisible by 2**depth.
-    n_neighbours : int or None
-        K of :func:`compare_models.models.grouping.group_neighbours` (default C: nearest neighbours).
-    region_pad : int or None
-        PINN region margin in pixels for the overlap constraint. Default: derived from the
-        training scan, ``max(N/4, largest group spread)`` up to ``N/2``
-        (:func:`compare_models.models.inputs.region_pad_for`); groups that reach beyond the
-        margin are re-formed to fit it.
+    Each field states its default and its help once (:func:`compare_models.config.setting`);
+    ``ptycho-study train --help`` lists them, and a ``--config`` file's ``train`` section takes
+    the same keys. ``n_neighbours`` is K of
+    :func:`compare_models.models.grouping.group_neighbours`; ``region_pad`` None derives the
+    margin from the training scan (:func:`compare_models.models.inputs.region_pad_for`).
     """
 
-    model: str = "pinn"
-    gridsize: int = 1
-    epochs: int = 20
-    batch_size: int = 16
-    learning_rate: float = 1e-3
-    seed: int = 0
-    validation_fraction: float = 0.1
-    early_stopping_patience: int | None = None
-    width: int = 32
-    depth: int = 3
-    n_neighbours: int | None = None
-    region_pad: int | None = None
+    model: str = setting("pinn", "Network to train.", choices=("pinn", "baseline"))
+    gridsize: int = setting(1, "Patterns per sample side, C = g² per sample (the baseline takes 1 only).")
+    epochs: int = setting(20, "Passes over the training samples.")
+    batch_size: int = setting(16, "Samples per step.")
+    learning_rate: float = setting(1e-3, "Adam step size.")
+    seed: int = setting(0, "Seed of the weights, the validation split, the shuffles and the neighbour draw.")
+    validation_fraction: float = setting(0.1, "Fraction of samples held out for the validation loss, in [0, 0.9].")
+    early_stopping_patience: int | None = setting(
+        None, "Stop after this many epochs without improvement of the validation loss (the training loss when "
+        "there is no validation set) and keep the best weights.", flag="--patience", default_text="off",
+    )
+    width: int = setting(32, "Filters of the first conv block (doubling per block).")
+    depth: int = setting(3, "Conv-pool blocks; N must be divisible by 2**depth.")
+    n_neighbours: int | None = setting(None, "K candidates per group.", default_text="C, the nearest neighbours")
+    region_pad: int | None = setting(
+        None, "PINN overlap region margin, pixels; groups reaching beyond it are re-formed to fit.",
+        default_text="from the training scan: max(N/4, widest group) up to N/2",
+    )
 
     def validate(self) -> TrainConfig:
         """Raise :class:`ConfigError` naming the first invalid setting; return self."""

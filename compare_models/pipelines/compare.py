@@ -220,7 +220,7 @@ def _all_timings(timer, arms) -> dict[str, float]:
 
 def _seen_in_training(arms, truth, region) -> dict:
     """Per network arm, the fraction of the scored region under its training patches of this
-    object (0 for another object, "unknown" when its bundle does not say); DESIGN.md, "No leakage"."""
+    object (0 for another object, "unknown" when its bundle does not say); docs/design.md, "No leakage"."""
     from ..models.bundle import fraction_seen_in_training
 
     seen = {
@@ -281,7 +281,7 @@ def _scored_arms(arms, scoring, config: CompareConfig) -> dict[str, ArmScore]:
 
 
 def evaluate(arms, truth, positions_xy, config: CompareConfig, *, pixel_size_m=None, timer=None) -> TruthScoring:
-    """Score every arm against the truth on one footing (DESIGN.md, "A fair comparison").
+    """Score every arm against the truth on one footing (docs/design.md, "A fair comparison").
 
     Parameters
     ----------

@@ -153,7 +153,7 @@ class _StreamRun:
 
     def full_image(self, timer: Timer):
         """Predict and stitch every position. computation_time_s is what a user waits for per
-        image, without one-off compilation (DESIGN.md): tracing and XLA compilation are paid by
+        image, without one-off compilation (docs/design.md): tracing and XLA compilation are paid by
         warm-up calls on zeros and timed apart (``*_compile``)."""
         key = self.key
         stream, seconds, compile_s = time_excluding_compile(

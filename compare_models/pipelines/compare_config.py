@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
 
+from ..config import setting
 from ..errors import ConfigError
 
 __all__ = ["CompareConfig", "resolve_crop", "scoring_rules_for", "PHASE_ALIGN_METHODS", "RETIRED_PHASE_ALIGN_METHODS", "DEFAULT_CROP"]
 
 PHASE_ALIGN_METHODS = ("ramp", "offset")
-# Gauges of the existing tool that DESIGN.md ("A fair comparison") rules out.
+# Gauges of the existing tool that docs/design.md ("A fair comparison") rules out.
 RETIRED_PHASE_ALIGN_METHODS = MappingProxyType(
     {
         "plane": "it removed a plane from each image's phase separately",
@@ -36,59 +37,130 @@ def resolve_crop(config, patch_size: int) -> int:
 
 @dataclass(frozen=True)
 class CompareConfig:
-    """Settings of one ``compare-models`` run (flags documented in ``compare-models --help``)."""
+    """Settings of one ``compare-models`` run (and of a sweep's compare step).
 
-    test_data: str
-    output_dir: str
-    pinn_dir: str | None = None
-    baseline_dir: str | None = None
-    ptychi_recon_path: str | None = None
-    stitch_crop_size: int | None = None  # None: DEFAULT_CROP, or N when N is smaller
-    skip_registration: bool = False
-    register_ptychi_only: bool = False
-    phase_align_method: str = "ramp"
-    registration_on: str = "complex"
-    max_shift_px: float = 16.0
-    region_margin_px: int = 2  # imaging.region.DEFAULT_MARGIN_PX
-    ms_ssim_sigma: float | None = None
-    frc_sigma: float | None = None
-    pixel_size_m: float | None = None
-    n_test_subsample: int | None = None
-    test_subsample_seed: int = 0
-    pinn_predict_batch_size: int = 32
-    baseline_predict_batch_size: int = 32
-    pinn_chunk_size: int = 1024
-    baseline_chunk_size: int = 1024
-    stitch_chunk_size: int = 512
-    # How a patch is moved by its sub-pixel residual before its crop is added: "fourier" (the
-    # simulator's and pty-chi's model, exact for the recorded patches) or "bilinear" (what
-    # PtychoPINN's stitching does, to reproduce its images).
-    stitch_interpolation: str = "fourier"
-    # XLA for the networks (models.inference.JIT_MODES): "auto" compiles and falls back to a
-    # plain tf.function, with a warning, for a network XLA cannot compile.
-    predict_xla: str = "auto"
-    # The Keras backend of the networks and the device (models.backend; chosen at start-up,
-    # before Keras is imported): None = the machine's default, resolved and recorded by the CLI.
-    # PtychoPINN's PyTorch models run on torch whatever the backend, on the same device choice
-    # (models.ptychopinn_torch.device: "auto" is CUDA when torch sees a GPU; "cuda" = "gpu").
-    backend: str | None = None
-    device: str = "auto"
-    overwrite: bool = False
-    progress: bool = True
-    # Half-set FRC for every arm (compare_halfsets): None (the default) computes it for every
-    # arm whose halves cover enough of the scan and says why for the others; True requires it
-    # (a half that leaves too little is an error); False turns it off.
-    half_sets: bool | None = None
-    half_set_split: str = "checkerboard"  # imaging.halfsets.SPLIT_METHODS
-    ptychi_half_sets: str | None = None  # a directory with ptychi_half1.npz, ptychi_half2.npz
-    ptychi_half_set_paths: tuple[str, str] | None = None  # the two files
-    min_half_set_coverage: float = 0.9  # compare_halfsets.DEFAULT_MIN_COVERAGE
-    command_line: tuple[str, ...] = field(default_factory=tuple)
+    Each field states its default and its help once (:func:`compare_models.config.setting`);
+    ``compare-models --help`` lists them, a ``--config`` file (or a sweep's ``compare``
+    section) takes the same keys, and PtychoPINN's underscore spellings are hidden aliases.
+    """
+
+    test_data: str = setting(help="Test dataset: the NPZ contract, a ptychodus pair or a CXI file (by content).",
+                             aliases=("--test_data",))
+    output_dir: str = setting(help="Where the comparison is written.", aliases=("--output_dir",))
+    pinn_dir: str | None = setting(
+        None, "PINN arm: a compare-models bundle (bundle.json), a PtychoPINN wts.h5.zip or its directory, or a "
+        "baseline_model.h5 or a directory with one below it; recognised by content.",
+        aliases=("--pinn_dir",), default_text="no PINN arm",
+    )
+    baseline_dir: str | None = setting(
+        None, "Baseline arm: every model --pinn-dir takes (a PINN bundle may be the baseline).",
+        aliases=("--baseline_dir",), default_text="no baseline arm",
+    )
+    ptychi_recon_path: str | None = setting(
+        None, "Iterative reconstruction NPZ: this project's ptychi_reconstruction.npz (placed by its recorded "
+        "frame), PtychoPINN's (placed by its script's rule) or another writer's (registered).",
+        aliases=("--ptychi_recon_path", "--tike_recon_path", "--tike-recon-path"), default_text="no pty-chi arm",
+    )
+    stitch_crop_size: int | None = setting(
+        None, "Keep the central M x M of each patch when stitching, 0 < M <= N.", aliases=("--stitch_crop_size",),
+        default_text=f"{DEFAULT_CROP}, or N if smaller",
+    )
+    skip_registration: bool = setting(False, "Estimate no shifts (the gauge is still fitted).",
+                                      aliases=("--skip_registration",))
+    register_ptychi_only: bool = setting(
+        False, "Estimate a shift for pty-chi only; the networks are stitched in the ground-truth frame already.",
+        aliases=("--register_ptychi_only",),
+    )
+    phase_align_method: str = setting(
+        "ramp", "Phase gauge, fitted to the amplitude-weighted phase difference: global offset and linear ramp "
+        "(ramp) or offset only (offset); the amplitude scale is always fitted to the amplitudes alone. The "
+        "existing tool's plane, mean and none are retired (docs/how-the-numbers-are-made.md).",
+        aliases=("--phase_align_method",), metavar="[ramp|offset]",
+    )
+    registration_on: str = setting("complex", "Field used for phase correlation.", choices=("complex", "amplitude"),
+                                   aliases=("--registration_on",))
+    max_shift_px: float = setting(16.0, "Largest registration shift accepted, pixels; larger is an error.",
+                                  flag="--max-shift", aliases=("--max_shift",))
+    region_margin_px: int = setting(
+        2, "Pixels eroded from the scored region beyond the largest registration shift.", flag="--region-margin",
+        aliases=("--region_margin", "--region-erode"),
+    )  # imaging.region.DEFAULT_MARGIN_PX
+    ms_ssim_sigma: float | None = setting(
+        None, "Gaussian blur (pixels) of amplitude and phase before MS-SSIM.", aliases=("--ms_ssim_sigma",),
+        default_text="none, as Wang et al. 2003",
+    )
+    frc_sigma: float | None = setting(None, "Gaussian smoothing of the FRC curve, in rings.", aliases=("--frc_sigma",))
+    pixel_size_m: float | None = setting(
+        None, "Object pixel size in metres (FRC resolution in metres).", flag="--pixel-size",
+        aliases=("--pixel_size",), default_text="the data's",
+    )
+    n_test_subsample: int | None = setting(None, "Use a random subset of this many positions.",
+                                           aliases=("--n_test_subsample",), default_text="every position")
+    test_subsample_seed: int = setting(0, "Seed of --n-test-subsample's draw.", aliases=("--test_subsample_seed",))
+    pinn_predict_batch_size: int = setting(32, "PINN groups per inference batch.", aliases=("--pinn_predict_batch_size",))
+    baseline_predict_batch_size: int = setting(32, "Baseline patterns per inference batch.",
+                                               aliases=("--baseline_predict_batch_size",))
+    pinn_chunk_size: int = setting(1024, "Positions per PINN inference chunk (memory bound).",
+                                   aliases=("--pinn_chunk_size",))
+    baseline_chunk_size: int = setting(1024, "Positions per baseline inference chunk (memory bound).",
+                                       aliases=("--baseline_chunk_size",))
+    stitch_chunk_size: int = setting(512, "Patches per compiled stitching call.", aliases=("--stitch_chunk_size",))
+    stitch_interpolation: str = setting(
+        "fourier", "How each patch is moved by its sub-pixel residual before its central crop is added: fourier "
+        "(the simulator's and pty-chi's model: stitching the recorded ground-truth patches gives the object back) "
+        "or bilinear (as PtychoPINN's stitching does, to reproduce its images).",
+        choices=("fourier", "bilinear"), aliases=("--stitch_interpolation",),
+    )
+    predict_xla: str = setting(
+        "auto", "XLA-compile each network together with its stitching (auto: fall back to a plain tf.function, "
+        "with a warning, when XLA cannot compile a network).", choices=("auto", "on", "off"),
+        aliases=("--predict_xla",),
+    )  # models.inference.JIT_MODES
+    backend: str | None = setting(
+        None, "Keras backend that runs the networks and stitches their patches, chosen once at start-up and "
+        "recorded in provenance.json (PtychoPINN's PyTorch models run on torch whatever it is).",
+        choices=("tensorflow", "jax", "torch"),
+        default_text="tensorflow; jax on a machine with an NVIDIA GPU where JAX's CUDA build is installed",
+    )  # models.backend
+    device: str = setting(
+        "auto", "auto: the GPU when the backend sees one; gpu (or cuda): an error when it sees none; cpu: the "
+        "GPUs are hidden. PtychoPINN's PyTorch models run on the same choice.", choices=("auto", "cpu", "gpu", "cuda"),
+    )
+    overwrite: bool = setting(False, "Replace an existing output directory.")
+    progress: bool = setting(True, "Progress bars.", cli=False)  # the CLI's --progress/--quiet
+    half_sets: bool | None = setting(
+        None, "Half-set FRC for every arm: two images from two disjoint halves of the scan (networks: from the "
+        "same model; pty-chi: from --ptychi-half-sets), registered to each other and correlated; needs no ground "
+        "truth. --half-sets requires it for every arm (an error otherwise); --no-half-sets turns it off.",
+        flag="--half-sets/--no-half-sets",
+        default_text="computed for every arm whose halves cover enough of the scan, the others named with the "
+        "reason and the fix",
+    )
+    half_set_split: str = setting(
+        "checkerboard", "How the scan is split into halves: a checkerboard of the scan grid, or alternating "
+        "positions along the scan path.", choices=("checkerboard", "alternate"),
+    )  # imaging.halfsets.SPLIT_METHODS
+    ptychi_half_sets: str | None = setting(
+        None, "Directory with the pty-chi half-set reconstructions ptychi_half1.npz and ptychi_half2.npz (or a "
+        "reconstruct output directory with them in half_sets/).",
+        default_text="half_sets/ beside --ptychi-recon-path when ptycho-study reconstruct --half-sets wrote it",
+    )
+    ptychi_half_set_paths: tuple[str, str] | None = setting(
+        None, "The two pty-chi half-set reconstruction files, half 1 then half 2.", metavar="HALF1 HALF2",
+        default_text="none",
+    )
+    min_half_set_coverage: float = setting(
+        0.9, "Fraction of the scan's hull that both halves of an arm must cover for its half-set FRC; below it "
+        "that arm gets none (with --half-sets, or without ground truth, the run stops) and the message names "
+        "the fix (a larger --stitch-crop-size or a denser scan).",
+    )  # compare_halfsets.DEFAULT_MIN_COVERAGE
+    command_line: tuple[str, ...] = setting(help="The command line, for provenance.", cli=False,
+                                            default_factory=tuple)
 
     def validate(self) -> CompareConfig:
         if not (self.pinn_dir or self.baseline_dir or self.ptychi_recon_path):
             raise ConfigError(
-                "nothing to compare: give at least one of --pinn_dir, --baseline_dir, --ptychi_recon_path"
+                "nothing to compare: give at least one of --pinn-dir, --baseline-dir, --ptychi-recon-path"
             )
         if self.stitch_interpolation not in ("fourier", "bilinear"):
             raise ConfigError(

@@ -1,6 +1,6 @@
 """What an arm that cannot be made or scored is told: its failure, in one line, and the fix.
 
-One arm never costs the others their numbers (DESIGN.md, "Independence of arms"): the compare
+One arm never costs the others their numbers (docs/design.md, "Independence of arms"): the compare
 job records a failed arm (:class:`compare_models.report.records.ArmFailure`) and goes on. This
 module turns what went wrong (an exception while making the arm's image, or a
 :class:`compare_models.imaging.scoring.ScoringFailure`) into the record, with the flag or file

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import setting
 from ..errors import ConfigError, DatasetError
 
 __all__ = ["ConvertConfig", "output_format", "run_convert"]
@@ -33,10 +34,17 @@ class ConvertConfig:
         The product's ``name`` attribute (default: the input's file stem).
     """
 
-    pixel_size_m: float | None = None
-    photon_energy_eV: float | None = None  # noqa: N815
-    detector_object_distance_m: float | None = None
-    name: str | None = None
+    pixel_size_m: float | None = setting(
+        None, "Object pixel size in metres.", flag="--pixel-size",
+        default_text="from the data, else 1e-8, flagged as a placeholder",
+    )
+    photon_energy_eV: float | None = setting(  # noqa: N815
+        None, "Photon energy in eV.", flag="--photon-energy", default_text="from the data, else 1e4, flagged"
+    )
+    detector_object_distance_m: float | None = setting(
+        None, "Detector-object distance in metres.", flag="--distance", default_text="from the data, else 1, flagged"
+    )
+    name: str | None = setting(None, "The product's name attribute.", default_text="the input file's stem")
 
     def validate(self) -> ConvertConfig:
         for key in ("pixel_size_m", "photon_energy_eV", "detector_object_distance_m"):

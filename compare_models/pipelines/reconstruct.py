@@ -13,7 +13,7 @@ from ..io.dataset import dataset_fingerprint
 from ..io.dispatch import load_dataset
 from ..io.ptychodus import write_product
 from ..io.reconstruction import save_reconstruction
-from ..study.ptychi_runner import PtychiResult, ReconstructConfig, run_ptychi
+from ..study.ptychi_runner import PtychiResult, ReconstructConfig, run_ptychi_jobs
 
 __all__ = [
     "RECONSTRUCTION_NAME",
@@ -55,7 +55,10 @@ def run_reconstruct(
     ``ptychi_half1.npz`` and ``ptychi_half2.npz`` (the same format and frame as the full
     reconstruction; their metadata's ``half_set`` holds the half, the split method, the
     position indices and the full dataset's fingerprint), a loss CSV and a product for each,
-    and ``split.json``. compare-models finds them there (:func:`half_set_paths`).
+    and ``split.json``. compare-models finds them there (:func:`half_set_paths`). The full and
+    the half-set reconstructions run one after another in one pty-chi process
+    (:func:`compare_models.study.ptychi_runner.run_ptychi_jobs`): the same numbers as three
+    processes, with one start-up.
 
     Returns
     -------
@@ -65,11 +68,19 @@ def run_reconstruct(
     """
     config.validate()
     dataset = load_dataset(data_path)
-    result = run_ptychi(dataset, config, progress=progress)
     out_dir = Path(out_dir)
+    if not config.half_sets:
+        (result,) = run_ptychi_jobs([dataset], config, progress=progress)
+        return _write(out_dir, "ptychi", RECONSTRUCTION_NAME, dataset, result, data_path, {}), result
+    from ..imaging.halfsets import split_half_sets
+
+    split = split_half_sets(dataset.positions_xy, config.half_set_split)
+    halves = [dataset.subset(indices) for indices in split.halves]
+    result, *half_results = run_ptychi_jobs(
+        [dataset, *halves], config, progress=progress, labels=["full scan", "half 1", "half 2"]
+    )
     path = _write(out_dir, "ptychi", RECONSTRUCTION_NAME, dataset, result, data_path, {})
-    if config.half_sets:
-        _reconstruct_half_sets(dataset, out_dir / HALF_SET_DIR, config, data_path, progress=progress)
+    _write_half_sets(dataset, split, halves, half_results, out_dir / HALF_SET_DIR, data_path)
     return path, result
 
 
@@ -80,11 +91,8 @@ def half_set_paths(directory) -> tuple[Path, Path]:
     return directory / HALF_SET_NAMES[0], directory / HALF_SET_NAMES[1]
 
 
-def _reconstruct_half_sets(dataset, directory: Path, config: ReconstructConfig, data_path, *, progress: bool):
-    """Both halves of the scan, each reconstructed from its own positions only."""
-    from ..imaging.halfsets import split_half_sets
-
-    split = split_half_sets(dataset.positions_xy, config.half_set_split)
+def _write_half_sets(dataset, split, halves, results, directory: Path, data_path) -> None:
+    """Both halves' reconstructions, each beside its loss CSV and product, and ``split.json``."""
     fingerprint = dataset_fingerprint(dataset)
     record = {
         **split.to_dict(),
@@ -92,9 +100,8 @@ def _reconstruct_half_sets(dataset, directory: Path, config: ReconstructConfig, 
         "position_indices": [split.half1.tolist(), split.half2.tolist()],
     }
     directory.mkdir(parents=True, exist_ok=True)
-    for number, (indices, name) in enumerate(zip(split.halves, HALF_SET_NAMES, strict=True), start=1):
-        half = dataset.subset(indices)
-        result = run_ptychi(half, config, progress=progress)
+    parts = zip(split.halves, halves, results, HALF_SET_NAMES, strict=True)
+    for number, (indices, half, result, name) in enumerate(parts, start=1):
         meta = {
             "half_set": {
                 "half": number,

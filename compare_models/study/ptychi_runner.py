@@ -36,6 +36,10 @@ Building a pty-chi task changes torch's process-wide default device and dtypes, 
 and runs ``python -m compare_models.study.ptychi_runner IN OUT`` (no pickle crosses the boundary). The
 child uses ``n_threads`` torch threads and flushes denormals (each missed costs up to 15-20x on
 small CPUs), reports progress per epoch on stderr and writes the result NPZ.
+:func:`run_ptychi_jobs` runs several reconstructions (a scan and its two half sets) one after
+another in one child, ``IN1 OUT1 IN2 OUT2 ...``, so torch and pty-chi are started once: every
+task is built afresh and seeds torch, NumPy and Python's RNG from ``seed`` when it is built,
+so each result is the one its own child would give.
 
 References
 ----------
@@ -62,7 +66,9 @@ from types import MappingProxyType
 
 import numpy as np
 
+from ..config import setting
 from ..errors import CompareModelsError, ConfigError
+from ..imaging.halfsets import SPLIT_METHODS
 
 __all__ = [
     "ALGORITHMS",
@@ -79,6 +85,7 @@ __all__ = [
     "from_ptychi_positions",
     "ptychi_inputs",
     "run_ptychi",
+    "run_ptychi_jobs",
 ]
 
 ALGORITHMS = ("lsqml", "epie", "dm", "bh")
@@ -111,52 +118,42 @@ class PtychiRunError(CompareModelsError, RuntimeError):
 
 @dataclass(frozen=True)
 class ReconstructConfig:
-    """Settings of ``ptycho-study reconstruct``; validated by :meth:`validate`.
+    """Settings of ``ptycho-study reconstruct`` (and of a sweep's reconstruct step); validated by
+    :meth:`validate`.
 
-    Attributes
-    ----------
-    algorithm : {"lsqml", "epie", "dm", "bh"}
-        pty-chi engine (BH runs with ``method="GD"``).
-    epochs : int
-        Passes over all scan positions.
-    batch_size : int or None
-        Positions per update; None picks the measured default for the engine and the device
-        it runs on (:func:`default_batch_size`: on a CPU LSQML/DM/BH 50, ePIE 1; on a GPU
-        LSQML 400).
-    seed : int
-        Seeds torch, NumPy and Python's RNG in the child (batch order).
-    refine_probe : bool
-        Update the probe too (from ``probe_refine_start``); otherwise the probe stays fixed.
-    probe_refine_start : int
-        First epoch of probe updates when ``refine_probe``.
-    device : {"auto", "cpu", "cuda"}
-        "auto" uses the GPU when ``torch.cuda.is_available()``.
-    n_threads : int
-        torch intra-op threads in the child (1 is fastest on small CPUs).
-    canvas_margin : int
-        Pixels added around the scan's bounding box on each side of the object canvas.
-    timeout_s : float or None
-        Kill the child after this many seconds (None: no limit).
-    half_sets : bool
-        Also reconstruct the two halves of the scan, each on its own, for half-set FRC
-        (``ptycho-study reconstruct --half-sets``; :mod:`compare_models.pipelines.reconstruct`).
-    half_set_split : {"checkerboard", "alternate"}
-        How the scan is split into halves
-        (:func:`compare_models.imaging.halfsets.split_half_sets`).
+    Each field states its default and its help once (:func:`compare_models.config.setting`);
+    ``ptycho-study reconstruct --help`` lists them, and a ``--config`` file's ``reconstruct``
+    section takes the same keys. ``batch_size`` None picks the measured default for the engine
+    and the device it runs on (:func:`default_batch_size`).
     """
 
-    algorithm: str = "lsqml"
-    epochs: int = 100
-    batch_size: int | None = None
-    seed: int = 0
-    refine_probe: bool = False
-    probe_refine_start: int = 1
-    device: str = "auto"
-    n_threads: int = 1
-    canvas_margin: int = 4
-    timeout_s: float | None = None
-    half_sets: bool = False
-    half_set_split: str = "checkerboard"
+    algorithm: str = setting("lsqml", "pty-chi engine (BH runs with method GD).", choices=ALGORITHMS)
+    epochs: int = setting(100, "Passes over all scan positions.")
+    batch_size: int | None = setting(
+        None, "Positions per update.",
+        default_text="the measured default for the engine and device: on a CPU 50 (ePIE 1); on a GPU LSQML 400, "
+        "ePIE 1, DM and BH 50",
+    )
+    seed: int = setting(0, "Seeds torch, NumPy and Python's RNG in the pty-chi process (batch order).")
+    refine_probe: bool = setting(False, "Update the probe too (from --probe-refine-start); otherwise it stays fixed.",
+                                 flag="--refine-probe/--fixed-probe")
+    probe_refine_start: int = setting(1, "First epoch of probe updates with --refine-probe.")
+    device: str = setting("auto", "Where pty-chi runs; auto: the GPU when torch sees one.", choices=DEVICES)
+    n_threads: int = setting(1, "torch threads in the pty-chi process (1 is fastest on small CPUs).", flag="--threads")
+    canvas_margin: int = setting(4, "Pixels added around the scan's bounding box on each side of the object canvas.")
+    timeout_s: float | None = setting(
+        None, "Stop pty-chi after this many seconds (with --half-sets: the three reconstructions together).",
+        flag="--timeout", default_text="no limit",
+    )
+    half_sets: bool = setting(
+        False, "Also reconstruct the two halves of the scan, each on its own, into OUT/half_sets/ "
+        "(ptychi_half1.npz, ptychi_half2.npz), for half-set FRC in compare-models (the sweep turns it on).",
+        flag="--half-sets/--no-half-sets",
+    )
+    half_set_split: str = setting(
+        "checkerboard", "How the scan is split into halves: a checkerboard of the scan grid, or alternating "
+        "positions along the scan path.", choices=SPLIT_METHODS,
+    )
 
     def validate(self) -> ReconstructConfig:
         """Raise :class:`ConfigError` naming the first invalid setting; return self."""
@@ -178,8 +175,6 @@ class ReconstructConfig:
             raise ConfigError(f"canvas_margin must be >= 0, got {self.canvas_margin}")
         if self.timeout_s is not None and not self.timeout_s > 0:
             raise ConfigError(f"timeout_s must be > 0, got {self.timeout_s}")
-        from ..imaging.halfsets import SPLIT_METHODS
-
         if self.half_set_split not in SPLIT_METHODS:
             raise ConfigError(
                 f"half_set_split must be one of {', '.join(SPLIT_METHODS)}, got {self.half_set_split!r}"
@@ -390,22 +385,67 @@ def run_ptychi(dataset, config: ReconstructConfig, *, progress: bool = True) -> 
     PtychiRunError
         If the child fails (its last error line is in the message) or times out.
     """
+    return run_ptychi_jobs([dataset], config, progress=progress)[0]
+
+
+def run_ptychi_jobs(datasets, config: ReconstructConfig, *, progress: bool = True, labels=None) -> list[PtychiResult]:
+    """Reconstruct each of ``datasets`` with the same settings, one after another, in one child
+    process (torch and pty-chi imported once).
+
+    Each reconstruction is the one :func:`run_ptychi` gives for its dataset alone: the child
+    builds a new task for each, and building a task seeds the random generators from
+    ``config.seed``.
+
+    Parameters
+    ----------
+    datasets : sequence of compare_models.io.dataset.Dataset
+    config : ReconstructConfig
+        ``timeout_s`` bounds the whole child.
+    progress : bool
+        Show per-epoch progress on stderr (from the child), one bar per dataset.
+    labels : sequence of str, optional
+        Names for the progress bars (e.g. "half 1"), one per dataset.
+
+    Returns
+    -------
+    list of PtychiResult
+        In the order of ``datasets``. ``total_wall_time_s`` of each is its own reconstruction
+        plus the child's start, imports and file exchange, which the reconstructions of one
+        child share.
+
+    Raises
+    ------
+    PtychiNotInstalled
+        If torch or ptychi is missing.
+    PtychiRunError
+        If the child fails (the failed reconstruction's last error line is in the message) or
+        times out.
+    """
     config.validate()
+    datasets = list(datasets)
+    labels = list(labels) if labels is not None else [None] * len(datasets)
+    if not datasets or len(labels) != len(datasets):
+        raise ValueError(f"need one label per dataset and at least one dataset, got {len(datasets)} and {len(labels)}")
     missing = ptychi_missing()
     if missing is not None:
         raise PtychiNotInstalled(f"pty-chi is not installed ({missing} missing); install it with: {INSTALL_HINT}")
-    n_side = dataset.patch_size
-    inputs = ptychi_inputs(dataset, config, progress=progress)
-    origin = tuple(inputs["settings"]["canvas_origin_xy"])
     start = time.perf_counter()
+    outputs = []
     with tempfile.TemporaryDirectory(prefix="ptychi_arm_") as tmp:
-        in_path, out_path = Path(tmp) / "in.npz", Path(tmp) / "out.npz"
-        np.savez(
-            in_path,
-            **{k: v for k, v in inputs.items() if k != "settings"},
-            settings=np.array(json.dumps(inputs["settings"])),
-        )
-        cmd = [sys.executable, "-m", "compare_models.study.ptychi_runner", str(in_path), str(out_path)]
+        paths = []
+        for number, (dataset, label) in enumerate(zip(datasets, labels, strict=True)):
+            inputs = ptychi_inputs(dataset, config, progress=progress)
+            if label:
+                inputs["settings"]["label"] = str(label)
+            in_path, out_path = Path(tmp) / f"in{number}.npz", Path(tmp) / f"out{number}.npz"
+            np.savez(
+                in_path,
+                **{k: v for k, v in inputs.items() if k != "settings"},
+                settings=np.array(json.dumps(inputs["settings"])),
+            )
+            paths.append((in_path, out_path, tuple(inputs["settings"]["canvas_origin_xy"])))
+        cmd = [sys.executable, "-m", "compare_models.study.ptychi_runner"]
+        cmd += [str(p) for in_path, out_path, _ in paths for p in (in_path, out_path)]
         env = dict(os.environ)
         package_root = str(Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
@@ -416,37 +456,44 @@ def run_ptychi(dataset, config: ReconstructConfig, *, progress: bool = True) -> 
             )
         except subprocess.TimeoutExpired as exc:
             raise PtychiRunError(f"pty-chi did not finish within {config.timeout_s} s") from exc
-        error_path = out_path.with_suffix(".error.txt")
-        if proc.returncode != 0 or not out_path.exists():
-            detail = error_path.read_text().strip() if error_path.exists() else ""
+        if proc.returncode != 0 or not all(out_path.exists() for _, out_path, _ in paths):
+            errors = [out_path.with_suffix(".error.txt") for _, out_path, _ in paths]
+            detail = next((e.read_text().strip() for e in errors if e.exists()), "")
             if not detail and proc.stderr:
                 detail = proc.stderr.strip().splitlines()[-1]
             raise PtychiRunError(
                 f"pty-chi ({config.algorithm}) failed with exit code {proc.returncode}"
                 + (f": {detail}" if detail else "")
             )
-        with np.load(out_path, allow_pickle=False) as out:
-            obj = out["object"].astype(np.complex64)
-            probe_out = (out["probe"] * n_side).astype(np.complex64)
-            loss = out["loss"].astype(np.float64)
-            info = json.loads(out["info"].item())
+        for _, out_path, _ in paths:
+            with np.load(out_path, allow_pickle=False) as out:
+                outputs.append(
+                    (out["object"].astype(np.complex64), out["probe"], out["loss"].astype(np.float64),
+                     json.loads(out["info"].item()))
+                )
     total = time.perf_counter() - start
-    wall = info.pop("wall_time_s")
-    info["config"] = config.to_dict()
-    info["n_positions"] = dataset.n_positions
-    info["patch_size"] = n_side
-    if dataset.source:
-        info["data"] = str(dataset.source)
-    return PtychiResult(
-        object=obj,
-        probe=probe_out,
-        algorithm=config.algorithm,
-        canvas_origin_xy=origin,
-        loss_history=loss,
-        wall_time_s=float(wall),
-        total_wall_time_s=total,
-        info=info,
-    )
+    shared = max(total - sum(info["wall_time_s"] for *_, info in outputs), 0.0)
+    results = []
+    for dataset, (_, _, origin), (obj, probe, loss, info) in zip(datasets, paths, outputs, strict=True):
+        wall = info.pop("wall_time_s")
+        info["config"] = config.to_dict()
+        info["n_positions"] = dataset.n_positions
+        info["patch_size"] = dataset.patch_size
+        if dataset.source:
+            info["data"] = str(dataset.source)
+        results.append(
+            PtychiResult(
+                object=obj,
+                probe=(probe * dataset.patch_size).astype(np.complex64),
+                algorithm=config.algorithm,
+                canvas_origin_xy=origin,
+                loss_history=loss,
+                wall_time_s=float(wall),
+                total_wall_time_s=float(wall) + shared,
+                info=info,
+            )
+        )
+    return results
 
 
 # --------------------------------------------------------------------------------------------
@@ -550,8 +597,9 @@ def _worker(in_path: str, out_path: str) -> None:
     )
     epoch_times = []
     losses = []
+    label = f" ({settings['label']})" if settings.get("label") else ""
     bar = tqdm(
-        total=epochs, desc=f"pty-chi {settings['algorithm']}", unit="epoch",
+        total=epochs, desc=f"pty-chi {settings['algorithm']}{label}", unit="epoch",
         disable=not settings.get("progress", True), file=sys.stderr,
     )
     for _ in range(epochs):
@@ -577,7 +625,7 @@ def _worker(in_path: str, out_path: str) -> None:
         "ptychi_version": getattr(ptychi, "__version__", None) or _dist_version("ptychi"),
         "torch_version": torch.__version__,
     }
-    tmp = Path(out_path).with_name("out.tmp.npz")
+    tmp = Path(out_path).with_suffix(".tmp.npz")
     np.savez(
         tmp,
         object=obj.astype(np.complex64),
@@ -598,15 +646,16 @@ def _dist_version(name: str) -> str | None:
 
 
 def _main(argv: list[str]) -> int:
-    if len(argv) != 2:
-        print("usage: python -m compare_models.study.ptychi_runner IN.npz OUT.npz", file=sys.stderr)
+    if not argv or len(argv) % 2:
+        print("usage: python -m compare_models.study.ptychi_runner IN.npz OUT.npz [IN2.npz OUT2.npz ...]",
+              file=sys.stderr)
         return 2
-    in_path, out_path = argv
-    try:
-        _worker(in_path, out_path)
-    except Exception as exc:  # reported to the parent through a file, then re-raised
-        Path(out_path).with_suffix(".error.txt").write_text(f"{type(exc).__name__}: {exc}")
-        raise
+    for in_path, out_path in zip(argv[::2], argv[1::2], strict=True):
+        try:
+            _worker(in_path, out_path)
+        except Exception as exc:  # reported to the parent through a file, then re-raised
+            Path(out_path).with_suffix(".error.txt").write_text(f"{type(exc).__name__}: {exc}")
+            raise
     return 0
 
 

@@ -31,7 +31,7 @@ Objects and the train/test split
 --------------------------------
 The object's amplitude and phase come from images that scikit-image ships (``skimage.data``),
 so nothing is downloaded. A study must not score pixels a network saw in training
-(DESIGN.md, "A fair comparison"); :func:`simulate_split` writes a training set that cannot
+(docs/design.md, "A fair comparison"); :func:`simulate_split` writes a training set that cannot
 overlap the test set:
 
 * ``split="objects"`` (the demo and the sweeps): the training set is simulated on another
@@ -49,6 +49,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import __version__
+from ..config import setting
 from ..errors import ConfigError
 from ..imaging.geometry import fourier_shift, integer_crops, object_patches, split_nearest
 from ..io.dataset import Dataset
@@ -91,31 +92,43 @@ class SimulationConfig:
     Lengths are in object pixels, phases in radians, the dose in photons per pattern.
     """
 
-    patch_size: int = 64
-    object_size: int = 256
-    amplitude_image: str = "camera"
-    phase_image: str = "moon"
-    amplitude_min: float = 0.4
-    amplitude_max: float = 1.0
-    phase_min: float = -1.0
-    phase_max: float = 1.0
-    probe_shape: str = "disc"  # "disc" or "gaussian"
-    probe_radius: float | None = None  # disc radius or Gaussian sigma; default N/4
-    probe_defocus_phase: float = 3.0  # quadratic phase at the disc edge, rad
-    scan: str = "grid"  # "grid", "jittered" or "random"
-    scan_step: float | None = None  # grid step; default derived from overlap
-    overlap: float = 0.75  # 1 - step / probe diameter, used when scan_step is None
-    jitter: float = 1.0  # std of the jitter, pixels (scan="jittered")
-    n_random_positions: int | None = None  # scan="random"; default: as many as the grid
-    dose: float = 1e4
-    poisson_noise: bool = True
-    seed: int = 0
-    pixel_size_m: float | None = None
-    split: str | None = None  # None, "y" or "objects" (module docstring)
-    train_amplitude_image: str = "astronaut"  # split="objects": the training object's images
-    train_phase_image: str = "coins"
-    train_object_size: int | None = None  # split="objects"; default object_size
-    train_seed: int | None = None  # split="objects"; default: a stream of its own derived from seed
+    patch_size: int = setting(64, "N, the side of every pattern and of the probe, pixels.")
+    object_size: int = setting(256, "Side of the (test) object, pixels.")
+    amplitude_image: str = setting("camera", "skimage.data image for the object's amplitude.")
+    phase_image: str = setting("moon", "skimage.data image for the object's phase.")
+    amplitude_min: float = setting(0.4, "Lowest object amplitude.")
+    amplitude_max: float = setting(1.0, "Highest object amplitude.")
+    phase_min: float = setting(-1.0, "Lowest object phase, rad.")
+    phase_max: float = setting(1.0, "Highest object phase, rad.")
+    probe_shape: str = setting("disc", "Probe shape.", flag="--probe", choices=("disc", "gaussian"))
+    probe_radius: float | None = setting(None, "Disc radius or Gaussian sigma, pixels.", default_text="N/4")
+    probe_defocus_phase: float = setting(3.0, "Quadratic (defocus) phase at the disc's edge, rad.")
+    scan: str = setting("grid", "Scan pattern.", choices=("grid", "jittered", "random"))
+    scan_step: float | None = setting(None, "Grid step, pixels.", default_text="from --overlap")
+    overlap: float = setting(0.75, "1 - step / probe diameter; sets the step when --scan-step is not given.")
+    jitter: float = setting(1.0, "Standard deviation of the jitter, pixels (--scan jittered).")
+    n_random_positions: int | None = setting(
+        None, "Number of positions for --scan random.", flag="--n-positions", default_text="as many as the grid"
+    )
+    dose: float = setting(1e4, "Mean photons per pattern.")
+    poisson_noise: bool = setting(True, "Poisson noise.", flag="--noise/--no-noise")
+    seed: int = setting(0, "Seed of the scan jitter and the noise.")
+    pixel_size_m: float | None = setting(
+        None, "Object pixel size in metres (recorded in the metadata).", flag="--pixel-size", default_text="not recorded"
+    )
+    split: str | None = setting(
+        None, "Write <out>_train.npz and <out>_test.npz: 'objects' trains on another object (--train-*-image), "
+        "'y' on the top of this one (test: the bottom, N rows of positions apart).",
+        choices=("objects", "y"), default_text="one file, no split",
+    )
+    train_amplitude_image: str = setting("astronaut", "--split objects: image for the training object's amplitude.")
+    train_phase_image: str = setting("coins", "--split objects: image for the training object's phase.")
+    train_object_size: int | None = setting(
+        None, "--split objects: side of the training object, pixels.", default_text="--object-size"
+    )
+    train_seed: int | None = setting(
+        None, "--split objects: seed of the training scan and noise.", default_text="a stream of its own derived from --seed"
+    )
 
     def validate(self) -> SimulationConfig:
         """Raise :class:`ConfigError` naming the first invalid setting; return self."""
