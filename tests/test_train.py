@@ -192,3 +192,42 @@ def test_stitched_images_beat_a_blank_image(model, gridsize):
     blank = gauge_fixed_mae(np.ones_like(image), truth, mask)
     print(f"{model}: complex MAE {error:.4f}, blank {blank:.4f}")
     assert error < 0.75 * blank
+
+
+def test_calibrated_pinn_predicts_the_measured_counts(dataset):
+    # The independent truth: the data's own counts. After calibration the untrained network's
+    # expected counts, summed over the same samples, equal the measured ones.
+    from compare_models.models.training import _Task, calibrate_intensity_scale
+
+    config = TrainConfig(model="pinn", gridsize=2, width=4, depth=2, seed=1)
+    scale = intensity_scale(dataset.diffraction_amplitude)
+    model = fresh_model(config, dataset)
+    task = _Task("pinn", dataset, config, scale, 8)
+    indices = np.arange(dataset.n_positions)
+    learned = calibrate_intensity_scale(model, task, indices, seed=1, n_samples=dataset.n_positions)
+    inputs, (counts,) = task.batch(indices)
+    predicted = model([inputs[0], inputs[1]], training=False)[1].numpy()
+    assert predicted.sum() == pytest.approx(counts.sum(), rel=1e-4)
+    assert learned == pytest.approx(model.get_layer("intensity").scale)
+    assert 1.2 < learned < 4  # amplitude 1/2 at start, about 0.7 in the truth
+
+
+@pytest.mark.parametrize("seed", [1, 3])
+def test_pinn_amplitude_does_not_saturate_in_the_first_epoch(seed):
+    # Before the intensity scale was calibrated, these seeds drove the amplitude sigmoid to 1 over
+    # 75 % and 56 % of the patch within one epoch (a flat image the gradient cannot leave).
+    data = simulate_dataset(
+        SimulationConfig(patch_size=32, object_size=96, scan="jittered", scan_step=4, jitter=0.5, seed=3, dose=1e5)
+    )
+    config = TrainConfig(model="pinn", gridsize=2, epochs=1, batch_size=16, width=16, learning_rate=2e-3,
+                         seed=seed, validation_fraction=0.1)
+    result = train_model(data, config, progress=False)
+    import keras
+
+    probe = keras.Model(result.model.inputs, result.model.get_layer("amplitude_head").output)
+    from compare_models.models.inputs import make_groups, pinn_inputs
+
+    groups = make_groups(data.positions_xy, 2, seed=seed, max_offset=result.region_pad)
+    x, offsets = pinn_inputs(data.diffraction_amplitude, data.positions_xy, groups, np.arange(64), result.intensity_scale)
+    amplitude = probe([x, offsets]).numpy()
+    assert (amplitude > 0.99).mean() < 0.05

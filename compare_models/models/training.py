@@ -18,7 +18,14 @@ import numpy as np
 
 from ..errors import ConfigError, DatasetError
 
-__all__ = ["TrainConfig", "TrainResult", "train_model", "evaluate_loss", "split_indices"]
+__all__ = [
+    "TrainConfig",
+    "TrainResult",
+    "train_model",
+    "evaluate_loss",
+    "split_indices",
+    "calibrate_intensity_scale",
+]
 
 
 @dataclass(frozen=True)
@@ -112,6 +119,7 @@ class TrainResult:
     config: TrainConfig
     region_pad: int | None
     region_pad_rule: str | None = None  # how region_pad was chosen (recorded in the bundle)
+    initial_intensity_scale: float | None = None  # PINN: calibrated start of the learned scale
 
 
 def split_indices(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -248,6 +256,9 @@ def train_model(dataset, config: TrainConfig, *, progress: bool = True) -> Train
         model = build_baseline(n_side, width=config.width, depth=config.depth, seed=config.seed)
     task = _Task(config.model, dataset, config, scale, pad)
     train_idx, val_idx = split_indices(dataset.n_positions, config.validation_fraction, config.seed)
+    initial_scale = None
+    if config.model == "pinn":
+        initial_scale = calibrate_intensity_scale(model, task, train_idx, seed=config.seed)
     import keras
 
     optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate)
@@ -320,7 +331,48 @@ def train_model(dataset, config: TrainConfig, *, progress: bool = True) -> Train
         config=config,
         region_pad=pad,
         region_pad_rule=pad_rule,
+        initial_intensity_scale=initial_scale,
     )
+
+
+#: Training samples whose counts calibrate the PINN's initial intensity scale.
+CALIBRATION_SAMPLES = 256
+
+
+def calibrate_intensity_scale(model, task, train_indices, *, seed: int, n_samples: int = CALIBRATION_SAMPLES) -> float:
+    """Set the PINN's learned intensity scale so that the untrained network predicts, on
+    average, the measured counts; return that scale.
+
+    Over up to ``n_samples`` training samples (a seeded draw), the scale is
+    ``sum(measured counts) / sum(predicted counts)`` at the network's initial weights, and
+    ``log_scale`` of the ``intensity`` layer is moved by its logarithm. Without it the
+    untrained network (amplitude ``sigmoid(0) = 1/2``) predicts a fraction of the counts, the
+    Poisson loss's first steps push every amplitude up together, and for some weight seeds the
+    sigmoid saturates at 1 over most of the patch: the gradient through it vanishes and the
+    network stays at a flat image (docs/training-study.md).
+
+    Notes
+    -----
+    The overall amplitude level and the intensity scale trade off exactly (a global amplitude
+    scale is part of the gauge that scoring fits), so this choice leaves the amplitudes free in
+    the sigmoid's linear range.
+    """
+    rng = np.random.default_rng([seed, 3])
+    chosen = np.sort(rng.permutation(train_indices)[:n_samples])
+    measured = predicted = 0.0
+    for batch in _batches(chosen, 64):
+        inputs, targets = task.batch(batch)
+        intensity = model(_model_inputs(inputs), training=False)[1]
+        measured += float(np.sum(targets[0], dtype=np.float64))
+        predicted += float(np.sum(np.asarray(intensity), dtype=np.float64))
+    if not (predicted > 0 and measured > 0):
+        raise DatasetError(
+            "cannot calibrate the intensity scale: the training patterns or the untrained "
+            "network's predictions hold no counts"
+        )
+    layer = model.get_layer("intensity")
+    layer.log_scale.assign(layer.log_scale.numpy() + np.log(measured / predicted))
+    return layer.scale
 
 
 def _region_pad(dataset, config: TrainConfig) -> tuple[int, str]:

@@ -25,6 +25,8 @@ def run_train(config: TrainConfig, train_data, out_dir, *, progress: bool = True
     extra = {}
     if result.region_pad is not None:  # the PINN's margin; inference uses the same one
         extra = {"region_pad": result.region_pad, "region_pad_rule": result.region_pad_rule}
+    if result.initial_intensity_scale is not None:
+        extra["initial_intensity_scale"] = result.initial_intensity_scale
     path = save_bundle(
         result.model,
         out_dir,
