@@ -161,6 +161,11 @@ def study_main():
 @click.option("--train-phase-image", "train_phase_image", help="--split objects: image for the training object's phase (default coins).")
 @click.option("--train-object-size", "train_object_size", type=int, help="--split objects: training object side in pixels (default --object-size).")
 @click.option("--train-seed", "train_seed", type=int, help="--split objects: seed of the training scan and noise (default: a stream derived from --seed).")
+@click.option("--train-objects", "train_objects", type=click.Choice(["images", "lines", "grf", "particles", "mixed"]), help="--split objects: train on two other shipped images (images, the default) or on generated objects of a family (lines, Gaussian random fields, particles, or mixed: a family drawn per field).")
+@click.option("--n-train-objects", "n_train_objects", type=int, help="--split objects: number of generated training objects, each --train-object-size pixels and scanned on its own (default 1).")
+@click.option("--train-feature-size", "train_feature_size", type=float, help="Generated objects' feature size in pixels (line width, particle diameter, field correlation length; each object draws within a factor 2; default N/8).")
+@click.option("--train-phase-min", "train_phase_min", type=float, help="Generated objects' lowest phase, rad (default: the test object's).")
+@click.option("--train-phase-max", "train_phase_max", type=float, help="Generated objects' highest phase, rad (default: the test object's).")
 @user_errors
 def simulate_command(out, config_path, **overrides):
     """Simulate a dataset at a chosen photon dose."""

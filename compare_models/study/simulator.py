@@ -34,9 +34,15 @@ so nothing is downloaded. A study must not score pixels a network saw in trainin
 (DESIGN.md, "A fair comparison"); :func:`simulate_split` writes a training set that cannot
 overlap the test set:
 
-* ``split="objects"`` (the demo and the sweeps): the training set is simulated on another
-  object, made from other images (``train_amplitude_image``, ``train_phase_image``), with its
-  own size and random stream;
+* ``split="objects"`` (the demo and the sweeps): the training set is simulated on other
+  objects than the test object, with a random stream of its own. ``train_objects`` says which:
+  ``"images"`` is one object made from two other shipped images (``train_amplitude_image``,
+  ``train_phase_image``); ``"lines"``, ``"grf"``, ``"particles"`` or ``"mixed"`` are
+  ``n_train_objects`` procedurally generated objects (:mod:`compare_models.study.objects`) of
+  side ``train_object_size``, with feature size ``train_feature_size`` and phases in
+  ``[train_phase_min, train_phase_max]``, placed side by side in one ``objectGuess``
+  (:func:`~compare_models.study.objects.mosaic`) and each scanned on its own (no patch reads
+  two objects);
 * ``split="y"``: one object, training positions above the middle row and test positions below
   it, at least N apart in y, so that no test patch pixel lies under a training patch.
 """
@@ -52,10 +58,12 @@ from .. import __version__
 from ..errors import ConfigError
 from ..imaging.geometry import fourier_shift, integer_crops, object_patches, split_nearest
 from ..io.dataset import Dataset
+from . import objects as object_families
 
 __all__ = [
     "SimulationConfig",
     "SPLITS",
+    "TRAIN_OBJECTS",
     "FORWARD_MODEL",
     "make_object",
     "make_probe",
@@ -63,12 +71,16 @@ __all__ = [
     "exit_waves",
     "far_field_amplitude",
     "simulate_dataset",
+    "simulate_generated_objects",
     "training_config",
     "simulate_split",
     "split_dataset_by_row",
 ]
 
 SPLITS = ("y", "objects")
+
+#: What ``split="objects"`` trains on: two other shipped images, or generated objects.
+TRAIN_OBJECTS = ("images", *object_families.FAMILIES, "mixed")
 
 #: Recorded in every simulated file's metadata.
 FORWARD_MODEL = (
@@ -114,8 +126,13 @@ class SimulationConfig:
     split: str | None = None  # None, "y" or "objects" (module docstring)
     train_amplitude_image: str = "astronaut"  # split="objects": the training object's images
     train_phase_image: str = "coins"
-    train_object_size: int | None = None  # split="objects"; default object_size
+    train_object_size: int | None = None  # split="objects"; side of each training object; default object_size
     train_seed: int | None = None  # split="objects"; default: a stream of its own derived from seed
+    train_objects: str = "images"  # split="objects": "images" or a family of generated objects
+    n_train_objects: int = 1  # generated training objects (train_objects other than "images")
+    train_feature_size: float | None = None  # generated objects' feature size, px; default N/8
+    train_phase_min: float | None = None  # generated objects' phase range, rad; default phase_min
+    train_phase_max: float | None = None  # ... default phase_max
 
     def validate(self) -> SimulationConfig:
         """Raise :class:`ConfigError` naming the first invalid setting; return self."""
@@ -134,7 +151,20 @@ class SimulationConfig:
             raise ConfigError(
                 f"train_object_size ({self.train_object_size}) must exceed patch_size ({self.patch_size}) by 2"
             )
-        if self.split == "objects":
+        if self.train_objects not in TRAIN_OBJECTS:
+            raise ConfigError(f"train_objects must be one of {', '.join(TRAIN_OBJECTS)}, got {self.train_objects!r}")
+        if not isinstance(self.n_train_objects, int) or self.n_train_objects < 1:
+            raise ConfigError(f"n_train_objects must be an integer >= 1, got {self.n_train_objects!r}")
+        if self.train_objects == "images" and self.n_train_objects != 1:
+            raise ConfigError(
+                "n_train_objects > 1 needs generated objects: set train_objects to one of "
+                f"{', '.join(TRAIN_OBJECTS[1:])}"
+            )
+        if self.train_feature_size is not None and not self.train_feature_size > 0:
+            raise ConfigError(f"train_feature_size must be > 0 pixels, got {self.train_feature_size}")
+        if not self.resolved_train_phase_range[0] < self.resolved_train_phase_range[1]:
+            raise ConfigError("need train_phase_min < train_phase_max")
+        if self.split == "objects" and self.train_objects == "images":
             shared = {self.train_amplitude_image, self.train_phase_image} & {self.amplitude_image, self.phase_image}
             if shared:
                 raise ConfigError(
@@ -180,6 +210,16 @@ class SimulationConfig:
     @property
     def resolved_train_object_size(self) -> int:
         return self.train_object_size if self.train_object_size is not None else self.object_size
+
+    @property
+    def resolved_train_feature_size(self) -> float:
+        return float(self.train_feature_size) if self.train_feature_size is not None else self.patch_size / 8
+
+    @property
+    def resolved_train_phase_range(self) -> tuple[float, float]:
+        low = self.phase_min if self.train_phase_min is None else self.train_phase_min
+        high = self.phase_max if self.train_phase_max is None else self.train_phase_max
+        return float(low), float(high)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -325,8 +365,14 @@ def simulate_dataset(config: SimulationConfig, *, rng: np.random.Generator | Non
     config.validate()
     rng = np.random.default_rng(config.seed) if rng is None else rng
     obj = make_object(config)
-    probe = make_probe(config)
     positions = make_scan(config, rng)
+    record = {"amplitude_image": config.amplitude_image, "phase_image": config.phase_image, "size": config.object_size}
+    return _simulate(config, obj, positions, rng, record)
+
+
+def _simulate(config: SimulationConfig, obj, positions, rng: np.random.Generator, object_record: dict) -> Dataset:
+    """Diffraction of ``obj`` at ``positions`` under the probe and dose of ``config``."""
+    probe = make_probe(config)
     expected_counts = _unit_intensities(obj, probe, positions)
     # Scale the probe so the expected counts average `dose` per pattern.
     scale = config.dose / expected_counts.sum(axis=(1, 2)).mean()
@@ -341,11 +387,7 @@ def simulate_dataset(config: SimulationConfig, *, rng: np.random.Generator | Non
         "dose_nominal": float(config.dose),
         "dose_measured": float(counts_per_pattern.mean()),
         "config": config.to_dict(),
-        "object": {
-            "amplitude_image": config.amplitude_image,
-            "phase_image": config.phase_image,
-            "size": config.object_size,
-        },
+        "object": object_record,
         "forward_model": FORWARD_MODEL,
     }
     if config.pixel_size_m is not None:
@@ -359,6 +401,45 @@ def simulate_dataset(config: SimulationConfig, *, rng: np.random.Generator | Non
         scan_index=np.zeros(positions.shape[0], dtype=np.int64),
         metadata=metadata,
     )
+
+
+def simulate_generated_objects(config: SimulationConfig, rng: np.random.Generator) -> Dataset:
+    """A training set of ``config.n_train_objects`` generated objects (``config.train_objects``).
+
+    Each object (side ``train_object_size``, :func:`compare_models.study.objects.random_object`)
+    is scanned on its own with the scan settings of ``config`` (positions within the object, so
+    no patch reads two objects); the objects sit side by side in one ``objectGuess``
+    (:func:`compare_models.study.objects.mosaic`) and the positions are in its pixels. Probe,
+    dose and noise are those of ``config``; the metadata's ``object`` records every object's
+    families, feature size and place.
+    """
+    size = config.resolved_train_object_size
+    tile_config = dataclasses.replace(config, object_size=size)
+    tiles, infos, scans = [], [], []
+    for _ in range(config.n_train_objects):
+        tile, info = object_families.random_object(
+            config.train_objects, size, config.resolved_train_feature_size, rng,
+            amplitude_range=(config.amplitude_min, config.amplitude_max),
+            phase_range=config.resolved_train_phase_range,
+        )
+        tiles.append(tile)
+        infos.append(info)
+        scans.append(make_scan(tile_config, rng))
+    canvas, origins = object_families.mosaic(tiles, fill=config.amplitude_max)
+    positions = np.concatenate([scan + origin[::-1] for scan, origin in zip(scans, origins, strict=True)])
+    record = {
+        "family": config.train_objects,
+        "n_objects": config.n_train_objects,
+        "size": size,
+        "feature_size_px": config.resolved_train_feature_size,
+        "phase_range": list(config.resolved_train_phase_range),
+        "amplitude_range": [config.amplitude_min, config.amplitude_max],
+        "objects": [
+            {**info, "origin_row_col": [int(r), int(c)], "n_positions": int(len(scan))}
+            for info, (r, c), scan in zip(infos, origins, scans, strict=True)
+        ],
+    }
+    return _simulate(config, canvas, positions, rng, record)
 
 
 def training_config(config: SimulationConfig) -> SimulationConfig:
@@ -378,8 +459,10 @@ def simulate_split(config: SimulationConfig) -> tuple[Dataset, Dataset]:
     """(train, test) datasets per ``config.split`` ("objects" or "y"; module docstring).
 
     With ``"objects"`` the test set is :func:`simulate_dataset` of ``config`` and the training
-    set that of :func:`training_config`, drawn from a random stream of its own (seeded by
-    ``train_seed``, or by ``(seed, 1)`` when that is unset, so it never repeats a test stream).
+    set that of :func:`training_config` (``train_objects="images"``) or
+    :func:`simulate_generated_objects` (generated objects), drawn from a random stream of its
+    own (seeded by ``train_seed``, or by ``(seed, 1)`` when that is unset, so it never repeats
+    a test stream).
     """
     config.validate()
     if config.split == "y":
@@ -389,7 +472,10 @@ def simulate_split(config: SimulationConfig) -> tuple[Dataset, Dataset]:
     test = simulate_dataset(config)
     train_settings = training_config(config)
     seed = [config.seed, 1] if config.train_seed is None else config.train_seed
-    train = simulate_dataset(train_settings, rng=np.random.default_rng(seed))
+    if config.train_objects == "images":
+        train = simulate_dataset(train_settings, rng=np.random.default_rng(seed))
+    else:
+        train = simulate_generated_objects(train_settings, np.random.default_rng(seed))
     train.metadata["random_seed"] = seed  # what numpy.random.default_rng was given
     for role, part, settings in (("train", train, train_settings), ("test", test, config)):
         part.metadata.update(split=role, split_mode="objects")
