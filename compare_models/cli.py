@@ -255,7 +255,9 @@ def convert_command(in_path, out_path, **options):
 
 @study_main.command("train")
 @click.option("--model", "model", type=click.Choice(["pinn", "baseline"]), help="Network to train (default pinn).")
-@click.option("--train-data", "train_data", required=True, type=click.Path(exists=True), help="Training dataset (NPZ, ptychodus pair or CXI).")
+@click.option("--train-data", "train_data", type=click.Path(exists=True), help="Training dataset (NPZ, ptychodus pair or CXI); with --train-on test-diffraction, give the test scan with --test-data instead.")
+@click.option("--train-on", "train_on", type=click.Choice(["training-set", "test-diffraction"]), help="training-set (default): --train-data is a separate training set. test-diffraction (PINN only): train on the test scan's own diffraction, given by --test-data, without its ground truth, as an iterative reconstruction does; the bundle records the protocol.")
+@click.option("--test-data", "test_data", type=click.Path(exists=True), help="The test scan, for --train-on test-diffraction.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Bundle directory to write.")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="YAML with a 'train' section (or flat keys).")
 @click.option("--gridsize", type=int, help="Patterns per sample side, C = g² (default 1; baseline 1 only).")
@@ -272,15 +274,28 @@ def convert_command(in_path, out_path, **options):
 @click.option("--progress/--no-progress", default=True, help="Show progress bars.")
 @click.option("--verbose", is_flag=True, help="Also show the libraries' start-up lines (TensorFlow's absl, oneDNN and CUDA notices).")
 @user_errors
-def train_command(train_data, out_dir, config_path, progress, verbose, **overrides):
-    """Train the PINN or the baseline and write a model bundle."""
+def train_command(train_data, test_data, out_dir, config_path, progress, verbose, **overrides):
+    """Train the PINN or the baseline and write a model bundle.
+
+    Two protocols: on a separate training set (--train-data; the default), or, for the PINN
+    only, self-supervised on the test scan's own diffraction (--train-on test-diffraction
+    --test-data TEST), which needs no ground truth. The bundle records which.
+    """
     from .config import config_from_file_and_flags
     from .models.training import TrainConfig
     from .pipelines.train import describe_training, run_train
 
     config = config_from_file_and_flags(TrainConfig, config_path, "train", overrides)
+    if config.train_on == "test-diffraction":
+        if test_data is None or train_data is not None:
+            raise ConfigError("--train-on test-diffraction trains on the test scan: give it with --test-data (and no --train-data)")
+        data = test_data
+    else:
+        if train_data is None or test_data is not None:
+            raise ConfigError("give the training set with --train-data (--test-data is for --train-on test-diffraction)")
+        data = train_data
     _quiet_tensorflow(verbose)
-    path, result = run_train(config, train_data, out_dir, progress=progress)
+    path, result = run_train(config, data, out_dir, progress=progress)
     click.echo(f"bundle: {path}")
     click.echo(_indent(describe_training(result)))
 

@@ -231,3 +231,47 @@ def test_pinn_amplitude_does_not_saturate_in_the_first_epoch(seed):
     x, offsets = pinn_inputs(data.diffraction_amplitude, data.positions_xy, groups, np.arange(64), result.intensity_scale)
     amplitude = probe([x, offsets]).numpy()
     assert (amplitude > 0.99).mean() < 0.05
+
+
+def test_self_supervised_pinn_trains_without_the_ground_truth(dataset):
+    # The same history as on the same patterns with the ground truth removed: none was read.
+    config = TrainConfig(model="pinn", gridsize=2, epochs=1, width=4, depth=2, batch_size=32, seed=4,
+                         train_on="test-diffraction")
+    with_truth = train_model(dataset, config, progress=False).history
+    blind = dataclasses.replace(dataset, object_truth=None, patches_truth=None)
+    without = train_model(blind, config, progress=False).history
+    assert with_truth == without
+
+
+def test_baseline_is_refused_the_test_scan():
+    with pytest.raises(ConfigError, match="PINN only: the supervised baseline learns from ground truth"):
+        TrainConfig(model="baseline", train_on="test-diffraction").validate()
+
+
+def test_cli_self_supervised_bundle_records_its_protocol(tmp_path, dataset):
+    from compare_models.imaging.coverage import patch_footprint
+    from compare_models.models.bundle import fraction_seen_in_training
+
+    test_path = save_dataset(dataset, tmp_path / "test.npz")
+    out = tmp_path / "pinn"
+    args = ["train", "--model", "pinn", "--gridsize", "2", "--train-on", "test-diffraction", "--out", str(out),
+            "--epochs", "1", "--width", "4", "--depth", "2", "--batch-size", "64", "--no-progress"]
+    refused = CliRunner().invoke(study_main, [*args, "--train-data", str(test_path)])
+    assert refused.exit_code == 2 and "--test-data" in refused.output
+    result = CliRunner().invoke(study_main, [*args, "--test-data", str(test_path)])
+    assert result.exit_code == 0, result.output
+    assert "test scan's own diffraction" in result.output
+    bundle = load_bundle(out)
+    assert bundle.training_protocol == {
+        "train_on": "test-diffraction",
+        "description": bundle.metadata["training_protocol"]["description"],
+        "ground_truth_used": False,
+    }
+    assert bundle.describe()["training_protocol"]["train_on"] == "test-diffraction"
+    # It saw the test object: the scored pixels under its scan count as seen in training.
+    region = patch_footprint(dataset.positions_xy, 32, dataset.object_truth.shape)
+    assert fraction_seen_in_training(bundle.metadata, dataset.object_truth, region) == 1.0
+    baseline = CliRunner().invoke(study_main, ["train", "--model", "baseline", "--train-on", "test-diffraction",
+                                               "--test-data", str(test_path), "--out", str(tmp_path / "b")])
+    assert baseline.exit_code == 2
+    assert baseline.output.strip().splitlines()[-1].startswith("error: train_on 'test-diffraction' is for the PINN only")

@@ -12,8 +12,9 @@ Layout
     amplitude / intensity_scale), ``learned_intensity_scale`` (PINN only, for information),
     ``probe_file``, ``train_data`` (source, SHA-256 fingerprint, positions, nominal and measured
     dose, and :func:`training_record`: the training object's fingerprint and the pixels the
-    training patches read), ``config`` (the resolved training settings), ``history`` (loss per
-    epoch), ``versions`` and ``created``.
+    training patches read), ``training_protocol`` (:func:`training_protocol`: a separate
+    training set, or self-supervised on the test scan's diffraction), ``config`` (the resolved
+    training settings), ``history`` (loss per epoch), ``versions`` and ``created``.
 ``probe.npy``
     The probe (N, N) complex64 in the training data's photon-count units.
 ``loss.png``
@@ -46,6 +47,8 @@ __all__ = [
     "plot_history",
     "training_record",
     "fraction_seen_in_training",
+    "training_protocol",
+    "PROTOCOL_DESCRIPTIONS",
     "KINDS",
     "MODEL_FORMAT",
     "JSON_FILE",
@@ -103,6 +106,12 @@ class Bundle:
         """Region margin of the PINN's overlap constraint (pixels), None for the baseline."""
         value = self.metadata.get("region_pad")
         return None if value is None else int(value)
+
+    @property
+    def training_protocol(self) -> dict:
+        """How the network was trained (:func:`training_protocol`): a separate training set or
+        the test scan's own diffraction."""
+        return training_protocol(self.metadata)
 
     @property
     def model_format(self) -> str:
@@ -169,6 +178,7 @@ class Bundle:
         return {
             **describe_basics(self),
             "intensity_scale": self.intensity_scale,
+            "training_protocol": self.training_protocol,
             "bundle_metadata": self.metadata,
         }
 
@@ -339,6 +349,35 @@ def training_record(train_dataset) -> dict:
         "object_shape": [int(s) for s in shape],
         "footprint_runs": mask_to_runs(footprint),
     }
+
+
+#: What each training protocol (``TrainConfig.train_on``) means, as reports say it.
+PROTOCOL_DESCRIPTIONS = {
+    "training-set": "trained on a separate training set (no scored pixel of the test object, "
+    "unless seen_in_training says otherwise)",
+    "test-diffraction": "self-supervised on the test scan's own diffraction (no ground truth), as an "
+    "iterative reconstruction is",
+}
+
+
+def training_protocol(bundle_metadata: dict | None) -> dict:
+    """How a bundle's network was trained: ``train_on``, ``description`` and
+    ``ground_truth_used`` (the baseline learns from ground-truth patches, the PINN never does).
+
+    Bundles written before the protocol was recorded say ``"unknown"``.
+    """
+    document = bundle_metadata or {}
+    record = document.get("training_protocol")
+    if isinstance(record, dict) and record.get("train_on") in PROTOCOL_DESCRIPTIONS:
+        return dict(record)
+    return {"train_on": "unknown", "description": "not recorded in the bundle", "ground_truth_used": None}
+
+
+def protocol_record(train_on: str, kind: str) -> dict:
+    """The ``training_protocol`` entry :func:`save_bundle` writes (see :func:`training_protocol`)."""
+    if train_on not in PROTOCOL_DESCRIPTIONS:
+        raise BundleError(f"unknown training protocol {train_on!r}; expected one of {', '.join(PROTOCOL_DESCRIPTIONS)}")
+    return {"train_on": train_on, "description": PROTOCOL_DESCRIPTIONS[train_on], "ground_truth_used": kind == "baseline"}
 
 
 def fraction_seen_in_training(bundle_metadata: dict, test_object, region) -> float | str:

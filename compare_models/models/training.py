@@ -18,7 +18,11 @@ import numpy as np
 
 from ..errors import ConfigError, DatasetError
 
+#: Training protocols: a separate training set, or the test scan's own diffraction (PINN only).
+TRAIN_ON = ("training-set", "test-diffraction")
+
 __all__ = [
+    "TRAIN_ON",
     "TrainConfig",
     "TrainResult",
     "train_model",
@@ -59,6 +63,12 @@ class TrainConfig:
         training scan, ``max(N/4, largest group spread)`` up to ``N/2``
         (:func:`compare_models.models.inputs.region_pad_for`); groups that reach beyond the
         margin are re-formed to fit it.
+    train_on : str
+        The protocol (:data:`TRAIN_ON`): ``"training-set"``, the data are a training set (other
+        objects than the test's, or another part of the object); ``"test-diffraction"``, the
+        data are the test scan itself and the PINN trains on its diffraction alone, as an
+        iterative reconstruction does (the ground truth in the file is never read; refused
+        for the supervised baseline, which learns from ground truth).
     """
 
     model: str = "pinn"
@@ -73,6 +83,7 @@ class TrainConfig:
     depth: int = 3
     n_neighbours: int | None = None
     region_pad: int | None = None
+    train_on: str = "training-set"
 
     def validate(self) -> TrainConfig:
         """Raise :class:`ConfigError` naming the first invalid setting; return self."""
@@ -100,6 +111,14 @@ class TrainConfig:
             )
         if self.region_pad is not None and self.region_pad < 0:
             raise ConfigError(f"region_pad must be >= 0, got {self.region_pad}")
+        if self.train_on not in TRAIN_ON:
+            raise ConfigError(f"train_on must be one of {', '.join(TRAIN_ON)}, got {self.train_on!r}")
+        if self.train_on == "test-diffraction" and self.model != "pinn":
+            raise ConfigError(
+                "train_on 'test-diffraction' is for the PINN only: the supervised baseline learns "
+                "from ground truth, and training it on the test scan would score pixels it was "
+                "shown; train it on a training set (train_on 'training-set')"
+            )
         return self
 
     def to_dict(self) -> dict:
@@ -243,6 +262,9 @@ def train_model(dataset, config: TrainConfig, *, progress: bool = True) -> Train
     from .pinn import build_pinn
 
     config = config.validate()
+    if config.train_on == "test-diffraction":
+        # Self-supervised on the test scan: the network never sees its ground truth.
+        dataset = dataclasses.replace(dataset, object_truth=None, patches_truth=None)
     n_side = dataset.patch_size
     scale = intensity_scale(dataset.diffraction_amplitude)  # a chunked pass
     pad = pad_rule = None

@@ -942,6 +942,9 @@ def _write_outputs(directory: Path, arms, result, dataset, config, timer):
         "scoring": result["scoring"],
         "half_sets": metrics_doc["half_sets"],
         "seen_in_training": _seen_in_training(arms, truth, region),
+        "training_protocol": {
+            arm.name: arm.details["model"].get("training_protocol", "unknown") for arm in arms if arm.key != "ptychi"
+        },
         "timings_s": _all_timings(timer, arms),
     }
     report.write_json(provenance, directory / "provenance.json")
