@@ -271,6 +271,8 @@ def convert_command(in_path, out_path, **options):
 @click.option("--depth", type=int, help="Conv-pool blocks; N divisible by 2**depth (default 3).")
 @click.option("--n-neighbours", "n_neighbours", type=int, help="K candidates per group (default C).")
 @click.option("--region-pad", "region_pad", type=int, help="PINN overlap region margin, px (default: from the training scan, max(N/4, widest group) up to N/2).")
+@click.option("--architecture", "architecture", type=click.Choice(["compare-models", "ptychopinn"]), help="The PINN's network: this project's (compare-models, the default; --width, --depth) or PtychoPINN's diffraction_to_obj (ptychopinn; N = 64, 128 or 256), trained with this project's physics loss.")
+@click.option("--n-filters-scale", "n_filters_scale", type=int, help="--architecture ptychopinn: PtychoPINN's filter multiplier (default 2).")
 @click.option("--progress/--no-progress", default=True, help="Show progress bars.")
 @click.option("--verbose", is_flag=True, help="Also show the libraries' start-up lines (TensorFlow's absl, oneDNN and CUDA notices).")
 @user_errors

@@ -7,7 +7,8 @@ Layout
     ``compare_models``; the probe and the learned intensity scale are weights inside it).
     Loaded with ``safe_mode=True``: no Lambda layers, no pickle, no dill.
 ``bundle.json``
-    ``format``, ``format_version``, ``kind`` (``pinn`` or ``baseline``), ``patch_size`` (N),
+    ``format``, ``format_version``, ``kind`` (``pinn`` or ``baseline``), ``architecture``
+    (``name``: ``compare-models`` or ``ptychopinn``, and PtychoPINN's settings), ``patch_size`` (N),
     ``gridsize``, ``intensity_scale`` (the input normalisation: network input = measured
     amplitude / intensity_scale), ``learned_intensity_scale`` (PINN only, for information),
     ``probe_file``, ``train_data`` (source, SHA-256 fingerprint, positions, nominal and measured
@@ -51,11 +52,24 @@ __all__ = [
     "PROTOCOL_DESCRIPTIONS",
     "KINDS",
     "MODEL_FORMAT",
+    "MODEL_FORMATS",
+    "ARCHITECTURE_LABELS",
     "JSON_FILE",
 ]
 
 FORMAT = "compare_models.bundle"
 MODEL_FORMAT = "compare_models bundle"  # as named in logs and provenance
+#: ``model_format`` of a bundle per network architecture (``bundle.json`` ``architecture.name``).
+MODEL_FORMATS = {
+    "compare-models": MODEL_FORMAT,
+    "ptychopinn": "compare_models bundle (PtychoPINN architecture)",
+}
+#: What each architecture's network is, as reports name an arm.
+ARCHITECTURE_LABELS = {
+    ("pinn", "compare-models"): "compare-models PINN",
+    ("pinn", "ptychopinn"): "PtychoPINN architecture (TensorFlow, trained by compare-models)",
+    ("baseline", "compare-models"): "compare-models baseline (PtychoNN-style)",
+}
 FORMAT_VERSION = 1
 KINDS = ("pinn", "baseline")
 MODEL_FILE = "model.keras"
@@ -114,9 +128,23 @@ class Bundle:
         return training_protocol(self.metadata)
 
     @property
+    def architecture(self) -> str:
+        """The network: ``"compare-models"`` (this project's) or ``"ptychopinn"`` (PtychoPINN's
+        ``diffraction_to_obj``, trained here); bundles that do not say are this project's."""
+        record = self.metadata.get("architecture") or {}
+        name = record.get("name") if isinstance(record, dict) else None
+        return name if name in MODEL_FORMATS else "compare-models"
+
+    @property
+    def label(self) -> str:
+        """What the network is, for reports: e.g. ``"compare-models PINN"``."""
+        return ARCHITECTURE_LABELS.get((self.kind, self.architecture), f"{self.architecture} {self.kind}")
+
+    @property
     def model_format(self) -> str:
-        """``"compare_models bundle"`` (see :class:`~compare_models.models.interface.LoadedModel`)."""
-        return MODEL_FORMAT
+        """``"compare_models bundle"``, or ``"compare_models bundle (PtychoPINN architecture)"``
+        (see :class:`~compare_models.models.interface.LoadedModel`)."""
+        return MODEL_FORMATS[self.architecture]
 
     def check_compatible(self, dataset) -> None:
         """Raise :class:`BundleError` if ``dataset`` cannot be run through this model."""
@@ -178,6 +206,8 @@ class Bundle:
         return {
             **describe_basics(self),
             "intensity_scale": self.intensity_scale,
+            "architecture": self.architecture,
+            "label": self.label,
             "training_protocol": self.training_protocol,
             "bundle_metadata": self.metadata,
         }
@@ -434,6 +464,7 @@ def load_bundle(path) -> Bundle:
     import keras
 
     from . import layers  # noqa: F401  (registers the custom layers)
+    from .ptychopinn import layers as _ptychopinn_layers  # noqa: F401  (PtychoPINN-architecture bundles)
 
     path = Path(path)
     if not path.is_dir():

@@ -18,10 +18,14 @@ import numpy as np
 
 from ..errors import ConfigError, DatasetError
 
+#: The PINN's networks: this project's, or PtychoPINN's diffraction_to_obj.
+ARCHITECTURES = ("compare-models", "ptychopinn")
+
 #: Training protocols: a separate training set, or the test scan's own diffraction (PINN only).
 TRAIN_ON = ("training-set", "test-diffraction")
 
 __all__ = [
+    "ARCHITECTURES",
     "TRAIN_ON",
     "TrainConfig",
     "TrainResult",
@@ -63,6 +67,14 @@ class TrainConfig:
         training scan, ``max(N/4, largest group spread)`` up to ``N/2``
         (:func:`compare_models.models.inputs.region_pad_for`); groups that reach beyond the
         margin are re-formed to fit it.
+    architecture : str
+        The PINN's network (:data:`ARCHITECTURES`): ``"compare-models"``, this project's
+        (``width``, ``depth``); ``"ptychopinn"``, PtychoPINN's ``diffraction_to_obj``
+        (:mod:`compare_models.models.ptychopinn.architecture`; N = 64, 128 or 256) with the
+        settings below, trained with this project's physics and loss.
+    n_filters_scale, probe_big, pad_object, amp_activation
+        PtychoPINN's model settings, for ``architecture="ptychopinn"`` (its defaults: 2, True,
+        True, ``"sigmoid"``).
     train_on : str
         The protocol (:data:`TRAIN_ON`): ``"training-set"``, the data are a training set (other
         objects than the test's, or another part of the object); ``"test-diffraction"``, the
@@ -84,6 +96,11 @@ class TrainConfig:
     n_neighbours: int | None = None
     region_pad: int | None = None
     train_on: str = "training-set"
+    architecture: str = "compare-models"
+    n_filters_scale: int = 2
+    probe_big: bool = True
+    pad_object: bool = True
+    amp_activation: str = "sigmoid"
 
     def validate(self) -> TrainConfig:
         """Raise :class:`ConfigError` naming the first invalid setting; return self."""
@@ -111,6 +128,10 @@ class TrainConfig:
             )
         if self.region_pad is not None and self.region_pad < 0:
             raise ConfigError(f"region_pad must be >= 0, got {self.region_pad}")
+        if self.architecture not in ARCHITECTURES:
+            raise ConfigError(f"architecture must be one of {', '.join(ARCHITECTURES)}, got {self.architecture!r}")
+        if self.architecture == "ptychopinn" and self.model != "pinn":
+            raise ConfigError("architecture 'ptychopinn' is a PINN: use it with model 'pinn'")
         if self.train_on not in TRAIN_ON:
             raise ConfigError(f"train_on must be one of {', '.join(TRAIN_ON)}, got {self.train_on!r}")
         if self.train_on == "test-diffraction" and self.model != "pinn":
@@ -123,6 +144,15 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def ptychopinn_architecture(self, patch_size: int):
+        """PtychoPINN's settings for N = ``patch_size`` (validated; ConfigError for another N)."""
+        from .ptychopinn.architecture import PtychoPINNArchitecture
+
+        return PtychoPINNArchitecture(
+            N=patch_size, gridsize=self.gridsize, n_filters_scale=self.n_filters_scale,
+            probe_big=self.probe_big, pad_object=self.pad_object, amp_activation=self.amp_activation,
+        ).validate()
 
 
 @dataclass(frozen=True, eq=False)
@@ -259,7 +289,7 @@ def train_model(dataset, config: TrainConfig, *, progress: bool = True) -> Train
 
     from .baseline import build_baseline
     from .inputs import intensity_scale
-    from .pinn import build_pinn
+    from .pinn import build_pinn, build_ptychopinn_pinn
 
     config = config.validate()
     if config.train_on == "test-diffraction":
@@ -270,10 +300,15 @@ def train_model(dataset, config: TrainConfig, *, progress: bool = True) -> Train
     pad = pad_rule = None
     if config.model == "pinn":
         pad, pad_rule = _region_pad(dataset, config)
-        model = build_pinn(
-            n_side, config.gridsize, dataset.probe, width=config.width, depth=config.depth,
-            pad=pad, seed=config.seed,
-        )
+        if config.architecture == "ptychopinn":
+            model = build_ptychopinn_pinn(
+                dataset.probe, config.ptychopinn_architecture(n_side), pad=pad, seed=config.seed
+            )
+        else:
+            model = build_pinn(
+                n_side, config.gridsize, dataset.probe, width=config.width, depth=config.depth,
+                pad=pad, seed=config.seed,
+            )
     else:
         model = build_baseline(n_side, width=config.width, depth=config.depth, seed=config.seed)
     task = _Task(config.model, dataset, config, scale, pad)

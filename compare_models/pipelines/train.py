@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from ..io.dispatch import load_dataset
@@ -32,6 +33,7 @@ def run_train(config: TrainConfig, train_data, out_dir, *, progress: bool = True
     if result.initial_intensity_scale is not None:
         extra["initial_intensity_scale"] = result.initial_intensity_scale
     extra["training_protocol"] = protocol_record(config.train_on, result.kind)
+    extra["architecture"] = architecture_record(config, result.patch_size)
     path = save_bundle(
         result.model,
         out_dir,
@@ -54,11 +56,25 @@ _PROTOCOL_LINES = {
 }
 
 
+def architecture_record(config: TrainConfig, patch_size: int) -> dict:
+    """``bundle.json``'s ``architecture``: which network, and PtychoPINN's settings for its."""
+    if config.architecture != "ptychopinn":
+        return {"name": "compare-models", "width": config.width, "depth": config.depth}
+    settings = dataclasses.asdict(config.ptychopinn_architecture(patch_size))
+    return {
+        "name": "ptychopinn",
+        "settings": settings,
+        "source": "PtychoPINN ptycho/model.py diffraction_to_obj, made from these settings "
+        "(compare_models.models.ptychopinn.architecture); trained with compare-models' physics and loss",
+    }
+
+
 def describe_training(result: TrainResult) -> str:
     """A few human-readable lines about a finished training."""
     history = result.history
     lines = [
-        f"model          {result.kind} (gridsize {result.gridsize}, N = {result.patch_size})",
+        f"model          {result.kind} (gridsize {result.gridsize}, N = {result.patch_size}); "
+        + ("PtychoPINN's architecture" if result.config.architecture == "ptychopinn" else "compare-models network"),
         f"trained on     {_PROTOCOL_LINES[result.config.train_on]}",
         f"epochs run     {len(history['loss'])}",
         f"loss           {history['loss'][0]:.5g} -> {history['loss'][-1]:.5g}",
