@@ -154,6 +154,8 @@ def study_main():
 @click.option("--probe-radius", "probe_radius", type=float, help="Disc radius or Gaussian sigma, pixels.")
 @click.option("--amplitude-image", "amplitude_image", help="skimage.data image for the amplitude.")
 @click.option("--phase-image", "phase_image", help="skimage.data image for the phase.")
+@click.option("--object-family", "object_family", type=click.Choice(["images", "lines", "grf", "particles", "mixed"]), help="The (test) object: two shipped images (images, the default: --amplitude-image, --phase-image) or a generated object of a family.")
+@click.option("--feature-size", "feature_size", type=float, help="Generated object's feature size in pixels (default N/8).")
 @click.option("--pixel-size", "pixel_size_m", type=float, help="Object pixel size in metres (recorded).")
 @click.option("--noise/--no-noise", "poisson_noise", default=None, help="Poisson noise (default on).")
 @click.option("--split", type=click.Choice(["objects", "y"]), default=None, help="Write <out>_train.npz and <out>_test.npz: 'objects' trains on another object (--train-*-image), 'y' on the top half of this one (test: bottom half, N rows of positions apart).")

@@ -137,3 +137,25 @@ def test_bad_generated_object_settings_are_refused(change, message):
 def test_generated_objects_may_reuse_the_test_images_names():
     # The image-overlap guard concerns training on shipped images only.
     SimulationConfig(**SMALL, train_objects="grf", n_train_objects=2, train_amplitude_image="camera").validate()
+
+
+@pytest.mark.parametrize("train_objects", ["images", "particles"])
+def test_generated_test_object_is_never_the_training_one(train_objects):
+    config = SimulationConfig(**SMALL, object_family="mixed", feature_size=3.0, train_objects=train_objects,
+                              n_train_objects=1 if train_objects == "images" else 2, train_object_size=40,
+                              train_amplitude_image="camera", train_phase_image="coins").validate()
+    train, test = simulate_split(config)
+    assert test.metadata["object"]["family"] == "mixed" and test.object_truth.shape == (64, 64)
+    assert test.metadata["object"]["feature_size_px"] == 3.0
+    amplitude = np.abs(test.object_truth)
+    assert amplitude.min() >= 0.4 - 1e-6 and amplitude.max() <= 1 + 1e-6
+    region = np.ones(test.object_truth.shape, bool)
+    assert fraction_seen_in_training({"train_data": training_record(train)}, test.object_truth, region) == 0.0
+    if train_objects == "images":
+        assert train.metadata["object"]["amplitude_image"] == "camera"
+    # The same seed gives the same test object; another seed another one.
+    again = simulate_split(config)[1].object_truth
+    other = simulate_split(SimulationConfig(**{**SMALL, "seed": 3}, object_family="mixed", feature_size=3.0,
+                                            train_objects="particles", n_train_objects=2))[1].object_truth
+    np.testing.assert_array_equal(again, test.object_truth)
+    assert not np.array_equal(other, test.object_truth)

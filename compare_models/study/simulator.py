@@ -107,6 +107,8 @@ class SimulationConfig:
     object_size: int = 256
     amplitude_image: str = "camera"
     phase_image: str = "moon"
+    object_family: str = "images"  # the object: "images" (the two above) or a generated family
+    feature_size: float | None = None  # generated object's feature size, px; default N/8
     amplitude_min: float = 0.4
     amplitude_max: float = 1.0
     phase_min: float = -1.0
@@ -151,6 +153,10 @@ class SimulationConfig:
             raise ConfigError(
                 f"train_object_size ({self.train_object_size}) must exceed patch_size ({self.patch_size}) by 2"
             )
+        if self.object_family not in TRAIN_OBJECTS:
+            raise ConfigError(f"object_family must be one of {', '.join(TRAIN_OBJECTS)}, got {self.object_family!r}")
+        if self.feature_size is not None and not self.feature_size > 0:
+            raise ConfigError(f"feature_size must be > 0 pixels, got {self.feature_size}")
         if self.train_objects not in TRAIN_OBJECTS:
             raise ConfigError(f"train_objects must be one of {', '.join(TRAIN_OBJECTS)}, got {self.train_objects!r}")
         if not isinstance(self.n_train_objects, int) or self.n_train_objects < 1:
@@ -164,7 +170,7 @@ class SimulationConfig:
             raise ConfigError(f"train_feature_size must be > 0 pixels, got {self.train_feature_size}")
         if not self.resolved_train_phase_range[0] < self.resolved_train_phase_range[1]:
             raise ConfigError("need train_phase_min < train_phase_max")
-        if self.split == "objects" and self.train_objects == "images":
+        if self.split == "objects" and self.train_objects == "images" and self.object_family == "images":
             shared = {self.train_amplitude_image, self.train_phase_image} & {self.amplitude_image, self.phase_image}
             if shared:
                 raise ConfigError(
@@ -237,16 +243,36 @@ def _grey_image(name: str, size: int) -> np.ndarray:
     return (image - low) / (high - low) if high > low else np.zeros_like(image)
 
 
+#: Random stream of a generated (test) object: its own, never a scan's or a training object's.
+OBJECT_STREAM = 7
+
+
 def make_object(config: SimulationConfig) -> np.ndarray:
-    """Complex object (object_size, object_size), complex64: amplitude and phase from two images."""
+    """Complex object (object_size, object_size), complex64: amplitude and phase from two
+    images, or (``object_family`` other than ``"images"``) a generated object
+    (:func:`compare_models.study.objects.random_object`, feature size ``feature_size``, drawn
+    from the stream ``(seed, 7)``)."""
+    return _object_and_record(config)[0]
+
+
+def _object_and_record(config: SimulationConfig) -> tuple[np.ndarray, dict]:
     size = config.object_size
+    if config.object_family != "images":
+        feature = config.feature_size if config.feature_size is not None else config.patch_size / 8
+        obj, info = object_families.random_object(
+            config.object_family, size, feature, np.random.default_rng([config.seed, OBJECT_STREAM]),
+            amplitude_range=(config.amplitude_min, config.amplitude_max),
+            phase_range=(config.phase_min, config.phase_max),
+        )
+        return obj, {"family": config.object_family, "size": size, "feature_size_px": float(feature), **info}
     amplitude = config.amplitude_min + (config.amplitude_max - config.amplitude_min) * _grey_image(
         config.amplitude_image, size
     )
     phase = config.phase_min + (config.phase_max - config.phase_min) * _grey_image(
         config.phase_image, size
     )
-    return (amplitude * np.exp(1j * phase)).astype(np.complex64)
+    record = {"amplitude_image": config.amplitude_image, "phase_image": config.phase_image, "size": size}
+    return (amplitude * np.exp(1j * phase)).astype(np.complex64), record
 
 
 def make_probe(config: SimulationConfig) -> np.ndarray:
@@ -364,9 +390,8 @@ def simulate_dataset(config: SimulationConfig, *, rng: np.random.Generator | Non
     """
     config.validate()
     rng = np.random.default_rng(config.seed) if rng is None else rng
-    obj = make_object(config)
+    obj, record = _object_and_record(config)
     positions = make_scan(config, rng)
-    record = {"amplitude_image": config.amplitude_image, "phase_image": config.phase_image, "size": config.object_size}
     return _simulate(config, obj, positions, rng, record)
 
 
@@ -448,6 +473,7 @@ def training_config(config: SimulationConfig) -> SimulationConfig:
     return dataclasses.replace(
         config,
         split=None,
+        object_family="images",  # never the test object's generator and stream
         amplitude_image=config.train_amplitude_image,
         phase_image=config.train_phase_image,
         object_size=config.resolved_train_object_size,
