@@ -62,6 +62,8 @@ def parse_args(argv):
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[None])
     parser.add_argument("--learning-rates", type=float, nargs="+", default=[None])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds (weights, split, shuffles)")
+    parser.add_argument("--set", dest="settings", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="other training settings for every arm (YAML values), e.g. loss_weighting=uniform")
     parser.add_argument("--models", nargs="+", default=["pinn", "baseline"], choices=["pinn", "baseline", "pinn-self"])
     parser.add_argument("--dose", type=float, default=None, help="override the config's dose")
     parser.add_argument("--threads", type=int, default=None, help="TensorFlow intra- and inter-op threads")
@@ -292,14 +294,18 @@ def main(argv=None) -> int:
     test_config, test_path, ptychi = prepare_test(sections, args, out)
     grid = itertools.product(args.families, args.n_objects, args.object_size, args.feature_size, args.epochs,
                              args.widths, args.batch_sizes, args.learning_rates, args.seeds)
+    import yaml
+
     from compare_models.io.dispatch import load_dataset
 
+    extra = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.settings)}
     for family, n_objects, object_size, feature, epochs, width, batch, lr, seed in grid:
         data_path = training_set(test_config, sections, family, n_objects, object_size, feature, out)
         n_train = load_dataset(data_path).n_positions
         name = f"{family}-k{n_objects if family != 'images' else 1}-s{object_size}-f{feature}-e{epochs}-w{width}-b{batch}-lr{lr}-seed{seed}"
+        name += "".join(f"-{k}={v}" for k, v in sorted(extra.items()))
         run_dir = out / "runs" / name
-        overrides = {"epochs": epochs, "width": width, "batch_size": batch, "learning_rate": lr, "seed": seed}
+        overrides = {**extra, "epochs": epochs, "width": width, "batch_size": batch, "learning_rate": lr, "seed": seed}
         trained, rows = {}, []
         for arm in args.models:
             source = test_path if arm == "pinn-self" else data_path

@@ -67,6 +67,10 @@ class TrainConfig:
         training scan, ``max(N/4, largest group spread)`` up to ``N/2``
         (:func:`compare_models.models.inputs.region_pad_for`); groups that reach beyond the
         margin are re-formed to fit it.
+    loss_weighting : str
+        Baseline: how the supervised loss weights a patch's pixels (:func:`loss_weight`):
+        ``"illumination"`` (the probe's intensity; default) or ``"uniform"``. The PINN's
+        Poisson loss is over the diffraction and takes no weighting.
     architecture : str
         The PINN's network (:data:`ARCHITECTURES`): ``"compare-models"``, this project's
         (``width``, ``depth``); ``"ptychopinn"``, PtychoPINN's ``diffraction_to_obj``
@@ -96,6 +100,7 @@ class TrainConfig:
     n_neighbours: int | None = None
     region_pad: int | None = None
     train_on: str = "training-set"
+    loss_weighting: str = "illumination"
     architecture: str = "compare-models"
     n_filters_scale: int = 2
     probe_big: bool = True
@@ -128,6 +133,8 @@ class TrainConfig:
             )
         if self.region_pad is not None and self.region_pad < 0:
             raise ConfigError(f"region_pad must be >= 0, got {self.region_pad}")
+        if self.loss_weighting not in LOSS_WEIGHTINGS:
+            raise ConfigError(f"loss_weighting must be one of {', '.join(LOSS_WEIGHTINGS)}, got {self.loss_weighting!r}")
         if self.architecture not in ARCHITECTURES:
             raise ConfigError(f"architecture must be one of {', '.join(ARCHITECTURES)}, got {self.architecture!r}")
         if self.architecture == "ptychopinn" and self.model != "pinn":
@@ -206,6 +213,7 @@ class _Task:
             )
         else:
             self.truth = _truth_patches(dataset)
+            self.weight = loss_weight(dataset.probe, config.loss_weighting)
 
     def batch(self, indices):
         if self.kind == "pinn":
@@ -239,10 +247,32 @@ class _Task:
 
         if self.kind == "pinn":
             return poisson_nll(targets[0], outputs[1])
-        amplitude_error = tf.reduce_mean(tf.abs(outputs[1] - targets[0]))
+        weight = tf.constant(self.weight[None, :, :, None])
+        amplitude_error = tf.reduce_mean(weight * tf.abs(outputs[1] - targets[0]))
         delta = outputs[2] - targets[1]
-        phase_error = tf.reduce_mean(tf.abs(tf.atan2(tf.sin(delta), tf.cos(delta))))
+        phase_error = tf.reduce_mean(weight * tf.abs(tf.atan2(tf.sin(delta), tf.cos(delta))))
         return amplitude_error + phase_error
+
+
+#: How the baseline's loss weights the pixels of a patch.
+LOSS_WEIGHTINGS = ("illumination", "uniform")
+
+
+def loss_weight(probe, weighting: str) -> np.ndarray:
+    """Per-pixel weight (N, N) float32 of the baseline's loss, mean 1.
+
+    ``"illumination"``: the probe's intensity ``|P|²``. A pixel the probe does not illuminate
+    leaves no trace in the diffraction, so its ground truth cannot be predicted from the data;
+    weighting by the illumination spends the network on what the data determine (the
+    stitched image keeps the patches' centres, where the probe is). ``"uniform"``: every pixel
+    alike (the loss before this option).
+    """
+    if weighting == "uniform":
+        return np.ones(np.shape(probe), np.float32)
+    intensity = np.abs(np.asarray(probe)) ** 2
+    if not intensity.sum() > 0:
+        raise DatasetError("the probe is zero everywhere: cannot weight the loss by its illumination")
+    return (intensity / intensity.mean()).astype(np.float32)
 
 
 def _model_inputs(inputs):
