@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 METRICS = ("ssim", "ms_ssim", "psnr", "frc50", "mae")
 HIGHER_IS_BETTER = {"ssim": True, "ms_ssim": True, "psnr": True, "frc50": True, "mae": False}
 FIELDS = (
-    "run", "arm", "family", "n_objects", "object_size", "feature_size", "n_train", "epochs", "width",
+    "run", "arm", "settings", "family", "n_objects", "object_size", "feature_size", "n_train", "epochs", "width",
     "batch_size", "learning_rate", "seed", "train_s", "epochs_run",
     *[f"{part}_{metric}" for part in ("amp", "phase") for metric in METRICS],
     "amp_contrast", "phase_contrast", "beats_constant",
@@ -240,6 +240,12 @@ def beats(values: dict, constant: dict) -> bool:
 
 
 def append_rows(path: Path, rows) -> None:
+    if path.exists():
+        with path.open() as handle:
+            reader = csv.DictReader(handle)
+            if tuple(reader.fieldnames or ()) != FIELDS:  # written by an older version: rewrite
+                rows = [*list(reader), *rows]
+                path.unlink()
     new = not path.exists()
     with path.open("a", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=FIELDS)
@@ -252,7 +258,10 @@ def append_rows(path: Path, rows) -> None:
 def markdown_table(path: Path) -> str:
     with path.open() as handle:
         rows = list(csv.DictReader(handle))
-    columns = ("arm", "family", "n_objects", "n_train", "epochs", "width", "seed", "train_s", "amp_ssim", "amp_ms_ssim",
+    # Rows written before a column existed read it as missing.
+    rows = [{k: ("" if v is None else v) for k, v in row.items()} for row in rows]
+    columns = ("arm", "family", "n_objects", "n_train", "epochs", "width", "batch_size", "learning_rate", "settings",
+               "seed", "train_s", "amp_ssim", "amp_ms_ssim",
                "amp_frc50", "phase_ssim", "phase_ms_ssim", "phase_psnr", "phase_frc50", "amp_contrast",
                "phase_contrast", "beats_constant")
     seen, lines = set(), []
@@ -321,7 +330,7 @@ def main(argv=None) -> int:
         for number, (arms, labels) in enumerate(comparisons):
             document, constant, contrast = score(test_path, arms, ptychi, sections, run_dir / f"compare{number}")
             constant_values = metric_values(constant)
-            common = dict(run=name, family=family, n_objects=n_objects if family != "images" else 1,
+            common = dict(run=name, settings=" ".join(f"{k}={v}" for k, v in sorted(extra.items())), family=family, n_objects=n_objects if family != "images" else 1,
                           object_size=object_size, feature_size=feature, n_train=n_train, seed=seed)
             for key, label in labels.items():
                 if key not in arms:

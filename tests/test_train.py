@@ -317,3 +317,39 @@ def test_pinn_trains_to_a_non_flat_image_on_every_seed():
         contrasts.append(image_contrast(image, test.object_truth, mask))
     print("amplitude, phase contrast per seed:", [(round(a, 2), round(p, 2)) for a, p in contrasts])
     assert all(a > 0.25 and p > 0.25 for a, p in contrasts), contrasts
+
+
+def test_remove_mean_phase_zeroes_the_illuminated_mean_and_nothing_else():
+    rng = np.random.default_rng(0)
+    patches = (rng.uniform(0.4, 1, (3, 8, 8)) * np.exp(1j * rng.uniform(-1, 1, (3, 8, 8)))).astype(np.complex64)
+    weight = rng.uniform(0, 1, (8, 8)).astype(np.float32)
+    from compare_models.models.training import remove_mean_phase
+
+    out = remove_mean_phase(patches, weight)
+    np.testing.assert_allclose(np.abs(out), np.abs(patches), rtol=1e-6)
+    np.testing.assert_allclose(np.angle(np.sum(out * weight, axis=(1, 2))), 0, atol=1e-6)
+    # A constant phase added to a patch changes nothing: it is what the data cannot see.
+    rotated = remove_mean_phase(patches * np.exp(0.7j), weight)
+    np.testing.assert_allclose(rotated, out, atol=1e-5)
+
+
+def test_pinn_gauge_term_is_the_squared_mean_phase_in_count_units(dataset):
+    # An object of constant phase theta over every pixel: the Poisson term does not depend on
+    # theta; the gauge term is mean_counts * theta^2.
+    import tensorflow as tf
+
+    from compare_models.models.physics import poisson_nll
+    from compare_models.models.training import _Task
+
+    config = TrainConfig(model="pinn", gridsize=2, width=4, depth=2)
+    task = _Task("pinn", dataset, config, 3.0, 8)
+    theta = 0.3
+    obj = np.zeros((2, 32, 32, 4, 2), np.float32)
+    obj[..., 0], obj[..., 1] = 0.7 * np.cos(theta), 0.7 * np.sin(theta)
+    intensity = np.full((2, 32, 32, 4), 5.0, np.float32)
+    counts = np.full((2, 32, 32, 4), 4.0, np.float32)
+    total = float(task.loss((tf.constant(obj), tf.constant(intensity)), (tf.constant(counts),)))
+    nll = float(poisson_nll(counts, intensity))
+    assert total - nll == pytest.approx(9.0 * theta**2, rel=1e-5)
+    free = _Task("pinn", dataset, dataclasses.replace(config, phase_gauge="free"), 3.0, 8)
+    assert float(free.loss((tf.constant(obj), tf.constant(intensity)), (tf.constant(counts),))) == pytest.approx(nll)

@@ -71,6 +71,14 @@ class TrainConfig:
         Baseline: how the supervised loss weights a patch's pixels (:func:`loss_weight`):
         ``"illumination"`` (the probe's intensity; default) or ``"uniform"``. The PINN's
         Poisson loss is over the diffraction and takes no weighting.
+    phase_gauge : str
+        A pattern's diffraction does not depend on a constant added to the phase of what the
+        probe illuminates, so single-shot data fix each patch's phase only up to a constant
+        (a group's, with the overlap constraint). ``"illuminated-mean"`` (default) fixes it:
+        the PINN's loss adds a term that holds the illuminated mean phase of each member at 0;
+        the baseline's targets have it removed. ``"free"``: the network chooses the constant
+        (it then follows other features of the pattern, such as the amplitude: crosstalk in
+        the stitched phase at scales above the probe's).
     architecture : str
         The PINN's network (:data:`ARCHITECTURES`): ``"compare-models"``, this project's
         (``width``, ``depth``); ``"ptychopinn"``, PtychoPINN's ``diffraction_to_obj``
@@ -101,6 +109,7 @@ class TrainConfig:
     region_pad: int | None = None
     train_on: str = "training-set"
     loss_weighting: str = "illumination"
+    phase_gauge: str = "illuminated-mean"
     architecture: str = "compare-models"
     n_filters_scale: int = 2
     probe_big: bool = True
@@ -133,6 +142,8 @@ class TrainConfig:
             )
         if self.region_pad is not None and self.region_pad < 0:
             raise ConfigError(f"region_pad must be >= 0, got {self.region_pad}")
+        if self.phase_gauge not in PHASE_GAUGES:
+            raise ConfigError(f"phase_gauge must be one of {', '.join(PHASE_GAUGES)}, got {self.phase_gauge!r}")
         if self.loss_weighting not in LOSS_WEIGHTINGS:
             raise ConfigError(f"loss_weighting must be one of {', '.join(LOSS_WEIGHTINGS)}, got {self.loss_weighting!r}")
         if self.architecture not in ARCHITECTURES:
@@ -206,6 +217,10 @@ class _Task:
         self.scale = scale
         self.inputs = inputs
         self.channels = config.gridsize**2
+        self.phase_gauge = config.phase_gauge
+        # Where the probe shines: weights of the patch's mean phase (and the baseline's loss).
+        self.illumination = loss_weight(dataset.probe, "illumination")
+        self.mean_counts = float(scale) ** 2
         if kind == "pinn":
             self.groups = inputs.make_groups(
                 self.positions, config.gridsize, n_neighbours=config.n_neighbours, seed=config.seed,
@@ -224,6 +239,8 @@ class _Task:
             return (x, offsets), (counts,)
         x = self.inputs.baseline_inputs(self.amplitude, indices, self.scale)
         truth = self.truth[indices]
+        if self.phase_gauge == "illuminated-mean":
+            truth = remove_mean_phase(truth, self.illumination)
         return (x,), (
             np.abs(truth)[..., None].astype(np.float32),
             np.angle(truth)[..., None].astype(np.float32),
@@ -246,12 +263,36 @@ class _Task:
         from .physics import poisson_nll
 
         if self.kind == "pinn":
-            return poisson_nll(targets[0], outputs[1])
+            nll = poisson_nll(targets[0], outputs[1])
+            if self.phase_gauge != "illuminated-mean":
+                return nll
+            # The data fix a group's phase up to a constant (the far field's modulus does not
+            # see it): this term fixes the constant, the illuminated mean phase of each member
+            # at 0, in units of the data's mean count per pixel (the NLL's own scale).
+            obj = outputs[0]
+            weight = tf.constant(self.illumination[None, :, :, None])
+            re = tf.reduce_sum(weight * obj[..., 0], axis=(1, 2))
+            im = tf.reduce_sum(weight * obj[..., 1], axis=(1, 2))
+            mean_phase = tf.atan2(im, re)
+            return nll + self.mean_counts * tf.reduce_mean(tf.square(mean_phase))
         weight = tf.constant(self.weight[None, :, :, None])
         amplitude_error = tf.reduce_mean(weight * tf.abs(outputs[1] - targets[0]))
         delta = outputs[2] - targets[1]
         phase_error = tf.reduce_mean(weight * tf.abs(tf.atan2(tf.sin(delta), tf.cos(delta))))
         return amplitude_error + phase_error
+
+
+#: How the phase constant that a pattern cannot determine is fixed (``TrainConfig.phase_gauge``).
+PHASE_GAUGES = ("illuminated-mean", "free")
+
+
+def remove_mean_phase(patches, weight) -> np.ndarray:
+    """``patches`` (n, N, N) complex with the phase of their ``weight``-ed mean removed, so that
+    each patch's illuminated mean phase is 0 (the phasor mean, so no wrap)."""
+    patches = np.asarray(patches)
+    mean = np.sum(patches * weight, axis=(1, 2))
+    rotation = np.where(np.abs(mean) > 0, np.conj(mean) / np.maximum(np.abs(mean), 1e-30), 1.0)
+    return (patches * rotation[:, None, None]).astype(patches.dtype)
 
 
 #: How the baseline's loss weights the pixels of a patch.
