@@ -147,7 +147,7 @@ def test_foreign_or_old_bundles_say_unknown():
 # The shipped configs
 
 
-@pytest.mark.parametrize("name", ["demo.yaml", "dose_sweep.yaml"])
+@pytest.mark.parametrize("name", ["demo.yaml", "dose_sweep.yaml", "paper_scale.yaml"])
 def test_shipped_configs_train_on_another_object(name, tmp_path):
     """The config's own simulate settings, run through the sweep's simulate step at a tiny
     size: the networks' training data share no pixel with the test object."""

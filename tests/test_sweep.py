@@ -167,3 +167,31 @@ def test_parsl_executor_runs_the_tiny_sweep(tmp_path):
     results = run_sweep(config, echo=lambda _: None)
     assert [r["status"] for r in results] == ["done"], results
     assert (out / "sweep_metrics.csv").read_text().count("Baseline") > 5
+
+
+def test_paper_scale_config_is_at_the_papers_scale_and_runs_through_the_cluster_executor(tmp_path):
+    """configs/paper_scale.yaml: N = 64, at least 10^4 training patterns (counted from its own
+    scan settings), several doses and seeds, PtychoPINN's architecture, and a sweep config that
+    the cluster executor accepts."""
+    import dataclasses
+
+    import numpy as np
+
+    from compare_models.cli import _sweep_config
+    from compare_models.config import build_config
+    from compare_models.models.training import TrainConfig
+    from compare_models.study.simulator import SimulationConfig, make_scan
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "paper_scale.yaml"
+    parsl_config = tmp_path / "parsl.py"
+    parsl_config.write_text("config = None\n")
+    sweep = _sweep_config(str(path), {"executor": "parsl", "parsl_config": str(parsl_config)})
+    assert len(sweep.doses) >= 3 and len(sweep.seeds) >= 2 and sweep.executor == "parsl"
+    simulate = SimulationConfig(**sweep.simulate).validate()
+    assert simulate.patch_size == 64 and simulate.split == "objects" and simulate.train_objects != "images"
+    tile = dataclasses.replace(simulate, object_size=simulate.resolved_train_object_size)
+    per_object = len(make_scan(tile, np.random.default_rng(0)))
+    assert per_object * simulate.n_train_objects >= 10_000
+    pinn = build_config(TrainConfig, sweep.train_pinn, {"model": "pinn"})
+    assert pinn.architecture == "ptychopinn" and pinn.ptychopinn_architecture(64).N == 64
+    build_config(TrainConfig, sweep.train_baseline, {"model": "baseline"})
