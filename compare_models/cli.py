@@ -386,13 +386,19 @@ def convert_command(in_path, out_path, config_path, quiet, verbose, progress, **
 
 @study_main.command("train")
 @config_options(TrainConfig)
-@click.option("--train-data", "train_data", required=True, type=click.Path(exists=True), help="Training dataset (NPZ, ptychodus pair or CXI).")
+@click.option("--train-data", "train_data", type=click.Path(exists=True), help="Training dataset (NPZ, ptychodus pair or CXI); with --train-on test-diffraction, give the test scan with --test-data instead.")
+@click.option("--test-data", "test_data", type=click.Path(exists=True), help="The test scan, for --train-on test-diffraction (its diffraction only; its ground truth is never read).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Bundle directory to write.")
 @_config_option("train", "batch_size: 16")
 @output_options
 @user_errors
-def train_command(train_data, out_dir, config_path, quiet, verbose, progress, **overrides):
-    """Train the PINN or the baseline and write a model bundle."""
+def train_command(train_data, test_data, out_dir, config_path, quiet, verbose, progress, **overrides):
+    """Train the PINN or the baseline and write a model bundle.
+
+    Two protocols: on a separate training set (--train-data; the default), or, for the PINN
+    only, self-supervised on the test scan's own diffraction (--train-on test-diffraction
+    --test-data TEST), which needs no ground truth. The bundle records which.
+    """
     from .config import config_from_file_and_flags
     from .models.backend import start_backend
     from .pipelines.train import describe_training, run_train
@@ -400,8 +406,16 @@ def train_command(train_data, out_dir, config_path, quiet, verbose, progress, **
     quiet, verbose, progress = _output(quiet, verbose, progress)
     _console_log(quiet)
     config = config_from_file_and_flags(TrainConfig, config_path, "train", overrides)
+    if config.train_on == "test-diffraction":
+        if test_data is None or train_data is not None:
+            raise ConfigError("--train-on test-diffraction trains on the test scan: give it with --test-data (and no --train-data)")
+        data = test_data
+    else:
+        if train_data is None or test_data is not None:
+            raise ConfigError("give the training set with --train-data (--test-data is for --train-on test-diffraction)")
+        data = train_data
     start_backend("tensorflow", before_import=lambda c: _quiet_tensorflow(verbose))  # training runs on TensorFlow
-    path, result = run_train(config, train_data, out_dir, progress=progress)
+    path, result = run_train(config, data, out_dir, progress=progress)
     click.echo(f"bundle: {path}")
     click.echo(_indent(describe_training(result)))
 

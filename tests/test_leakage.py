@@ -147,7 +147,7 @@ def test_foreign_or_old_bundles_say_unknown():
 # The shipped configs
 
 
-@pytest.mark.parametrize("name", ["demo.yaml", "dose_sweep.yaml"])
+@pytest.mark.parametrize("name", ["demo.yaml", "dose_sweep.yaml", "paper_scale.yaml"])
 def test_shipped_configs_train_on_another_object(name, tmp_path):
     """The config's own simulate settings, run through the sweep's simulate step at a tiny
     size: the networks' training data share no pixel with the test object."""
@@ -183,6 +183,19 @@ def test_compare_records_the_fraction_seen_in_training(tiny_study, tmp_path):
         ),
         echo=lambda _: None,
     )
-    seen = json.loads((out / "provenance.json").read_text())["seen_in_training"]
+    provenance = json.loads((out / "provenance.json").read_text())
+    seen = provenance["seen_in_training"]
     assert seen["PtychoPINN"] == 0.0
     assert seen["Baseline"] == 1.0
+    # Beside it, the protocol each network was trained under.
+    protocol = provenance["training_protocol"]
+    assert protocol["PtychoPINN"]["train_on"] == "training-set" and protocol["PtychoPINN"]["ground_truth_used"] is False
+    assert protocol["Baseline"]["ground_truth_used"] is True
+
+
+def test_bundles_without_a_recorded_protocol_say_unknown():
+    from compare_models.models.bundle import protocol_record, training_protocol
+
+    assert training_protocol({"kind": "pinn"})["train_on"] == "unknown"
+    assert training_protocol(None)["ground_truth_used"] is None
+    assert training_protocol({"training_protocol": protocol_record("test-diffraction", "pinn")})["train_on"] == "test-diffraction"

@@ -108,7 +108,7 @@ def _masked_ssim(image, truth, covered):
     return float(ssim_map[inner].mean())
 
 
-@pytest.mark.parametrize("name", ["demo.yaml", "dose_sweep.yaml"])
+@pytest.mark.parametrize("name", ["demo.yaml", "dose_sweep.yaml", "paper_scale.yaml"])
 def test_recorded_patches_stitch_back_to_the_object(name):
     """Y is what a perfect network predicts: stitched by compare-models' stitcher with its
     defaults (Fourier interpolation, the default --stitch-crop-size) and with the config's own
@@ -128,7 +128,7 @@ def test_recorded_patches_stitch_back_to_the_object(name):
         assert np.abs(image - obj)[covered].max() < 1e-4
 
 
-@pytest.mark.parametrize("name", ["demo.yaml", "dose_sweep.yaml"])
+@pytest.mark.parametrize("name", ["demo.yaml", "dose_sweep.yaml", "paper_scale.yaml"])
 def test_shipped_test_scans_leave_room_for_five_ms_ssim_scales(name):
     """Five MS-SSIM scales need at least 161 px per side; the scored region is the scan's hull
     eroded by the registration margin (up to about 10 px a side)."""

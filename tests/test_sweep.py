@@ -327,3 +327,31 @@ def test_tiny_real_sweep_reports_every_cell(tmp_path):
         assert (out / "cells" / cell / "ptychi" / "half_sets" / "ptychi_half2.npz").exists()
     # A real sweep's records say where each cell ran, like the stand-in's.
     assert all(r["executor"] == "process" and r["queue_wait_s"] >= 0 for r in results)
+
+
+def test_paper_scale_config_is_at_the_papers_scale_and_runs_through_the_cluster_executor(tmp_path):
+    """configs/paper_scale.yaml: N = 64, at least 10^4 training patterns (counted from its own
+    scan settings), several doses and seeds, PtychoPINN's architecture, and a sweep config that
+    the cluster executor accepts."""
+    import dataclasses
+
+    import numpy as np
+
+    from compare_models.cli import _sweep_config
+    from compare_models.config import build_config
+    from compare_models.models.training import TrainConfig
+    from compare_models.study.simulator import SimulationConfig, make_scan
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "paper_scale.yaml"
+    parsl_config = tmp_path / "parsl.py"
+    parsl_config.write_text("config = None\n")
+    sweep = _sweep_config([str(path)], {"executor": "parsl", "parsl_config": str(parsl_config)})
+    assert len(sweep.doses) >= 3 and len(sweep.seeds) >= 2 and sweep.executor == "parsl"
+    simulate = SimulationConfig(**sweep.simulate).validate()
+    assert simulate.patch_size == 64 and simulate.split == "objects" and simulate.train_objects != "images"
+    tile = dataclasses.replace(simulate, object_size=simulate.resolved_train_object_size)
+    per_object = len(make_scan(tile, np.random.default_rng(0)))
+    assert per_object * simulate.n_train_objects >= 10_000
+    pinn = build_config(TrainConfig, sweep.train_pinn, {"model": "pinn"})
+    assert pinn.architecture == "ptychopinn" and pinn.ptychopinn_architecture(64).N == 64
+    build_config(TrainConfig, sweep.train_baseline, {"model": "baseline"})

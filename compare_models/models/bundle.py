@@ -7,13 +7,15 @@ Layout
     ``compare_models``; the probe and the learned intensity scale are weights inside it).
     Loaded with ``safe_mode=True``: no Lambda layers, no pickle, no dill.
 ``bundle.json``
-    ``format``, ``format_version``, ``kind`` (``pinn`` or ``baseline``), ``patch_size`` (N),
+    ``format``, ``format_version``, ``kind`` (``pinn`` or ``baseline``), ``architecture``
+    (``name``: ``compare-models`` or ``ptychopinn``, and PtychoPINN's settings), ``patch_size`` (N),
     ``gridsize``, ``intensity_scale`` (the input normalisation: network input = measured
     amplitude / intensity_scale), ``learned_intensity_scale`` (PINN only, for information),
     ``probe_file``, ``train_data`` (source, SHA-256 fingerprint, positions, nominal and measured
     dose, and :func:`training_record`: the training object's fingerprint and the pixels the
-    training patches read), ``config`` (the resolved training settings), ``history`` (loss per
-    epoch), ``versions`` and ``created``.
+    training patches read), ``training_protocol`` (:func:`training_protocol`: a separate
+    training set, or self-supervised on the test scan's diffraction), ``config`` (the resolved
+    training settings), ``history`` (loss per epoch), ``versions`` and ``created``.
 ``probe.npy``
     The probe (N, N) complex64 in the training data's photon-count units.
 ``loss.png``
@@ -32,6 +34,7 @@ import platform
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 
@@ -47,13 +50,28 @@ __all__ = [
     "plot_history",
     "training_record",
     "fraction_seen_in_training",
+    "training_protocol",
+    "PROTOCOL_DESCRIPTIONS",
     "KINDS",
     "MODEL_FORMAT",
+    "MODEL_FORMATS",
+    "ARCHITECTURE_LABELS",
     "JSON_FILE",
 ]
 
 FORMAT = "compare_models.bundle"
 MODEL_FORMAT = "compare_models bundle"  # as named in logs and provenance
+#: ``model_format`` of a bundle per network architecture (``bundle.json`` ``architecture.name``).
+MODEL_FORMATS = MappingProxyType({
+    "compare-models": MODEL_FORMAT,
+    "ptychopinn": "compare_models bundle (PtychoPINN architecture)",
+})
+#: What each architecture's network is, as reports name an arm.
+ARCHITECTURE_LABELS = MappingProxyType({
+    ("pinn", "compare-models"): "compare-models PINN",
+    ("pinn", "ptychopinn"): "PtychoPINN architecture (TensorFlow, trained by compare-models)",
+    ("baseline", "compare-models"): "compare-models baseline (PtychoNN-style)",
+})
 FORMAT_VERSION = 1
 KINDS = ("pinn", "baseline")
 MODEL_FILE = "model.keras"
@@ -106,9 +124,29 @@ class Bundle:
         return None if value is None else int(value)
 
     @property
+    def training_protocol(self) -> dict:
+        """How the network was trained (:func:`training_protocol`): a separate training set or
+        the test scan's own diffraction."""
+        return training_protocol(self.metadata)
+
+    @property
+    def architecture(self) -> str:
+        """The network: ``"compare-models"`` (this project's) or ``"ptychopinn"`` (PtychoPINN's
+        ``diffraction_to_obj``, trained here); bundles that do not say are this project's."""
+        record = self.metadata.get("architecture") or {}
+        name = record.get("name") if isinstance(record, dict) else None
+        return name if name in MODEL_FORMATS else "compare-models"
+
+    @property
+    def label(self) -> str:
+        """What the network is, for reports: e.g. ``"compare-models PINN"``."""
+        return ARCHITECTURE_LABELS.get((self.kind, self.architecture), f"{self.architecture} {self.kind}")
+
+    @property
     def model_format(self) -> str:
-        """``"compare_models bundle"`` (see :class:`~compare_models.models.interface.LoadedModel`)."""
-        return MODEL_FORMAT
+        """``"compare_models bundle"``, or ``"compare_models bundle (PtychoPINN architecture)"``
+        (see :class:`~compare_models.models.interface.LoadedModel`)."""
+        return MODEL_FORMATS[self.architecture]
 
     def check_compatible(self, dataset) -> None:
         """Raise :class:`BundleError` if ``dataset`` cannot be run through this model."""
@@ -170,6 +208,9 @@ class Bundle:
         return {
             **describe_basics(self),
             "intensity_scale": self.intensity_scale,
+            "architecture": self.architecture,
+            "label": self.label,
+            "training_protocol": self.training_protocol,
             "bundle_metadata": self.metadata,
         }
 
@@ -351,6 +392,35 @@ def training_record(train_dataset) -> dict:
     }
 
 
+#: What each training protocol (``TrainConfig.train_on``) means, as reports say it.
+PROTOCOL_DESCRIPTIONS = MappingProxyType({
+    "training-set": "trained on a separate training set (no scored pixel of the test object, "
+    "unless seen_in_training says otherwise)",
+    "test-diffraction": "self-supervised on the test scan's own diffraction (no ground truth), as an "
+    "iterative reconstruction is",
+})
+
+
+def training_protocol(bundle_metadata: dict | None) -> dict:
+    """How a bundle's network was trained: ``train_on``, ``description`` and
+    ``ground_truth_used`` (the baseline learns from ground-truth patches, the PINN never does).
+
+    Bundles written before the protocol was recorded say ``"unknown"``.
+    """
+    document = bundle_metadata or {}
+    record = document.get("training_protocol")
+    if isinstance(record, dict) and record.get("train_on") in PROTOCOL_DESCRIPTIONS:
+        return dict(record)
+    return {"train_on": "unknown", "description": "not recorded in the bundle", "ground_truth_used": None}
+
+
+def protocol_record(train_on: str, kind: str) -> dict:
+    """The ``training_protocol`` entry :func:`save_bundle` writes (see :func:`training_protocol`)."""
+    if train_on not in PROTOCOL_DESCRIPTIONS:
+        raise BundleError(f"unknown training protocol {train_on!r}; expected one of {', '.join(PROTOCOL_DESCRIPTIONS)}")
+    return {"train_on": train_on, "description": PROTOCOL_DESCRIPTIONS[train_on], "ground_truth_used": kind == "baseline"}
+
+
 def fraction_seen_in_training(bundle_metadata: dict, test_object, region) -> float | str:
     """Fraction of the scored ``region`` that lies under any training patch of the same object.
 
@@ -406,6 +476,7 @@ def load_bundle(path) -> Bundle:
     import keras
 
     from . import layers  # noqa: F401  (registers the custom layers)
+    from .ptychopinn import layers as _ptychopinn_layers  # noqa: F401  (PtychoPINN-architecture bundles)
 
     path = Path(path)
     if not path.is_dir():

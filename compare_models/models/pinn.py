@@ -33,7 +33,7 @@ from .layers import (
     ScaledTanh,
 )
 
-__all__ = ["build_pinn", "default_pad"]
+__all__ = ["build_pinn", "build_ptychopinn_pinn", "default_pad"]
 
 
 def default_pad(patch_size: int) -> int:
@@ -88,5 +88,43 @@ def build_pinn(
     intensity = far_field(obj)
     intensity = IntensityScale(name="intensity")(intensity)
     model = keras.Model([amplitude_in, offsets_in], [obj, intensity], name="pinn")
+    far_field.set_probe(probe)
+    return model
+
+
+def build_ptychopinn_pinn(probe, architecture, *, pad: int | None = None, seed: int = 0) -> keras.Model:
+    """PtychoPINN's network (:mod:`compare_models.models.ptychopinn.architecture`) with this
+    project's physics: the same inputs, outputs and forward model as :func:`build_pinn`.
+
+    PtychoPINN's encoder and decoders predict each member's amplitude and phase (the inputs of
+    its ``obj`` layer); from there on the model is this project's: the overlap constraint
+    (:class:`GroupConsensus`), the fixed probe and far field, and a learned intensity scale.
+    PtychoPINN's own reassembly into a canvas is not used for training (the consensus plays its
+    part). Inputs and outputs are those of :func:`build_pinn`, so bundles, inference and the
+    loss are shared.
+
+    Parameters
+    ----------
+    probe : ndarray (N, N) complex
+    architecture : PtychoPINNArchitecture
+        N, gridsize and PtychoPINN's model settings.
+    pad : int, optional
+        Region margin of the overlap constraint (default N/4).
+    seed : int
+        Seeds the convolution kernels.
+    """
+    from .ptychopinn.architecture import build_network, object_inputs
+
+    graph, config = build_network(architecture, seed=seed)
+    amplitude_name, phase_name = object_inputs(config)
+    n_side, channels = architecture.N, architecture.channels
+    pad = default_pad(n_side) if pad is None else int(pad)
+    amplitude_in = graph.model.inputs[0]
+    offsets_in = keras.Input((channels, 2), name="offsets")
+    obj = AmplitudePhaseToObject(name="patches")([graph.tensors[amplitude_name], graph.tensors[phase_name]])
+    obj = GroupConsensus(pad, name="object")([obj, offsets_in])
+    far_field = FarFieldIntensity(name="far_field")
+    intensity = IntensityScale(name="intensity")(far_field(obj))
+    model = keras.Model([amplitude_in, offsets_in], [obj, intensity], name="pinn_ptychopinn")
     far_field.set_probe(probe)
     return model

@@ -19,7 +19,28 @@ import numpy as np
 from ..config import setting
 from ..errors import ConfigError, DatasetError
 
-__all__ = ["TrainConfig", "TrainResult", "train_model", "evaluate_loss", "split_indices"]
+#: The PINN's networks: this project's, or PtychoPINN's diffraction_to_obj.
+ARCHITECTURES = ("compare-models", "ptychopinn")
+
+#: Training protocols: a separate training set, or the test scan's own diffraction (PINN only).
+TRAIN_ON = ("training-set", "test-diffraction")
+
+#: How the phase constant that a pattern cannot determine is fixed (``TrainConfig.phase_gauge``).
+PHASE_GAUGES = ("illuminated-mean", "free")
+
+#: How the baseline's loss weights the pixels of a patch.
+LOSS_WEIGHTINGS = ("illumination", "uniform")
+
+__all__ = [
+    "ARCHITECTURES",
+    "TRAIN_ON",
+    "TrainConfig",
+    "TrainResult",
+    "train_model",
+    "evaluate_loss",
+    "split_indices",
+    "calibrate_intensity_scale",
+]
 
 
 @dataclass(frozen=True)
@@ -52,6 +73,32 @@ class TrainConfig:
         None, "PINN overlap region margin, pixels; groups reaching beyond it are re-formed to fit.",
         default_text="from the training scan: max(N/4, widest group) up to N/2",
     )
+    train_on: str = setting(
+        "training-set", "The protocol: training-set (the data are a training set: other objects than the "
+        "test's, or another part of the object) or test-diffraction (PINN only: the data are the test scan "
+        "itself and the PINN trains on its diffraction alone, as an iterative reconstruction does; its ground "
+        "truth is never read). The bundle records it.", choices=TRAIN_ON,
+    )
+    loss_weighting: str = setting(
+        "illumination", "Baseline: how the supervised loss weights a patch's pixels: illumination (the "
+        "probe's intensity) or uniform. The PINN's Poisson loss takes no weighting.",
+        choices=LOSS_WEIGHTINGS,
+    )
+    phase_gauge: str = setting(
+        "illuminated-mean", "Single-shot data fix each patch's phase only up to a constant: "
+        "illuminated-mean holds each member's illuminated mean phase at 0 (PINN loss term; baseline "
+        "targets), free lets the network choose it.", choices=PHASE_GAUGES,
+    )
+    architecture: str = setting(
+        "compare-models", "The PINN's network: this project's (compare-models; --width, --depth) or "
+        "PtychoPINN's diffraction_to_obj (ptychopinn; N = 64, 128 or 256), trained with this project's "
+        "physics loss.", choices=ARCHITECTURES,
+    )
+    n_filters_scale: int = setting(2, "--architecture ptychopinn: PtychoPINN's filter multiplier.")
+    probe_big: bool = setting(True, "--architecture ptychopinn: PtychoPINN's probe_big setting.", cli=False)
+    pad_object: bool = setting(True, "--architecture ptychopinn: PtychoPINN's pad_object setting.", cli=False)
+    amp_activation: str = setting("sigmoid", "--architecture ptychopinn: PtychoPINN's amplitude activation.",
+                                  cli=False)
 
     def validate(self) -> TrainConfig:
         """Raise :class:`ConfigError` naming the first invalid setting; return self."""
@@ -79,10 +126,35 @@ class TrainConfig:
             )
         if self.region_pad is not None and self.region_pad < 0:
             raise ConfigError(f"region_pad must be >= 0, got {self.region_pad}")
+        if self.phase_gauge not in PHASE_GAUGES:
+            raise ConfigError(f"phase_gauge must be one of {', '.join(PHASE_GAUGES)}, got {self.phase_gauge!r}")
+        if self.loss_weighting not in LOSS_WEIGHTINGS:
+            raise ConfigError(f"loss_weighting must be one of {', '.join(LOSS_WEIGHTINGS)}, got {self.loss_weighting!r}")
+        if self.architecture not in ARCHITECTURES:
+            raise ConfigError(f"architecture must be one of {', '.join(ARCHITECTURES)}, got {self.architecture!r}")
+        if self.architecture == "ptychopinn" and self.model != "pinn":
+            raise ConfigError("architecture 'ptychopinn' is a PINN: use it with model 'pinn'")
+        if self.train_on not in TRAIN_ON:
+            raise ConfigError(f"train_on must be one of {', '.join(TRAIN_ON)}, got {self.train_on!r}")
+        if self.train_on == "test-diffraction" and self.model != "pinn":
+            raise ConfigError(
+                "train_on 'test-diffraction' is for the PINN only: the supervised baseline learns "
+                "from ground truth, and training it on the test scan would score pixels it was "
+                "shown; train it on a training set (train_on 'training-set')"
+            )
         return self
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def ptychopinn_architecture(self, patch_size: int):
+        """PtychoPINN's settings for N = ``patch_size`` (validated; ConfigError for another N)."""
+        from .ptychopinn.architecture import PtychoPINNArchitecture
+
+        return PtychoPINNArchitecture(
+            N=patch_size, gridsize=self.gridsize, n_filters_scale=self.n_filters_scale,
+            probe_big=self.probe_big, pad_object=self.pad_object, amp_activation=self.amp_activation,
+        ).validate()
 
 
 @dataclass(frozen=True, eq=False)
@@ -98,6 +170,7 @@ class TrainResult:
     config: TrainConfig
     region_pad: int | None
     region_pad_rule: str | None = None  # how region_pad was chosen (recorded in the bundle)
+    initial_intensity_scale: float | None = None  # PINN: calibrated start of the learned scale
 
 
 def split_indices(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -128,6 +201,10 @@ class _Task:
         self.scale = scale
         self.inputs = inputs
         self.channels = config.gridsize**2
+        self.phase_gauge = config.phase_gauge
+        # Where the probe shines: weights of the patch's mean phase (and the baseline's loss).
+        self.illumination = loss_weight(dataset.probe, "illumination")
+        self.mean_counts = float(scale) ** 2
         if kind == "pinn":
             self.groups = inputs.make_groups(
                 self.positions, config.gridsize, n_neighbours=config.n_neighbours, seed=config.seed,
@@ -135,6 +212,7 @@ class _Task:
             )
         else:
             self.truth = _truth_patches(dataset)
+            self.weight = loss_weight(dataset.probe, config.loss_weighting)
 
     def batch(self, indices):
         if self.kind == "pinn":
@@ -145,6 +223,8 @@ class _Task:
             return (x, offsets), (counts,)
         x = self.inputs.baseline_inputs(self.amplitude, indices, self.scale)
         truth = self.truth[indices]
+        if self.phase_gauge == "illuminated-mean":
+            truth = remove_mean_phase(truth, self.illumination)
         return (x,), (
             np.abs(truth)[..., None].astype(np.float32),
             np.angle(truth)[..., None].astype(np.float32),
@@ -167,11 +247,49 @@ class _Task:
         from .physics import poisson_nll
 
         if self.kind == "pinn":
-            return poisson_nll(targets[0], outputs[1])
-        amplitude_error = tf.reduce_mean(tf.abs(outputs[1] - targets[0]))
+            nll = poisson_nll(targets[0], outputs[1])
+            if self.phase_gauge != "illuminated-mean":
+                return nll
+            # The data fix a group's phase up to a constant (the far field's modulus does not
+            # see it): this term fixes the constant, the illuminated mean phase of each member
+            # at 0, in units of the data's mean count per pixel (the NLL's own scale).
+            obj = outputs[0]
+            weight = tf.constant(self.illumination[None, :, :, None])
+            re = tf.reduce_sum(weight * obj[..., 0], axis=(1, 2))
+            im = tf.reduce_sum(weight * obj[..., 1], axis=(1, 2))
+            mean_phase = tf.atan2(im, re)
+            return nll + self.mean_counts * tf.reduce_mean(tf.square(mean_phase))
+        weight = tf.constant(self.weight[None, :, :, None])
+        amplitude_error = tf.reduce_mean(weight * tf.abs(outputs[1] - targets[0]))
         delta = outputs[2] - targets[1]
-        phase_error = tf.reduce_mean(tf.abs(tf.atan2(tf.sin(delta), tf.cos(delta))))
+        phase_error = tf.reduce_mean(weight * tf.abs(tf.atan2(tf.sin(delta), tf.cos(delta))))
         return amplitude_error + phase_error
+
+
+def remove_mean_phase(patches, weight) -> np.ndarray:
+    """``patches`` (n, N, N) complex with the phase of their ``weight``-ed mean removed, so that
+    each patch's illuminated mean phase is 0 (the phasor mean, so no wrap)."""
+    patches = np.asarray(patches)
+    mean = np.sum(patches * weight, axis=(1, 2))
+    rotation = np.where(np.abs(mean) > 0, np.conj(mean) / np.maximum(np.abs(mean), 1e-30), 1.0)
+    return (patches * rotation[:, None, None]).astype(patches.dtype)
+
+
+def loss_weight(probe, weighting: str) -> np.ndarray:
+    """Per-pixel weight (N, N) float32 of the baseline's loss, mean 1.
+
+    ``"illumination"``: the probe's intensity ``|P|²``. A pixel the probe does not illuminate
+    leaves no trace in the diffraction, so its ground truth cannot be predicted from the data;
+    weighting by the illumination spends the network on what the data determine (the
+    stitched image keeps the patches' centres, where the probe is). ``"uniform"``: every pixel
+    alike (the loss before this option).
+    """
+    if weighting == "uniform":
+        return np.ones(np.shape(probe), np.float32)
+    intensity = np.abs(np.asarray(probe)) ** 2
+    if not intensity.sum() > 0:
+        raise DatasetError("the probe is zero everywhere: cannot weight the loss by its illumination")
+    return (intensity / intensity.mean()).astype(np.float32)
 
 
 def _model_inputs(inputs):
@@ -218,22 +336,33 @@ def train_model(dataset, config: TrainConfig, *, progress: bool = True) -> Train
 
     from .baseline import build_baseline
     from .inputs import intensity_scale
-    from .pinn import build_pinn
+    from .pinn import build_pinn, build_ptychopinn_pinn
 
     config = config.validate()
+    if config.train_on == "test-diffraction":
+        # Self-supervised on the test scan: the network never sees its ground truth.
+        dataset = dataclasses.replace(dataset, object_truth=None, patches_truth=None)
     n_side = dataset.patch_size
     scale = intensity_scale(dataset.diffraction_amplitude)  # a chunked pass
     pad = pad_rule = None
     if config.model == "pinn":
         pad, pad_rule = _region_pad(dataset, config)
-        model = build_pinn(
-            n_side, config.gridsize, dataset.probe, width=config.width, depth=config.depth,
-            pad=pad, seed=config.seed,
-        )
+        if config.architecture == "ptychopinn":
+            model = build_ptychopinn_pinn(
+                dataset.probe, config.ptychopinn_architecture(n_side), pad=pad, seed=config.seed
+            )
+        else:
+            model = build_pinn(
+                n_side, config.gridsize, dataset.probe, width=config.width, depth=config.depth,
+                pad=pad, seed=config.seed,
+            )
     else:
         model = build_baseline(n_side, width=config.width, depth=config.depth, seed=config.seed)
     task = _Task(config.model, dataset, config, scale, pad)
     train_idx, val_idx = split_indices(dataset.n_positions, config.validation_fraction, config.seed)
+    initial_scale = None
+    if config.model == "pinn":
+        initial_scale = calibrate_intensity_scale(model, task, train_idx, seed=config.seed)
     import keras
 
     optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate)
@@ -306,7 +435,48 @@ def train_model(dataset, config: TrainConfig, *, progress: bool = True) -> Train
         config=config,
         region_pad=pad,
         region_pad_rule=pad_rule,
+        initial_intensity_scale=initial_scale,
     )
+
+
+#: Training samples whose counts calibrate the PINN's initial intensity scale.
+CALIBRATION_SAMPLES = 256
+
+
+def calibrate_intensity_scale(model, task, train_indices, *, seed: int, n_samples: int = CALIBRATION_SAMPLES) -> float:
+    """Set the PINN's learned intensity scale so that the untrained network predicts, on
+    average, the measured counts; return that scale.
+
+    Over up to ``n_samples`` training samples (a seeded draw), the scale is
+    ``sum(measured counts) / sum(predicted counts)`` at the network's initial weights, and
+    ``log_scale`` of the ``intensity`` layer is moved by its logarithm. Without it the
+    untrained network (amplitude ``sigmoid(0) = 1/2``) predicts a fraction of the counts, the
+    Poisson loss's first steps push every amplitude up together, and for some weight seeds the
+    sigmoid saturates at 1 over most of the patch: the gradient through it vanishes and the
+    network stays at a flat image (docs/training-study.md).
+
+    Notes
+    -----
+    The overall amplitude level and the intensity scale trade off exactly (a global amplitude
+    scale is part of the gauge that scoring fits), so this choice leaves the amplitudes free in
+    the sigmoid's linear range.
+    """
+    rng = np.random.default_rng([seed, 3])
+    chosen = np.sort(rng.permutation(train_indices)[:n_samples])
+    measured = predicted = 0.0
+    for batch in _batches(chosen, 64):
+        inputs, targets = task.batch(batch)
+        intensity = model(_model_inputs(inputs), training=False)[1]
+        measured += float(np.sum(targets[0], dtype=np.float64))
+        predicted += float(np.sum(np.asarray(intensity), dtype=np.float64))
+    if not (predicted > 0 and measured > 0):
+        raise DatasetError(
+            "cannot calibrate the intensity scale: the training patterns or the untrained "
+            "network's predictions hold no counts"
+        )
+    layer = model.get_layer("intensity")
+    layer.log_scale.assign(layer.log_scale.numpy() + np.log(measured / predicted))
+    return layer.scale
 
 
 def _region_pad(dataset, config: TrainConfig) -> tuple[int, str]:

@@ -47,6 +47,12 @@ def describe_dataset(dataset: Dataset) -> str:
     ]
     if dataset.object_truth is not None:
         lines.append(f"object         {dataset.object_truth.shape[0]} x {dataset.object_truth.shape[1]}")
+    record = dataset.metadata.get("object") or {}
+    if isinstance(record, dict) and record.get("n_objects"):
+        lines.append(
+            f"generated      {record['n_objects']} objects ({record.get('family')}) of {record.get('size')} px, "
+            f"feature size {record.get('feature_size_px'):.3g} px"
+        )
     x, y = dataset.positions_xy[:, 0], dataset.positions_xy[:, 1]
     lines.append(f"scan extent    x {x.min():.1f}..{x.max():.1f}, y {y.min():.1f}..{y.max():.1f} px")
     return "\n".join(lines)

@@ -53,7 +53,9 @@ def run_step(step: str, settings: dict, cell_dir) -> None:
         from .train import describe_training, run_train
 
         config = build_config(TrainConfig, settings, where=f"sweep {step}")
-        _, result = run_train(config, paths["train"], paths[config.model], progress=False)
+        # Self-supervised PINN: the cell's test scan is its training data (no ground truth read).
+        data = paths["test"] if config.train_on == "test-diffraction" else paths["train"]
+        _, result = run_train(config, data, paths[config.model], progress=False)
         print(describe_training(result))
     elif step == "reconstruct":
         from ..study.ptychi_runner import ReconstructConfig

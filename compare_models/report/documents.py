@@ -545,5 +545,11 @@ def provenance_document(
         "half_sets": metrics_doc["half_sets"],
         "failures": metrics_doc["failures"],
         "seen_in_training": dict(seen_in_training),
+        # Which protocol made each network's numbers (a training set, or the test scan's own
+        # diffraction for a PINN trained self-supervised), beside seen_in_training.
+        "training_protocol": {
+            arm.name: arm.details.get("model", {}).get("training_protocol", "unknown")
+            for arm in arms if arm.key != "ptychi"
+        },
         "timings_s": dict(timings_s),
     }

@@ -34,9 +34,15 @@ so nothing is downloaded. A study must not score pixels a network saw in trainin
 (docs/design.md, "A fair comparison"); :func:`simulate_split` writes a training set that cannot
 overlap the test set:
 
-* ``split="objects"`` (the demo and the sweeps): the training set is simulated on another
-  object, made from other images (``train_amplitude_image``, ``train_phase_image``), with its
-  own size and random stream;
+* ``split="objects"`` (the demo and the sweeps): the training set is simulated on other
+  objects than the test object, with a random stream of its own. ``train_objects`` says which:
+  ``"images"`` is one object made from two other shipped images (``train_amplitude_image``,
+  ``train_phase_image``); ``"lines"``, ``"grf"``, ``"particles"`` or ``"mixed"`` are
+  ``n_train_objects`` procedurally generated objects (:mod:`compare_models.study.objects`) of
+  side ``train_object_size``, with feature size ``train_feature_size`` and phases in
+  ``[train_phase_min, train_phase_max]``, placed side by side in one ``objectGuess``
+  (:func:`~compare_models.study.objects.mosaic`) and each scanned on its own (no patch reads
+  two objects);
 * ``split="y"``: one object, training positions above the middle row and test positions below
   it, at least N apart in y, so that no test patch pixel lies under a training patch.
 """
@@ -53,10 +59,12 @@ from ..config import setting
 from ..errors import ConfigError
 from ..imaging.geometry import fourier_shift, integer_crops, object_patches, split_nearest
 from ..io.dataset import Dataset
+from . import objects as object_families
 
 __all__ = [
     "SimulationConfig",
     "SPLITS",
+    "TRAIN_OBJECTS",
     "FORWARD_MODEL",
     "make_object",
     "make_probe",
@@ -64,12 +72,16 @@ __all__ = [
     "exit_waves",
     "far_field_amplitude",
     "simulate_dataset",
+    "simulate_generated_objects",
     "training_config",
     "simulate_split",
     "split_dataset_by_row",
 ]
 
 SPLITS = ("y", "objects")
+
+#: What ``split="objects"`` trains on: two other shipped images, or generated objects.
+TRAIN_OBJECTS = ("images", *object_families.FAMILIES, "mixed")
 
 #: Recorded in every simulated file's metadata.
 FORWARD_MODEL = (
@@ -96,6 +108,11 @@ class SimulationConfig:
     object_size: int = setting(256, "Side of the (test) object, pixels.")
     amplitude_image: str = setting("camera", "skimage.data image for the object's amplitude.")
     phase_image: str = setting("moon", "skimage.data image for the object's phase.")
+    object_family: str = setting(
+        "images", "The (test) object: two shipped images (images: --amplitude-image, --phase-image) or a "
+        "generated object of a family (lines, Gaussian random fields, particles, or mixed).", choices=("images", *object_families.FAMILIES, "mixed"),
+    )
+    feature_size: float | None = setting(None, "Generated object's feature size, pixels.", default_text="N/8")
     amplitude_min: float = setting(0.4, "Lowest object amplitude.")
     amplitude_max: float = setting(1.0, "Highest object amplitude.")
     phase_min: float = setting(-1.0, "Lowest object phase, rad.")
@@ -129,6 +146,22 @@ class SimulationConfig:
     train_seed: int | None = setting(
         None, "--split objects: seed of the training scan and noise.", default_text="a stream of its own derived from --seed"
     )
+    train_objects: str = setting(
+        "images", "--split objects: train on two other shipped images (images) or on generated objects of a "
+        "family (lines, Gaussian random fields, particles, or mixed: a family drawn per field).", choices=("images", *object_families.FAMILIES, "mixed"),
+    )
+    n_train_objects: int = setting(
+        1, "--split objects: number of generated training objects, each --train-object-size pixels and scanned "
+        "on its own."
+    )
+    train_feature_size: float | None = setting(
+        None, "Generated training objects' feature size, pixels (line width, particle diameter, field correlation "
+        "length; each object draws within a factor 2).", default_text="N/8",
+    )
+    train_phase_min: float | None = setting(None, "Generated training objects' lowest phase, rad.",
+                                            default_text="--phase-min")
+    train_phase_max: float | None = setting(None, "Generated training objects' highest phase, rad.",
+                                            default_text="--phase-max")
 
     def validate(self) -> SimulationConfig:
         """Raise :class:`ConfigError` naming the first invalid setting; return self."""
@@ -147,7 +180,24 @@ class SimulationConfig:
             raise ConfigError(
                 f"train_object_size ({self.train_object_size}) must exceed patch_size ({self.patch_size}) by 2"
             )
-        if self.split == "objects":
+        if self.object_family not in TRAIN_OBJECTS:
+            raise ConfigError(f"object_family must be one of {', '.join(TRAIN_OBJECTS)}, got {self.object_family!r}")
+        if self.feature_size is not None and not self.feature_size > 0:
+            raise ConfigError(f"feature_size must be > 0 pixels, got {self.feature_size}")
+        if self.train_objects not in TRAIN_OBJECTS:
+            raise ConfigError(f"train_objects must be one of {', '.join(TRAIN_OBJECTS)}, got {self.train_objects!r}")
+        if not isinstance(self.n_train_objects, int) or self.n_train_objects < 1:
+            raise ConfigError(f"n_train_objects must be an integer >= 1, got {self.n_train_objects!r}")
+        if self.train_objects == "images" and self.n_train_objects != 1:
+            raise ConfigError(
+                "n_train_objects > 1 needs generated objects: set train_objects to one of "
+                f"{', '.join(TRAIN_OBJECTS[1:])}"
+            )
+        if self.train_feature_size is not None and not self.train_feature_size > 0:
+            raise ConfigError(f"train_feature_size must be > 0 pixels, got {self.train_feature_size}")
+        if not self.resolved_train_phase_range[0] < self.resolved_train_phase_range[1]:
+            raise ConfigError("need train_phase_min < train_phase_max")
+        if self.split == "objects" and self.train_objects == "images" and self.object_family == "images":
             shared = {self.train_amplitude_image, self.train_phase_image} & {self.amplitude_image, self.phase_image}
             if shared:
                 raise ConfigError(
@@ -194,6 +244,16 @@ class SimulationConfig:
     def resolved_train_object_size(self) -> int:
         return self.train_object_size if self.train_object_size is not None else self.object_size
 
+    @property
+    def resolved_train_feature_size(self) -> float:
+        return float(self.train_feature_size) if self.train_feature_size is not None else self.patch_size / 8
+
+    @property
+    def resolved_train_phase_range(self) -> tuple[float, float]:
+        low = self.phase_min if self.train_phase_min is None else self.train_phase_min
+        high = self.phase_max if self.train_phase_max is None else self.train_phase_max
+        return float(low), float(high)
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -210,16 +270,36 @@ def _grey_image(name: str, size: int) -> np.ndarray:
     return (image - low) / (high - low) if high > low else np.zeros_like(image)
 
 
+#: Random stream of a generated (test) object: its own, never a scan's or a training object's.
+OBJECT_STREAM = 7
+
+
 def make_object(config: SimulationConfig) -> np.ndarray:
-    """Complex object (object_size, object_size), complex64: amplitude and phase from two images."""
+    """Complex object (object_size, object_size), complex64: amplitude and phase from two
+    images, or (``object_family`` other than ``"images"``) a generated object
+    (:func:`compare_models.study.objects.random_object`, feature size ``feature_size``, drawn
+    from the stream ``(seed, 7)``)."""
+    return _object_and_record(config)[0]
+
+
+def _object_and_record(config: SimulationConfig) -> tuple[np.ndarray, dict]:
     size = config.object_size
+    if config.object_family != "images":
+        feature = config.feature_size if config.feature_size is not None else config.patch_size / 8
+        obj, info = object_families.random_object(
+            config.object_family, size, feature, np.random.default_rng([config.seed, OBJECT_STREAM]),
+            amplitude_range=(config.amplitude_min, config.amplitude_max),
+            phase_range=(config.phase_min, config.phase_max),
+        )
+        return obj, {"family": config.object_family, "size": size, "feature_size_px": float(feature), **info}
     amplitude = config.amplitude_min + (config.amplitude_max - config.amplitude_min) * _grey_image(
         config.amplitude_image, size
     )
     phase = config.phase_min + (config.phase_max - config.phase_min) * _grey_image(
         config.phase_image, size
     )
-    return (amplitude * np.exp(1j * phase)).astype(np.complex64)
+    record = {"amplitude_image": config.amplitude_image, "phase_image": config.phase_image, "size": size}
+    return (amplitude * np.exp(1j * phase)).astype(np.complex64), record
 
 
 def make_probe(config: SimulationConfig) -> np.ndarray:
@@ -337,9 +417,14 @@ def simulate_dataset(config: SimulationConfig, *, rng: np.random.Generator | Non
     """
     config.validate()
     rng = np.random.default_rng(config.seed) if rng is None else rng
-    obj = make_object(config)
-    probe = make_probe(config)
+    obj, record = _object_and_record(config)
     positions = make_scan(config, rng)
+    return _simulate(config, obj, positions, rng, record)
+
+
+def _simulate(config: SimulationConfig, obj, positions, rng: np.random.Generator, object_record: dict) -> Dataset:
+    """Diffraction of ``obj`` at ``positions`` under the probe and dose of ``config``."""
+    probe = make_probe(config)
     expected_counts = _unit_intensities(obj, probe, positions)
     # Scale the probe so the expected counts average `dose` per pattern.
     scale = config.dose / expected_counts.sum(axis=(1, 2)).mean()
@@ -354,11 +439,7 @@ def simulate_dataset(config: SimulationConfig, *, rng: np.random.Generator | Non
         "dose_nominal": float(config.dose),
         "dose_measured": float(counts_per_pattern.mean()),
         "config": config.to_dict(),
-        "object": {
-            "amplitude_image": config.amplitude_image,
-            "phase_image": config.phase_image,
-            "size": config.object_size,
-        },
+        "object": object_record,
         "forward_model": FORWARD_MODEL,
     }
     if config.pixel_size_m is not None:
@@ -374,12 +455,52 @@ def simulate_dataset(config: SimulationConfig, *, rng: np.random.Generator | Non
     )
 
 
+def simulate_generated_objects(config: SimulationConfig, rng: np.random.Generator) -> Dataset:
+    """A training set of ``config.n_train_objects`` generated objects (``config.train_objects``).
+
+    Each object (side ``train_object_size``, :func:`compare_models.study.objects.random_object`)
+    is scanned on its own with the scan settings of ``config`` (positions within the object, so
+    no patch reads two objects); the objects sit side by side in one ``objectGuess``
+    (:func:`compare_models.study.objects.mosaic`) and the positions are in its pixels. Probe,
+    dose and noise are those of ``config``; the metadata's ``object`` records every object's
+    families, feature size and place.
+    """
+    size = config.resolved_train_object_size
+    tile_config = dataclasses.replace(config, object_size=size)
+    tiles, infos, scans = [], [], []
+    for _ in range(config.n_train_objects):
+        tile, info = object_families.random_object(
+            config.train_objects, size, config.resolved_train_feature_size, rng,
+            amplitude_range=(config.amplitude_min, config.amplitude_max),
+            phase_range=config.resolved_train_phase_range,
+        )
+        tiles.append(tile)
+        infos.append(info)
+        scans.append(make_scan(tile_config, rng))
+    canvas, origins = object_families.mosaic(tiles, fill=config.amplitude_max)
+    positions = np.concatenate([scan + origin[::-1] for scan, origin in zip(scans, origins, strict=True)])
+    record = {
+        "family": config.train_objects,
+        "n_objects": config.n_train_objects,
+        "size": size,
+        "feature_size_px": config.resolved_train_feature_size,
+        "phase_range": list(config.resolved_train_phase_range),
+        "amplitude_range": [config.amplitude_min, config.amplitude_max],
+        "objects": [
+            {**info, "origin_row_col": [int(r), int(c)], "n_positions": int(len(scan))}
+            for info, (r, c), scan in zip(infos, origins, scans, strict=True)
+        ],
+    }
+    return _simulate(config, canvas, positions, rng, record)
+
+
 def training_config(config: SimulationConfig) -> SimulationConfig:
     """The settings of the training set of ``split="objects"``: the other object's images and
     size; everything else (probe, scan, dose) as in ``config``."""
     return dataclasses.replace(
         config,
         split=None,
+        object_family="images",  # never the test object's generator and stream
         amplitude_image=config.train_amplitude_image,
         phase_image=config.train_phase_image,
         object_size=config.resolved_train_object_size,
@@ -391,8 +512,10 @@ def simulate_split(config: SimulationConfig) -> tuple[Dataset, Dataset]:
     """(train, test) datasets per ``config.split`` ("objects" or "y"; module docstring).
 
     With ``"objects"`` the test set is :func:`simulate_dataset` of ``config`` and the training
-    set that of :func:`training_config`, drawn from a random stream of its own (seeded by
-    ``train_seed``, or by ``(seed, 1)`` when that is unset, so it never repeats a test stream).
+    set that of :func:`training_config` (``train_objects="images"``) or
+    :func:`simulate_generated_objects` (generated objects), drawn from a random stream of its
+    own (seeded by ``train_seed``, or by ``(seed, 1)`` when that is unset, so it never repeats
+    a test stream).
     """
     config.validate()
     if config.split == "y":
@@ -402,7 +525,10 @@ def simulate_split(config: SimulationConfig) -> tuple[Dataset, Dataset]:
     test = simulate_dataset(config)
     train_settings = training_config(config)
     seed = [config.seed, 1] if config.train_seed is None else config.train_seed
-    train = simulate_dataset(train_settings, rng=np.random.default_rng(seed))
+    if config.train_objects == "images":
+        train = simulate_dataset(train_settings, rng=np.random.default_rng(seed))
+    else:
+        train = simulate_generated_objects(train_settings, np.random.default_rng(seed))
     train.metadata["random_seed"] = seed  # what numpy.random.default_rng was given
     for role, part, settings in (("train", train, train_settings), ("test", test, config)):
         part.metadata.update(split=role, split_mode="objects")
