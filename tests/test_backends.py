@@ -152,6 +152,7 @@ def _assert_agree(got, want, name):
     assert error <= AGREEMENT, f"{name}: max |difference| / max |value| = {error:.2e}"
 
 
+@pytest.mark.e2e  # a process of its own per backend
 def test_other_backend_agrees_with_tensorflow_on_ptychopinns_fixtures(other_backend, upstream):
     from backend_check import fixture_outputs
 
@@ -161,6 +162,7 @@ def test_other_backend_agrees_with_tensorflow_on_ptychopinns_fixtures(other_back
         _assert_agree(outputs[key], want, f"{name} {key}")
 
 
+@pytest.mark.e2e  # a process of its own per backend
 def test_other_backend_agrees_with_tensorflow_on_the_projects_bundles(other_backend, tiny_study):
     from backend_check import bundle_outputs
 
@@ -173,6 +175,7 @@ def test_other_backend_agrees_with_tensorflow_on_the_projects_bundles(other_back
             _assert_agree(outputs[key], value, f"{name} {key}")
 
 
+@pytest.mark.e2e  # a process of its own per backend
 def test_other_backend_runs_without_tensorflow(other_backend):
     name, report, _ = other_backend
     assert report["tensorflow_imported"] is False

@@ -46,6 +46,7 @@ def issue_command_run(upstream, tmp_path_factory):
     return out, done
 
 
+@pytest.mark.e2e  # a whole compare-models run; the models' known answers: test_ptychopinn_torch.py
 def test_the_command_completes_and_names_both_formats(issue_command_run):
     out, done = issue_command_run
     assert done.returncode == 0, done.stderr[-3000:]
@@ -66,6 +67,7 @@ def test_the_command_completes_and_names_both_formats(issue_command_run):
     assert "PtychoPINN PyTorch wts.h5.zip (cnn, gridsize 1)" in done.stdout
 
 
+@pytest.mark.e2e  # a whole compare-models run; the models' known answers: test_ptychopinn_torch.py
 def test_the_stitched_cnn_image_equals_a_numpy_stitch_of_the_same_patches(issue_command_run, upstream):
     """The independent reference: the cnn's patches computed on the host (not streamed) and
     stitched by the NumPy backend (float64, one window at a time), same crop and frame."""
@@ -86,6 +88,7 @@ def test_the_stitched_cnn_image_equals_a_numpy_stitch_of_the_same_patches(issue_
     assert not got[~covered].any()
 
 
+@pytest.mark.e2e  # a whole compare-models run; the models' known answers: test_ptychopinn_torch.py
 def test_tensorflow_and_pytorch_models_and_ptychi_in_one_comparison(upstream, tmp_path):
     out = tmp_path / "mixed"
     done = _compare_models([

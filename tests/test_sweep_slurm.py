@@ -76,6 +76,7 @@ def _scheduler_knows(job_id: str) -> bool:
     return subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, check=False).returncode == 0
 
 
+@pytest.mark.e2e  # a sweep through a real Slurm's jobs
 def test_slurm_sweep_gives_the_local_executors_metrics_and_says_where_each_cell_ran(local_slurm, tmp_path):
     slurm_out, local_out = tmp_path / "slurm", tmp_path / "local"
     results = run_sweep(SweepConfig(**_settings(slurm_out, local_slurm)), echo=lambda _: None)
@@ -119,6 +120,7 @@ def _wait_for_step(out: Path, cell: Cell, step: str, timeout_s: float = 180) -> 
     raise AssertionError(f"{cell.name} did not reach {step} in {timeout_s} s")
 
 
+@pytest.mark.e2e  # a sweep through a real Slurm's jobs
 def test_cancelled_cell_is_reported_with_the_schedulers_reason_and_resume_redoes_only_it(local_slurm, tmp_path):
     out = tmp_path / "sweep"
     held, other = CELLS
