@@ -353,3 +353,11 @@ def test_pinn_gauge_term_is_the_squared_mean_phase_in_count_units(dataset):
     assert total - nll == pytest.approx(9.0 * theta**2, rel=1e-5)
     free = _Task("pinn", dataset, dataclasses.replace(config, phase_gauge="free"), 3.0, 8)
     assert float(free.loss((tf.constant(obj), tf.constant(intensity)), (tf.constant(counts),))) == pytest.approx(nll)
+
+
+def test_phase_gauge_defaults_by_protocol():
+    assert TrainConfig().resolved_phase_gauge == "illuminated-mean"
+    assert TrainConfig(train_on="test-diffraction").resolved_phase_gauge == "free"
+    assert TrainConfig(train_on="test-diffraction", phase_gauge="illuminated-mean").to_dict()["phase_gauge"] == "illuminated-mean"
+    with pytest.raises(ConfigError, match="phase_gauge"):
+        TrainConfig(phase_gauge="zero").validate()

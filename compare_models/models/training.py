@@ -71,14 +71,18 @@ class TrainConfig:
         Baseline: how the supervised loss weights a patch's pixels (:func:`loss_weight`):
         ``"illumination"`` (the probe's intensity; default) or ``"uniform"``. The PINN's
         Poisson loss is over the diffraction and takes no weighting.
-    phase_gauge : str
+    phase_gauge : str or None
         A pattern's diffraction does not depend on a constant added to the phase of what the
         probe illuminates, so single-shot data fix each patch's phase only up to a constant
-        (a group's, with the overlap constraint). ``"illuminated-mean"`` (default) fixes it:
-        the PINN's loss adds a term that holds the illuminated mean phase of each member at 0;
-        the baseline's targets have it removed. ``"free"``: the network chooses the constant
-        (it then follows other features of the pattern, such as the amplitude: crosstalk in
-        the stitched phase at scales above the probe's).
+        (a group's, with the overlap constraint). ``"illuminated-mean"`` fixes it: the PINN's
+        loss adds a term that holds the illuminated mean phase of each member at 0; the
+        baseline's targets have it removed. ``"free"``: the network chooses the constant.
+        Default (None): ``"free"`` for ``train_on="test-diffraction"`` (the groups of one scan
+        overlap, which ties their constants together as in ptychography: the network learns
+        that chain on the very patterns it is then asked about), ``"illuminated-mean"``
+        otherwise (nothing ties a new pattern's constant to its neighbours', and left free it
+        follows other features of the pattern, such as the amplitude: crosstalk in the
+        stitched phase at scales above the probe's; docs/training-study.md).
     architecture : str
         The PINN's network (:data:`ARCHITECTURES`): ``"compare-models"``, this project's
         (``width``, ``depth``); ``"ptychopinn"``, PtychoPINN's ``diffraction_to_obj``
@@ -109,7 +113,7 @@ class TrainConfig:
     region_pad: int | None = None
     train_on: str = "training-set"
     loss_weighting: str = "illumination"
-    phase_gauge: str = "illuminated-mean"
+    phase_gauge: str | None = None
     architecture: str = "compare-models"
     n_filters_scale: int = 2
     probe_big: bool = True
@@ -142,7 +146,7 @@ class TrainConfig:
             )
         if self.region_pad is not None and self.region_pad < 0:
             raise ConfigError(f"region_pad must be >= 0, got {self.region_pad}")
-        if self.phase_gauge not in PHASE_GAUGES:
+        if self.phase_gauge is not None and self.phase_gauge not in PHASE_GAUGES:
             raise ConfigError(f"phase_gauge must be one of {', '.join(PHASE_GAUGES)}, got {self.phase_gauge!r}")
         if self.loss_weighting not in LOSS_WEIGHTINGS:
             raise ConfigError(f"loss_weighting must be one of {', '.join(LOSS_WEIGHTINGS)}, got {self.loss_weighting!r}")
@@ -160,8 +164,16 @@ class TrainConfig:
             )
         return self
 
+    @property
+    def resolved_phase_gauge(self) -> str:
+        """``phase_gauge``, or its default for the protocol."""
+        if self.phase_gauge is not None:
+            return self.phase_gauge
+        return "free" if self.train_on == "test-diffraction" else "illuminated-mean"
+
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The settings, with the phase gauge resolved (as recorded in bundles)."""
+        return {**dataclasses.asdict(self), "phase_gauge": self.resolved_phase_gauge}
 
     def ptychopinn_architecture(self, patch_size: int):
         """PtychoPINN's settings for N = ``patch_size`` (validated; ConfigError for another N)."""
@@ -217,7 +229,7 @@ class _Task:
         self.scale = scale
         self.inputs = inputs
         self.channels = config.gridsize**2
-        self.phase_gauge = config.phase_gauge
+        self.phase_gauge = config.resolved_phase_gauge
         # Where the probe shines: weights of the patch's mean phase (and the baseline's loss).
         self.illumination = loss_weight(dataset.probe, "illumination")
         self.mean_counts = float(scale) ** 2
