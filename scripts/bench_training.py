@@ -136,8 +136,8 @@ def train_arm(arm, sections, data_path, overrides, run_dir: Path):
     section = sections["train_baseline" if arm == "baseline" else "train_pinn"]
     settings = {**section, **{k: v for k, v in overrides.items() if v is not None}}
     settings["model"] = "baseline" if arm == "baseline" else "pinn"
-    if arm == "pinn-self":
-        settings["train_on"] = "test-diffraction"
+    # The arm names the protocol, whatever the config's section says.
+    settings["train_on"] = "test-diffraction" if arm == "pinn-self" else "training-set"
     config = build_config(TrainConfig, settings, where=f"bench {arm}")
     started = time.perf_counter()
     bundle, result = run_train(config, data_path, run_dir / arm, progress=False)
