@@ -312,7 +312,7 @@ def main(argv=None) -> int:
         data_path = training_set(test_config, sections, family, n_objects, object_size, feature, out)
         n_train = load_dataset(data_path).n_positions
         name = f"{family}-k{n_objects if family != 'images' else 1}-s{object_size}-f{feature}-e{epochs}-w{width}-b{batch}-lr{lr}-seed{seed}"
-        name += "".join(f"-{k}={v}" for k, v in sorted(extra.items()))
+        name += "".join(f"-{k}={v}" for k, v in sorted(extra.items())) + "-" + "+".join(args.models)
         run_dir = out / "runs" / name
         overrides = {**extra, "epochs": epochs, "width": width, "batch_size": batch, "learning_rate": lr, "seed": seed}
         trained, rows = {}, []
