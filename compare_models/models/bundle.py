@@ -34,6 +34,7 @@ import platform
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 
@@ -60,16 +61,16 @@ __all__ = [
 FORMAT = "compare_models.bundle"
 MODEL_FORMAT = "compare_models bundle"  # as named in logs and provenance
 #: ``model_format`` of a bundle per network architecture (``bundle.json`` ``architecture.name``).
-MODEL_FORMATS = {
+MODEL_FORMATS = MappingProxyType({
     "compare-models": MODEL_FORMAT,
     "ptychopinn": "compare_models bundle (PtychoPINN architecture)",
-}
+})
 #: What each architecture's network is, as reports name an arm.
-ARCHITECTURE_LABELS = {
+ARCHITECTURE_LABELS = MappingProxyType({
     ("pinn", "compare-models"): "compare-models PINN",
     ("pinn", "ptychopinn"): "PtychoPINN architecture (TensorFlow, trained by compare-models)",
     ("baseline", "compare-models"): "compare-models baseline (PtychoNN-style)",
-}
+})
 FORMAT_VERSION = 1
 KINDS = ("pinn", "baseline")
 MODEL_FILE = "model.keras"
@@ -382,12 +383,12 @@ def training_record(train_dataset) -> dict:
 
 
 #: What each training protocol (``TrainConfig.train_on``) means, as reports say it.
-PROTOCOL_DESCRIPTIONS = {
+PROTOCOL_DESCRIPTIONS = MappingProxyType({
     "training-set": "trained on a separate training set (no scored pixel of the test object, "
     "unless seen_in_training says otherwise)",
     "test-diffraction": "self-supervised on the test scan's own diffraction (no ground truth), as an "
     "iterative reconstruction is",
-}
+})
 
 
 def training_protocol(bundle_metadata: dict | None) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from types import MappingProxyType
 
 from ..io.dispatch import load_dataset
 from ..models.bundle import protocol_record, save_bundle
@@ -50,10 +51,10 @@ def run_train(config: TrainConfig, train_data, out_dir, *, progress: bool = True
     return path, result
 
 
-_PROTOCOL_LINES = {
+_PROTOCOL_LINES = MappingProxyType({
     "training-set": "a separate training set",
     "test-diffraction": "the test scan's own diffraction (self-supervised, no ground truth)",
-}
+})
 
 
 def architecture_record(config: TrainConfig, patch_size: int) -> dict:

@@ -21,6 +21,7 @@ fields, points); the code is this project's own.
 from __future__ import annotations
 
 import math
+from types import MappingProxyType
 
 import numpy as np
 
@@ -110,7 +111,7 @@ def particles_field(size: int, feature_px: float, rng: np.random.Generator) -> n
     return field
 
 
-_FIELDS = {"lines": lines_field, "grf": gaussian_random_field, "particles": particles_field}
+_FIELDS = MappingProxyType({"lines": lines_field, "grf": gaussian_random_field, "particles": particles_field})
 
 
 def family_field(family: str, size: int, feature_px: float, rng: np.random.Generator) -> np.ndarray:

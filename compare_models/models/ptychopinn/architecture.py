@@ -33,6 +33,7 @@ import itertools
 import math
 from collections import Counter
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from ...errors import ConfigError
 
@@ -43,8 +44,8 @@ __all__ = ["PtychoPINNArchitecture", "model_config", "object_inputs", "build_net
 #: project's input by 2 so PtychoPINN's convolutions see amplitudes on PtychoPINN's scale.
 PTYCHOPINN_INPUT_SCALE = 2.0
 
-_ENCODER_FILTERS = {64: (32, 64, 128), 128: (16, 32, 64, 128), 256: (8, 16, 32, 64, 128)}
-_DECODER_FILTERS = {64: (64, 32), 128: (128, 64, 32), 256: (256, 128, 64, 32)}
+_ENCODER_FILTERS = MappingProxyType({64: (32, 64, 128), 128: (16, 32, 64, 128), 256: (8, 16, 32, 64, 128)})
+_DECODER_FILTERS = MappingProxyType({64: (64, 32), 128: (128, 64, 32), 256: (256, 128, 64, 32)})
 _AMP_ACTIVATIONS = ("sigmoid", "swish", "softplus", "relu")
 _C_OUTER = 4  # channels of the last decoder block that feed the border branch
 
