@@ -325,7 +325,7 @@ def test_remove_mean_phase_zeroes_the_illuminated_mean_and_nothing_else():
     rng = np.random.default_rng(0)
     patches = (rng.uniform(0.4, 1, (3, 8, 8)) * np.exp(1j * rng.uniform(-1, 1, (3, 8, 8)))).astype(np.complex64)
     weight = rng.uniform(0, 1, (8, 8)).astype(np.float32)
-    from compare_models.models.training import remove_mean_phase
+    from compare_models.models.losses import remove_mean_phase
 
     out = remove_mean_phase(patches, weight)
     np.testing.assert_allclose(np.abs(out), np.abs(patches), rtol=1e-6)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError, DatasetError
+from .losses import LOSS_WEIGHTINGS, PHASE_GAUGES, loss_weight, remove_mean_phase
 
 #: The PINN's networks: this project's, or PtychoPINN's diffraction_to_obj.
 ARCHITECTURES = ("compare-models", "ptychopinn")
@@ -68,7 +69,7 @@ class TrainConfig:
         (:func:`compare_models.models.inputs.region_pad_for`); groups that reach beyond the
         margin are re-formed to fit it.
     loss_weighting : str
-        Baseline: how the supervised loss weights a patch's pixels (:func:`loss_weight`):
+        Baseline: how the supervised loss weights a patch's pixels (:func:`~compare_models.models.losses.loss_weight`):
         ``"illumination"`` (the probe's intensity; default) or ``"uniform"``. The PINN's
         Poisson loss is over the diffraction and takes no weighting.
     phase_gauge : str or None
@@ -270,62 +271,12 @@ class _Task:
         return [(spec(n_side, n_side, 1),), (spec(n_side, n_side, 1), spec(n_side, n_side, 1))]
 
     def loss(self, outputs, targets):
-        import tensorflow as tf
-
-        from .physics import poisson_nll
+        from .losses import baseline_loss, pinn_loss
 
         if self.kind == "pinn":
-            nll = poisson_nll(targets[0], outputs[1])
-            if self.phase_gauge != "illuminated-mean":
-                return nll
-            # The data fix a group's phase up to a constant (the far field's modulus does not
-            # see it): this term fixes the constant, the illuminated mean phase of each member
-            # at 0, in units of the data's mean count per pixel (the NLL's own scale).
-            obj = outputs[0]
-            weight = tf.constant(self.illumination[None, :, :, None])
-            re = tf.reduce_sum(weight * obj[..., 0], axis=(1, 2))
-            im = tf.reduce_sum(weight * obj[..., 1], axis=(1, 2))
-            mean_phase = tf.atan2(im, re)
-            return nll + self.mean_counts * tf.reduce_mean(tf.square(mean_phase))
-        weight = tf.constant(self.weight[None, :, :, None])
-        amplitude_error = tf.reduce_mean(weight * tf.abs(outputs[1] - targets[0]))
-        delta = outputs[2] - targets[1]
-        phase_error = tf.reduce_mean(weight * tf.abs(tf.atan2(tf.sin(delta), tf.cos(delta))))
-        return amplitude_error + phase_error
-
-
-#: How the phase constant that a pattern cannot determine is fixed (``TrainConfig.phase_gauge``).
-PHASE_GAUGES = ("illuminated-mean", "free")
-
-
-def remove_mean_phase(patches, weight) -> np.ndarray:
-    """``patches`` (n, N, N) complex with the phase of their ``weight``-ed mean removed, so that
-    each patch's illuminated mean phase is 0 (the phasor mean, so no wrap)."""
-    patches = np.asarray(patches)
-    mean = np.sum(patches * weight, axis=(1, 2))
-    rotation = np.where(np.abs(mean) > 0, np.conj(mean) / np.maximum(np.abs(mean), 1e-30), 1.0)
-    return (patches * rotation[:, None, None]).astype(patches.dtype)
-
-
-#: How the baseline's loss weights the pixels of a patch.
-LOSS_WEIGHTINGS = ("illumination", "uniform")
-
-
-def loss_weight(probe, weighting: str) -> np.ndarray:
-    """Per-pixel weight (N, N) float32 of the baseline's loss, mean 1.
-
-    ``"illumination"``: the probe's intensity ``|P|²``. A pixel the probe does not illuminate
-    leaves no trace in the diffraction, so its ground truth cannot be predicted from the data;
-    weighting by the illumination spends the network on what the data determine (the
-    stitched image keeps the patches' centres, where the probe is). ``"uniform"``: every pixel
-    alike (the loss before this option).
-    """
-    if weighting == "uniform":
-        return np.ones(np.shape(probe), np.float32)
-    intensity = np.abs(np.asarray(probe)) ** 2
-    if not intensity.sum() > 0:
-        raise DatasetError("the probe is zero everywhere: cannot weight the loss by its illumination")
-    return (intensity / intensity.mean()).astype(np.float32)
+            gauge = self.illumination if self.phase_gauge == "illuminated-mean" else None
+            return pinn_loss(outputs, targets[0], gauge_weight=gauge, mean_counts=self.mean_counts)
+        return baseline_loss(outputs, targets, self.weight)
 
 
 def _model_inputs(inputs):
