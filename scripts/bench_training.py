@@ -136,8 +136,8 @@ def train_arm(arm, sections, data_path, overrides, run_dir: Path):
     section = sections["train_baseline" if arm == "baseline" else "train_pinn"]
     settings = {**section, **{k: v for k, v in overrides.items() if v is not None}}
     settings["model"] = "baseline" if arm == "baseline" else "pinn"
-    if arm == "pinn-self":
-        settings["train_on"] = "test-diffraction"
+    # The arm names the protocol, whatever the config's section says.
+    settings["train_on"] = "test-diffraction" if arm == "pinn-self" else "training-set"
     config = build_config(TrainConfig, settings, where=f"bench {arm}")
     started = time.perf_counter()
     bundle, result = run_train(config, data_path, run_dir / arm, progress=False)
@@ -312,7 +312,7 @@ def main(argv=None) -> int:
         data_path = training_set(test_config, sections, family, n_objects, object_size, feature, out)
         n_train = load_dataset(data_path).n_positions
         name = f"{family}-k{n_objects if family != 'images' else 1}-s{object_size}-f{feature}-e{epochs}-w{width}-b{batch}-lr{lr}-seed{seed}"
-        name += "".join(f"-{k}={v}" for k, v in sorted(extra.items()))
+        name += "".join(f"-{k}={v}" for k, v in sorted(extra.items())) + "-" + "+".join(args.models)
         run_dir = out / "runs" / name
         overrides = {**extra, "epochs": epochs, "width": width, "batch_size": batch, "learning_rate": lr, "seed": seed}
         trained, rows = {}, []

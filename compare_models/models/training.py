@@ -18,18 +18,13 @@ import numpy as np
 
 from ..config import setting
 from ..errors import ConfigError, DatasetError
+from .losses import LOSS_WEIGHTINGS, PHASE_GAUGES, loss_weight, remove_mean_phase
 
 #: The PINN's networks: this project's, or PtychoPINN's diffraction_to_obj.
 ARCHITECTURES = ("compare-models", "ptychopinn")
 
 #: Training protocols: a separate training set, or the test scan's own diffraction (PINN only).
 TRAIN_ON = ("training-set", "test-diffraction")
-
-#: How the phase constant that a pattern cannot determine is fixed (``TrainConfig.phase_gauge``).
-PHASE_GAUGES = ("illuminated-mean", "free")
-
-#: How the baseline's loss weights the pixels of a patch.
-LOSS_WEIGHTINGS = ("illumination", "uniform")
 
 __all__ = [
     "ARCHITECTURES",
@@ -84,10 +79,11 @@ class TrainConfig:
         "probe's intensity) or uniform. The PINN's Poisson loss takes no weighting.",
         choices=LOSS_WEIGHTINGS,
     )
-    phase_gauge: str = setting(
-        "illuminated-mean", "Single-shot data fix each patch's phase only up to a constant: "
-        "illuminated-mean holds each member's illuminated mean phase at 0 (PINN loss term; baseline "
-        "targets), free lets the network choose it.", choices=PHASE_GAUGES,
+    phase_gauge: str | None = setting(
+        None, "Single-shot data fix each patch's phase only up to a constant: illuminated-mean holds each "
+        "member's illuminated mean phase at 0 (PINN loss term; baseline targets), free lets the network choose "
+        "it.", choices=PHASE_GAUGES,
+        default_text="by protocol: free for a PINN trained on the test scan's diffraction, illuminated-mean otherwise",
     )
     architecture: str = setting(
         "compare-models", "The PINN's network: this project's (compare-models; --width, --depth) or "
@@ -126,7 +122,7 @@ class TrainConfig:
             )
         if self.region_pad is not None and self.region_pad < 0:
             raise ConfigError(f"region_pad must be >= 0, got {self.region_pad}")
-        if self.phase_gauge not in PHASE_GAUGES:
+        if self.phase_gauge is not None and self.phase_gauge not in PHASE_GAUGES:
             raise ConfigError(f"phase_gauge must be one of {', '.join(PHASE_GAUGES)}, got {self.phase_gauge!r}")
         if self.loss_weighting not in LOSS_WEIGHTINGS:
             raise ConfigError(f"loss_weighting must be one of {', '.join(LOSS_WEIGHTINGS)}, got {self.loss_weighting!r}")
@@ -144,8 +140,16 @@ class TrainConfig:
             )
         return self
 
+    @property
+    def resolved_phase_gauge(self) -> str:
+        """``phase_gauge``, or its default for the protocol."""
+        if self.phase_gauge is not None:
+            return self.phase_gauge
+        return "free" if self.train_on == "test-diffraction" else "illuminated-mean"
+
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The settings, with the phase gauge resolved (as recorded in bundles)."""
+        return {**dataclasses.asdict(self), "phase_gauge": self.resolved_phase_gauge}
 
     def ptychopinn_architecture(self, patch_size: int):
         """PtychoPINN's settings for N = ``patch_size`` (validated; ConfigError for another N)."""
@@ -201,7 +205,7 @@ class _Task:
         self.scale = scale
         self.inputs = inputs
         self.channels = config.gridsize**2
-        self.phase_gauge = config.phase_gauge
+        self.phase_gauge = config.resolved_phase_gauge
         # Where the probe shines: weights of the patch's mean phase (and the baseline's loss).
         self.illumination = loss_weight(dataset.probe, "illumination")
         self.mean_counts = float(scale) ** 2
@@ -242,54 +246,12 @@ class _Task:
         return [(spec(n_side, n_side, 1),), (spec(n_side, n_side, 1), spec(n_side, n_side, 1))]
 
     def loss(self, outputs, targets):
-        import tensorflow as tf
-
-        from .physics import poisson_nll
+        from .losses import baseline_loss, pinn_loss
 
         if self.kind == "pinn":
-            nll = poisson_nll(targets[0], outputs[1])
-            if self.phase_gauge != "illuminated-mean":
-                return nll
-            # The data fix a group's phase up to a constant (the far field's modulus does not
-            # see it): this term fixes the constant, the illuminated mean phase of each member
-            # at 0, in units of the data's mean count per pixel (the NLL's own scale).
-            obj = outputs[0]
-            weight = tf.constant(self.illumination[None, :, :, None])
-            re = tf.reduce_sum(weight * obj[..., 0], axis=(1, 2))
-            im = tf.reduce_sum(weight * obj[..., 1], axis=(1, 2))
-            mean_phase = tf.atan2(im, re)
-            return nll + self.mean_counts * tf.reduce_mean(tf.square(mean_phase))
-        weight = tf.constant(self.weight[None, :, :, None])
-        amplitude_error = tf.reduce_mean(weight * tf.abs(outputs[1] - targets[0]))
-        delta = outputs[2] - targets[1]
-        phase_error = tf.reduce_mean(weight * tf.abs(tf.atan2(tf.sin(delta), tf.cos(delta))))
-        return amplitude_error + phase_error
-
-
-def remove_mean_phase(patches, weight) -> np.ndarray:
-    """``patches`` (n, N, N) complex with the phase of their ``weight``-ed mean removed, so that
-    each patch's illuminated mean phase is 0 (the phasor mean, so no wrap)."""
-    patches = np.asarray(patches)
-    mean = np.sum(patches * weight, axis=(1, 2))
-    rotation = np.where(np.abs(mean) > 0, np.conj(mean) / np.maximum(np.abs(mean), 1e-30), 1.0)
-    return (patches * rotation[:, None, None]).astype(patches.dtype)
-
-
-def loss_weight(probe, weighting: str) -> np.ndarray:
-    """Per-pixel weight (N, N) float32 of the baseline's loss, mean 1.
-
-    ``"illumination"``: the probe's intensity ``|P|²``. A pixel the probe does not illuminate
-    leaves no trace in the diffraction, so its ground truth cannot be predicted from the data;
-    weighting by the illumination spends the network on what the data determine (the
-    stitched image keeps the patches' centres, where the probe is). ``"uniform"``: every pixel
-    alike (the loss before this option).
-    """
-    if weighting == "uniform":
-        return np.ones(np.shape(probe), np.float32)
-    intensity = np.abs(np.asarray(probe)) ** 2
-    if not intensity.sum() > 0:
-        raise DatasetError("the probe is zero everywhere: cannot weight the loss by its illumination")
-    return (intensity / intensity.mean()).astype(np.float32)
+            gauge = self.illumination if self.phase_gauge == "illuminated-mean" else None
+            return pinn_loss(outputs, targets[0], gauge_weight=gauge, mean_counts=self.mean_counts)
+        return baseline_loss(outputs, targets, self.weight)
 
 
 def _model_inputs(inputs):
