@@ -87,7 +87,13 @@ def test_seed_command_names_every_format(seed_command_run):
     assert arms["PtychoPINN"]["inputs"]["normalization_factor"] == pytest.approx(0.40824962, rel=1e-6)
     log = (out / "logs" / "run.log").read_text()
     assert "PtychoPINN wts.h5.zip (gridsize 2)" in log and "PtychoPINN baseline_model.h5" in log
-    assert "PtychoPINN: PtychoPINN wts.h5.zip (gridsize 2)" in done.stdout
+    # The printed summary names each arm by what it is, beside the CSV's name and the format.
+    assert "PtychoPINN = PtychoPINN PINN (TensorFlow backend, gridsize 2); PtychoPINN wts.h5.zip (gridsize 2)" in done.stdout
+    assert "Baseline = PtychoPINN supervised baseline (TensorFlow backend)" in done.stdout
+    metrics = json.loads((out / "metrics.json").read_text())["models"]
+    assert metrics["PtychoPINN"]["architecture"] == "ptychopinn"
+    assert metrics["PtychoPINN"]["training_protocol"]["train_on"] == "unknown"  # PtychoPINN's files do not say
+    assert metrics["PtyChi"]["label"] == "pty-chi (engine not recorded) (iterative; PtychoPINN's ptychi_reconstruct_tike.py)"
 
 
 @pytest.mark.e2e

@@ -65,6 +65,10 @@ def test_the_command_completes_and_names_both_formats(issue_command_run):
     log = (out / "logs" / "run.log").read_text()
     assert "PtychoPINN PyTorch wts.h5.zip (ffno, gridsize 2)" in log
     assert "PtychoPINN PyTorch wts.h5.zip (cnn, gridsize 1)" in done.stdout
+    assert "PtychoPINN = PtychoPINN PINN (PyTorch backend, cnn generator, gridsize 1)" in done.stdout
+    models = json.loads((out / "metrics.json").read_text())["models"]
+    assert models["Baseline"]["label"] == "PtychoPINN PINN (PyTorch backend, ffno generator, gridsize 2)"
+    assert models["Baseline"]["architecture"] == "ptychopinn-torch-ffno"
 
 
 @pytest.mark.e2e  # a whole compare-models run; the models' known answers: test_ptychopinn_torch.py

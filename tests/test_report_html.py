@@ -89,7 +89,10 @@ def test_report_shows_the_runs_numbers(compare_dirs):
     provenance = json.loads((directory / "provenance.json").read_text())
     for name, entry in metrics["models"].items():
         chance = name == metrics["chance"]["model"]  # the chance level: labelled, and not timed
-        assert (f"<th colspan=\"2\" class=\"chance\">{name} (chance)</th>" if chance else f"<th colspan=\"2\">{name}</th>") in text
+        # Each column names the arm as the CSV does, and under it what the arm is.
+        label = f'<span class="arm-label">{entry["label"]}</span>'
+        assert (f"<th colspan=\"2\" class=\"chance\">{name} (chance){label}</th>" if chance
+                else f"<th colspan=\"2\">{name}{label}</th>") in text
         for component in ("amplitude", "phase"):
             for metric in ("mae", "psnr", "ssim", "ms_ssim", "frc50"):
                 assert f">{fmt(entry['metrics'][component][metric])}<" in text, (name, component, metric)

@@ -148,6 +148,18 @@ class Reconstruction:
             return str(self.metadata.get("object_initialisation", DEFAULT_OWN_INITIALISATION))
         return "unknown"
 
+    @property
+    def label(self) -> str:
+        """What the reconstruction is, as reports name the arm: the engine and who ran it,
+        e.g. ``"pty-chi LSQML (iterative; ptycho-study reconstruct)"``."""
+        known = self.algorithm not in ("unknown", "pty-chi", "")
+        engine = f"pty-chi {self.algorithm.upper()}" if known else "pty-chi (engine not recorded)"
+        by = {
+            WRITER_THIS_PROJECT: "ptycho-study reconstruct",
+            WRITER_PTYCHOPINN: "PtychoPINN's ptychi_reconstruct_tike.py",
+        }.get(self.writer, "writer unknown")
+        return f"{engine} (iterative; {by})"
+
 
 # --------------------------------------------------------------------------------------------
 # Writing

@@ -41,7 +41,7 @@ import numpy as np
 from .. import __version__
 from ..errors import BundleError
 from .finite_weights import check_finite_weights
-from .interface import describe_basics
+from .interface import UNRECORDED_PROTOCOL, describe_basics
 
 __all__ = [
     "Bundle",
@@ -208,9 +208,6 @@ class Bundle:
         return {
             **describe_basics(self),
             "intensity_scale": self.intensity_scale,
-            "architecture": self.architecture,
-            "label": self.label,
-            "training_protocol": self.training_protocol,
             "bundle_metadata": self.metadata,
         }
 
@@ -411,7 +408,7 @@ def training_protocol(bundle_metadata: dict | None) -> dict:
     record = document.get("training_protocol")
     if isinstance(record, dict) and record.get("train_on") in PROTOCOL_DESCRIPTIONS:
         return dict(record)
-    return {"train_on": "unknown", "description": "not recorded in the bundle", "ground_truth_used": None}
+    return dict(UNRECORDED_PROTOCOL)
 
 
 def protocol_record(train_on: str, kind: str) -> dict:

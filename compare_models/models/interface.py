@@ -24,13 +24,20 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from ..errors import BundleError
 
-__all__ = ["PreparedInputs", "LoadedModel", "check_patch_size", "describe_basics"]
+__all__ = ["PreparedInputs", "LoadedModel", "check_patch_size", "describe_basics", "UNRECORDED_PROTOCOL"]
+
+#: ``training_protocol`` of a model whose file does not say how it was trained (PtychoPINN's
+#: files, bundles older than the record).
+UNRECORDED_PROTOCOL = MappingProxyType(
+    {"train_on": "unknown", "description": "not recorded in the model file", "ground_truth_used": None}
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -80,6 +87,16 @@ class LoadedModel(Protocol):
         g; the model sees C = g² patterns per sample.
     path : Path or None
         Where it was loaded from.
+    label : str
+        What the network is, as reports name the arm: whose architecture, which framework
+        wrote it, e.g. ``"compare-models PINN"``, ``"PtychoPINN PINN (PyTorch backend, cnn
+        generator, gridsize 2)"``.
+    architecture : str
+        The architecture's short name in metrics.json (``"compare-models"``,
+        ``"ptychopinn"``, ``"ptychopinn-baseline"``, ``"ptychopinn-torch-cnn"``...).
+    training_protocol : Mapping
+        How it was trained (``train_on``, ``description``, ``ground_truth_used``);
+        :data:`UNRECORDED_PROTOCOL` when the file does not say.
     """
 
     model: Any
@@ -90,6 +107,15 @@ class LoadedModel(Protocol):
 
     @property
     def model_format(self) -> str: ...
+
+    @property
+    def label(self) -> str: ...
+
+    @property
+    def architecture(self) -> str: ...
+
+    @property
+    def training_protocol(self) -> Mapping: ...
 
     def check_compatible(self, dataset) -> None:
         """Raise :class:`~compare_models.errors.BundleError` if ``dataset`` cannot be run."""
@@ -125,8 +151,12 @@ def check_patch_size(model, dataset, *, minimum_positions: int = 1) -> None:
 
 
 def describe_basics(model) -> dict:
-    """The part of :meth:`LoadedModel.describe` every model shares: format, kind, N, gridsize."""
+    """The part of :meth:`LoadedModel.describe` every model shares: what it is (label,
+    architecture, training protocol), format, kind, N, gridsize."""
     return {
+        "label": model.label,
+        "architecture": model.architecture,
+        "training_protocol": dict(model.training_protocol),
         "model_format": model.model_format,
         "kind": model.kind,
         "patch_size": model.patch_size,

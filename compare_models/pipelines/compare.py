@@ -33,7 +33,7 @@ import numpy as np
 from ..errors import CompareModelsError, ConfigError, DatasetError
 from ..report.records import ArmImage, ArmScore, Comparison, TruthScoring
 from ..report.staging import StagedOutput
-from ..report.vocabulary import CHANCE_DEFINITION, CHANCE_NAME, MODEL_NAMES
+from ..report.vocabulary import CHANCE_DEFINITION, CHANCE_LABEL, CHANCE_NAME, MODEL_NAMES
 from .compare_arms import Timer, compile_time, computation_time
 from .compare_config import CompareConfig, resolve_crop, scoring_rules_for
 from .compare_failures import ArmsFailedError, all_failed_message, making_failure, scoring_failure
@@ -367,7 +367,7 @@ def _chance_input(truth, region):
 
 def _chance_score(scoring, config: CompareConfig) -> ArmScore:
     """The chance level's record: its score, or why it could not be scored."""
-    notes = {"what": CHANCE_DEFINITION}
+    notes = {"label": CHANCE_LABEL, "what": CHANCE_DEFINITION}
     if CHANCE_NAME in scoring.scores:
         score = scoring.scores[CHANCE_NAME]
         return ArmScore(CHANCE_NAME, score.aligned, None, None, notes, score=score)

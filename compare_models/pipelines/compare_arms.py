@@ -181,6 +181,9 @@ class _StreamRun:
 def _network_details(model_path, source, model, stream, run: _StreamRun, described, dataset, config) -> dict:
     """A network arm's provenance: the model, its inputs, the stitching and the streaming."""
     details = {
+        "label": described["label"],
+        "architecture": described["architecture"],
+        "training_protocol": described["training_protocol"],
         "bundle": str(model_path),
         "model_path": str(source.path),
         "model_format": model.model_format,
@@ -228,6 +231,8 @@ def ptychi_arm(path: str, shape, dataset) -> ArmImage:
         )
     image, valid = timer("ptychi.place", place_in_object_frame, recon, shape)
     details = {
+        "label": recon.label,
+        "architecture": "iterative",
         "path": str(path),
         "algorithm": recon.algorithm,
         "writer": recon.writer,

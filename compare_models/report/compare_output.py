@@ -62,7 +62,9 @@ def write_comparison(
     if curves:
         writers.write_frc_csv(curves, directory / "frc_curves.csv")
         writers.plot_frc(curves, directory / "frc.png")
-    metrics_doc = metrics_document(comparison, config, ground_truth=truth is not None)
+    metrics_doc = metrics_document(
+        comparison, config, ground_truth=truth is not None, seen_in_training=seen_in_training
+    )
     writers.write_json(metrics_doc, directory / "metrics.json")
     _write_products(directory / "products", comparison, dataset, config)
     provenance = provenance_document(

@@ -428,10 +428,20 @@ def half_sets_document(half_sets: HalfSetScoring | None, config, split) -> dict:
     }
 
 
-def metrics_document(comparison: Comparison, config, *, ground_truth: bool) -> dict:
-    """metrics.json: the region, the rules, the half-set section and every model's numbers."""
+def metrics_document(
+    comparison: Comparison, config, *, ground_truth: bool, seen_in_training: Mapping | None = None
+) -> dict:
+    """metrics.json: the region, the rules, the half-set section and every model's numbers.
+
+    Each model's entry says what the arm is (``label``, ``architecture``; for a network its
+    ``training_protocol`` and, given ``seen_in_training``, the fraction of the scored region its
+    training saw), so that a reader knows which protocol each number comes from.
+    """
     truth = comparison.truth
     models = {name: model_entry(arm) for name, arm in truth.arms.items()}
+    for name, seen in (seen_in_training or {}).items():
+        if name in models:
+            models[name]["seen_in_training"] = seen
     if comparison.half_sets is not None:
         for name, score in comparison.half_sets.arms.items():
             models[name]["half_set_frc"] = half_set_entry(score)

@@ -34,6 +34,9 @@ Keys read
       (``shift``, ``phase_align``, ``gauge``, ...), ``complex_factor``, ``phase_ramp``;
       ``gauge`` (mapping, optional, here or beside ``registration``): the fitted gauge.
     - ``computation_time_s``; ``compile_time_s`` (optional).
+    - ``label`` (what the arm is), ``training_protocol`` (``description``),
+      ``seen_in_training`` and ``model_format`` (all optional): the "Arms" table, and the
+      label under the arm's name in the metrics table.
 
 ``provenance.json``
     ``command_line`` (list of str), ``versions`` (name -> version), ``inputs`` (role ->
@@ -115,6 +118,7 @@ td.mono, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, mon
                  text-align: left; word-break: break-all; white-space: normal; }
 td.best { font-weight: bold; background: #eaf5ea; }
 td.chance, th.chance { color: #555; font-style: italic; background: #f4f4f4; }
+th .arm-label { display: block; font-weight: normal; font-size: 0.85em; color: #555; }
 td.below-chance { background: #fdecea; }
 .flag { color: #a33; font-size: 0.8em; font-style: normal; }
 .note { border-left: 4px solid #888; background: #f6f6f6; padding: 0.5em 0.8em; margin: 0.6em 0; }
@@ -349,7 +353,7 @@ def _metrics_section(metrics: Mapping) -> list[str]:
     chance, flagged = _chance(metrics)
     arms = [n for n in names if n != chance]
     heads = {n: ('<th colspan="2" class="chance">' + esc(f"{n} (chance)") if n == chance
-                 else '<th colspan="2">' + esc(n)) + "</th>" for n in names}
+                 else '<th colspan="2">' + esc(n)) + _arm_label(with_metrics[n]) + "</th>" for n in names}
     header = "<tr><th class=\"text\" rowspan=\"2\">metric</th>" + "".join(heads.values()) + "</tr><tr>" + "".join("<th>amplitude</th><th>phase</th>" for _ in names) + "</tr>"
     body = []
     for metric in _metric_rows(with_metrics):
@@ -378,6 +382,40 @@ def _metrics_section(metrics: Mapping) -> list[str]:
                "region of the ground-truth grid.</p>")
     out += _chance_notes(metrics, chance)
     return out
+
+
+def _arm_label(entry: Mapping) -> str:
+    """What an arm is, under its name in a table header (metrics.json ``label``)."""
+    label = entry.get("label")
+    return f'<span class="arm-label">{esc(label)}</span>' if label else ""
+
+
+def _seen_text(seen) -> str:
+    if isinstance(seen, bool) or seen is None:
+        return "–"
+    if isinstance(seen, (int, float)):
+        return f"{100 * seen:.1f} %"
+    return str(seen)
+
+
+def _arms_section(metrics: Mapping) -> list[str]:
+    """What each arm is: the name the CSV uses, what it stands for, how a network was trained
+    and how much of the scored region its training saw (metrics.json ``models``)."""
+    rows = []
+    for name, entry in _models(metrics).items():
+        if not entry.get("label"):
+            continue
+        protocol = entry.get("training_protocol")
+        trained = protocol.get("description", protocol.get("train_on")) if isinstance(protocol, Mapping) else "–"
+        rows.append((name, entry["label"], trained, _seen_text(entry.get("seen_in_training")),
+                     entry.get("model_format") or "–"))
+    if not rows:
+        return []
+    return [
+        "<h2>Arms</h2>",
+        table(("name (CSV)", "what it is", "training", "scored region seen in training", "format"),
+              rows, text_columns=(0, 1, 2, 4)),
+    ]
 
 
 def _chance(metrics: Mapping) -> tuple[str | None, set]:
@@ -840,6 +878,7 @@ def render_compare_report(
         parts.append(f"chance level: {chance}")
     parts.append("with ground truth" if metrics.get("ground_truth", bool(metrics.get("models"))) else "no ground truth")
     body = [*_notes(metrics, provenance)]
+    body += _arms_section(metrics)
     body += _metrics_section(metrics)
     body += _figures_section(figures, metrics)
     body += _frc_section(metrics, figures)

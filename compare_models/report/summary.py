@@ -23,6 +23,7 @@ __all__ = [
     "format_half_set_table",
     "format_scoring_summary",
     "arm_notes",
+    "format_arms",
     "summary_notes",
     "format_chance",
     "format_failures",
@@ -184,24 +185,45 @@ def _half_set_summary(document: Mapping) -> list[str]:
     return lines
 
 
+#: What metrics.json copies from an arm's details (provenance's ``arms.<name>``), in order:
+#: what the arm is, how a network was trained, the file's format, how an iterative
+#: reconstruction's object started (``"unknown"`` for foreign files).
+ARM_NOTE_KEYS = ("label", "architecture", "training_protocol", "model_format", "initialisation")
+
+
 def arm_notes(details: Mapping) -> dict:
-    """What ``metrics.json`` says about an arm besides its numbers: the model format, and for
-    an iterative reconstruction how its object was initialised (``"unknown"`` for foreign
-    files)."""
-    notes = {}
-    if "model_format" in details:
-        notes["model_format"] = details["model_format"]
-    if "initialisation" in details:
-        notes["initialisation"] = details["initialisation"]
-    return notes
+    """What ``metrics.json`` says about an arm besides its numbers (:data:`ARM_NOTE_KEYS`)."""
+    return {key: details[key] for key in ARM_NOTE_KEYS if key in details}
+
+
+def format_arms(document: Mapping) -> list[str]:
+    """What each arm is, a line per arm, from metrics.json's ``models``: the name the CSV uses
+    and what it stands for (``label``), the file's format, and for a network how it was trained
+    and how much of the scored region its training saw."""
+    lines = []
+    for name, entry in (document.get("models") or {}).items():
+        if not entry.get("label"):
+            continue
+        parts = [f"  {name} = {entry['label']}"]
+        if entry.get("model_format"):
+            parts.append(entry["model_format"])
+        protocol = entry.get("training_protocol")
+        if isinstance(protocol, Mapping):
+            parts.append(f"training: {protocol.get('description', protocol.get('train_on'))}")
+        seen = entry.get("seen_in_training")
+        if isinstance(seen, (int, float)):
+            parts.append(f"scored region seen in training: {100 * seen:.1f} %")
+        elif seen is not None:
+            parts.append(f"scored region seen in training: {seen}")
+        lines.append("; ".join(parts))
+    return ["arms (name in the CSV = what it is):", *lines] if lines else []
 
 
 def summary_notes(arms) -> list[str]:
-    """Lines printed under the metrics table: each arm's format, unknown initialisations."""
+    """Lines printed under the metrics table: how each iterative arm's object started, and a
+    warning where that is unknown."""
     lines = []
     for arm in arms:
-        if "model_format" in arm.details:
-            lines.append(f"{arm.name}: {arm.details['model_format']}")
         if arm.details.get("initialisation") == "unknown":
             lines.append(
                 f"{arm.name}: initialisation unknown (a file from {arm.details.get('writer')}; "
@@ -250,10 +272,10 @@ def format_failures(document: Mapping) -> list[str]:
 
 
 def printed_summary(rows, document: Mapping, arms, *, ground_truth: bool, dose_summary: str, output_dir) -> list[str]:
-    """What compare-models prints when it is done: the table against the truth, the half-set
-    table, how the numbers were made, the dose, each arm's notes, the arms that failed and
-    where the results are."""
-    lines = []
+    """What compare-models prints when it is done: what each arm is, the table against the
+    truth, the half-set table, how the numbers were made, the dose, each arm's notes, the arms
+    that failed and where the results are."""
+    lines = format_arms(document)
     if ground_truth:
         lines += [GROUND_TRUTH_TABLE_TITLE, format_metrics_table(rows)]
         lines += format_chance(document)

@@ -31,6 +31,7 @@ __all__ = [
     "EXIT_FAILED_ARMS",
     "FAILURE_RULE",
     "CHANCE_NAME",
+    "CHANCE_LABEL",
     "CHANCE_DEFINITION",
     "CHANCE_FLAG",
 ]
@@ -204,6 +205,8 @@ FAILURE_RULE = (
 
 #: The chance level's model name in comparison_metrics.csv and metrics.json.
 CHANCE_NAME = "Constant"
+#: What the chance arm is, as the reports name an arm (``label``).
+CHANCE_LABEL = "constant image (chance level)"
 
 #: What the chance level is, as metrics.json's definitions record it.
 CHANCE_DEFINITION = (

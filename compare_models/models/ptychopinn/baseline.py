@@ -22,7 +22,7 @@ import h5py
 import numpy as np
 
 from ..finite_weights import check_finite_weights
-from ..interface import describe_basics
+from ..interface import UNRECORDED_PROTOCOL, describe_basics
 from .archive import PtychoPINNFormatError
 from .build import BuiltGraph, build_functional
 
@@ -63,6 +63,11 @@ class LoadedBaseline:
 
     kind = "baseline"
     gridsize = 1
+    #: PtychoPINN's supervised baseline (PtychoNN-style), as PtychoPINN's TensorFlow code builds it.
+    architecture = "ptychopinn-baseline"
+    label = "PtychoPINN supervised baseline (TensorFlow backend)"
+    #: PtychoPINN's files do not record what the network was trained on.
+    training_protocol = UNRECORDED_PROTOCOL
 
     @property
     def model(self):

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..finite_weights import check_finite_weights
-from ..interface import describe_basics
+from ..interface import UNRECORDED_PROTOCOL, describe_basics
 from .archive import PtychoPINNFormatError, read_pinn_bundle
 from .build import BuiltGraph, PtychoPINNConfig, assign_weights, build_pinn
 
@@ -74,6 +74,16 @@ class LoadedPinn:
     def model_format(self) -> str:
         """``"PtychoPINN wts.h5.zip (gridsize g)"``."""
         return f"PtychoPINN wts.h5.zip (gridsize {self.gridsize})"
+
+    #: PtychoPINN's TensorFlow ``diffraction_to_obj``.
+    architecture = "ptychopinn"
+    #: PtychoPINN's files do not record what the network was trained on.
+    training_protocol = UNRECORDED_PROTOCOL
+
+    @property
+    def label(self) -> str:
+        """``"PtychoPINN PINN (TensorFlow backend, gridsize g)"``."""
+        return f"PtychoPINN PINN (TensorFlow backend, gridsize {self.gridsize})"
 
     def check_compatible(self, dataset) -> None:
         """Raise :class:`~compare_models.errors.BundleError` for another N or too few positions."""

@@ -23,7 +23,7 @@ from types import MappingProxyType
 
 import numpy as np
 
-from ..interface import check_patch_size, describe_basics
+from ..interface import UNRECORDED_PROTOCOL, check_patch_size, describe_basics
 
 __all__ = ["LoadedTorchPinn", "load_torch_pinn", "predict_torch"]
 
@@ -78,6 +78,19 @@ class LoadedTorchPinn:
     def model_format(self) -> str:
         """``"PtychoPINN PyTorch wts.h5.zip (ffno, gridsize 2)"``."""
         return f"PtychoPINN PyTorch wts.h5.zip ({self.settings.architecture}, gridsize {self.gridsize})"
+
+    #: PtychoPINN's files do not record what the network was trained on.
+    training_protocol = UNRECORDED_PROTOCOL
+
+    @property
+    def architecture(self) -> str:
+        """``"ptychopinn-torch-cnn"`` or ``"ptychopinn-torch-ffno"``: the generator."""
+        return f"ptychopinn-torch-{self.settings.architecture}"
+
+    @property
+    def label(self) -> str:
+        """``"PtychoPINN PINN (PyTorch backend, cnn generator, gridsize 2)"``."""
+        return f"PtychoPINN PINN (PyTorch backend, {self.settings.architecture} generator, gridsize {self.gridsize})"
 
     def check_compatible(self, dataset) -> None:
         """Raise :class:`~compare_models.errors.BundleError` for another N or too few positions."""
