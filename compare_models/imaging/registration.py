@@ -55,6 +55,7 @@ __all__ = [
     "PHASE_GAUGES",
     "SHIFT_SIGNIFICANCE_LEVEL",
     "SHIFT_RULE",
+    "UPSAMPLE_FACTOR",
     "Gauge",
     "ShiftEstimate",
     "RegistrationResult",
@@ -84,6 +85,8 @@ APODISE_PX = 8
 #: Default false-alarm rate of the shift test: the probability that an image with no shift,
 #: only noise, gets a shift applied (:func:`estimate_shift`).
 SHIFT_SIGNIFICANCE_LEVEL = 1e-3
+#: Default precision of the correlation peak: a grid of 1/UPSAMPLE_FACTOR pixels.
+UPSAMPLE_FACTOR = 100
 ESTIMATED = "upsampled cross-correlation (Guizar-Sicairos 2008)"
 #: The rule :func:`estimate_shift` applies, in words (recorded with every estimate).
 SHIFT_RULE = (
@@ -414,7 +417,7 @@ def estimate_shift(
     *,
     valid=None,
     max_shift: float = 10.0,
-    upsample_factor: int = 100,
+    upsample_factor: int = UPSAMPLE_FACTOR,
     correlate_on: str = "complex",
     significance_level: float = SHIFT_SIGNIFICANCE_LEVEL,
 ) -> ShiftEstimate:
@@ -756,7 +759,7 @@ def register(
     shift_yx=None,
     estimate_shift: bool = True,
     max_shift: float = 10.0,
-    upsample_factor: int = 100,
+    upsample_factor: int = UPSAMPLE_FACTOR,
     correlate_on: str = "complex",
     phase_align: str = "ramp",
     significance_level: float = SHIFT_SIGNIFICANCE_LEVEL,

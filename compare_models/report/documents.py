@@ -204,7 +204,9 @@ def half_set_curves(half_sets: HalfSetScoring | None) -> dict:
 
 def scoring_rules(config) -> dict:
     """The rules a run scored by against the truth, in words and numbers (metrics.json ``scoring``)."""
+    from ..imaging.frc_window import PHASE_RULE, WINDOW_RULE
     from ..imaging.region import REGION_RULE
+    from ..imaging.registration import SHIFT_RULE, SHIFT_SIGNIFICANCE_LEVEL, UPSAMPLE_FACTOR
     from ..imaging.ssim import MS_SSIM_WEIGHTS
 
     if config.skip_registration:
@@ -223,9 +225,12 @@ def scoring_rules(config) -> dict:
         "registration": {
             "shifts": shifts,
             "method": "upsampled cross-correlation (Guizar-Sicairos 2008) over the common region; "
-            "the whole image is Fourier-shifted",
+            "a significant shift translates the whole image by the Fourier shift theorem (its "
+            "amplitude shifted as an amplitude, never the modulus of the shifted complex field)",
+            "rule": SHIFT_RULE,
+            "significance_level": SHIFT_SIGNIFICANCE_LEVEL,
             "correlate_on": config.registration_on,
-            "upsample_factor": 100,
+            "upsample_factor": UPSAMPLE_FACTOR,
             "max_shift_px": float(config.max_shift_px),
         },
         "gauge": {
@@ -248,6 +253,8 @@ def scoring_rules(config) -> dict:
             "kind": "ground_truth",
             "resolution": "frc50: FRC against ground truth, 0.5 threshold (Rosenthal & Henderson 2003)",
             "legacy": {"frc1over7": "1/7 crossing against ground truth; NOT a resolution"},
+            "phase": PHASE_RULE,
+            "window_leakage": WINDOW_RULE,
             "half_set": (
                 "half-set FRC (1/7, 1/2-bit and 1-bit thresholds; van Heel & Schatz 2005) between "
                 "two images of each arm from disjoint halves of the scan: an iterative arm's "
