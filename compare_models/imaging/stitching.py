@@ -373,7 +373,13 @@ class Stitcher:
         ones (pass it to :meth:`count_nonfinite`)."""
         if self.backend == "numpy":
             raise StitchError("the NumPy backend has no kernel; use add()")
-        return self._ops.guarded(self.kernel(batch, n_targets))
+        kernel, ops = self.kernel(batch, n_targets), self._ops
+
+        def add(canvas, patches, origins, fractions, targets, gains):
+            keep, nonfinite = ops.finite_and_valid(patches, gains)
+            return kernel(canvas, ops.zero_unless(keep, patches), origins, fractions, targets, gains), nonfinite
+
+        return add
 
     # -- accumulation -----------------------------------------------------------------------
 
@@ -807,17 +813,18 @@ class _JaxOps:
         return _jax_ops(batch, n_side, m_keep, interpolation, n_targets)
 
     @staticmethod
-    def guarded(kernel):
+    def finite_and_valid(patches, gains):
         import jax.numpy as jnp
 
-        def add(canvas, patches, origins, fractions, targets, gains):
-            valid = jnp.max(gains, axis=1) > 0
-            finite = jnp.all(jnp.isfinite(patches), axis=(1, 2))
-            nonfinite = jnp.sum(valid & ~finite, dtype=jnp.int32)
-            patches = jnp.where((valid & finite)[:, None, None], patches, jnp.zeros_like(patches))
-            return kernel(canvas, patches, origins, fractions, targets, gains), nonfinite
+        valid = jnp.max(gains, axis=1) > 0
+        finite = jnp.all(jnp.isfinite(patches), axis=(1, 2))
+        return valid & finite, jnp.sum(valid & ~finite, dtype=jnp.int32)
 
-        return add
+    @staticmethod
+    def zero_unless(keep, patches):
+        import jax.numpy as jnp
+
+        return jnp.where(keep[:, None, None], patches, jnp.zeros_like(patches))
 
     @staticmethod
     def compiled(chunk, n_side, m_keep, canvas_shape, interpolation, n_targets):
@@ -919,18 +926,19 @@ class _TorchOps:
         return _torch_ops(batch, n_side, m_keep, interpolation, n_targets)
 
     @staticmethod
-    def guarded(kernel):
+    def finite_and_valid(patches, gains):
         import torch
 
-        @torch.no_grad()
-        def add(canvas, patches, origins, fractions, targets, gains):
-            valid = gains.amax(dim=1) > 0
-            finite = torch.isfinite(patches).flatten(1).all(dim=1)
-            nonfinite = (valid & ~finite).sum(dtype=torch.int32)
-            patches = torch.where((valid & finite)[:, None, None], patches, torch.zeros_like(patches))
-            return kernel(canvas, patches, origins, fractions, targets, gains), nonfinite
+        valid = gains.amax(dim=1) > 0
+        finite = torch.isfinite(patches).flatten(1).all(dim=1)
+        return valid & finite, (valid & ~finite).sum(dtype=torch.int32)
 
-        return add
+    @staticmethod
+    def zero_unless(keep, patches):
+        import torch
+
+        with torch.no_grad():
+            return torch.where(keep[:, None, None], patches, torch.zeros_like(patches))
 
     @staticmethod
     def compiled(chunk, n_side, m_keep, canvas_shape, interpolation, n_targets):
@@ -976,19 +984,20 @@ class _TensorFlowOps:
         return _stitch_ops(batch, n_side, m_keep, interpolation, n_targets)
 
     @staticmethod
-    def guarded(kernel):
+    def finite_and_valid(patches, gains):
         import tensorflow as tf
 
-        def add(canvas, patches, origins, fractions, targets, gains):
-            valid = tf.reduce_max(gains, axis=1) > 0
-            finite = tf.reduce_all(
-                tf.math.is_finite(tf.math.real(patches)) & tf.math.is_finite(tf.math.imag(patches)), axis=[1, 2]
-            )
-            nonfinite = tf.reduce_sum(tf.cast(valid & ~finite, tf.int32))
-            patches = tf.where((valid & finite)[:, None, None], patches, tf.zeros_like(patches))
-            return kernel(canvas, patches, origins, fractions, targets, gains), nonfinite
+        valid = tf.reduce_max(gains, axis=1) > 0
+        finite = tf.reduce_all(
+            tf.math.is_finite(tf.math.real(patches)) & tf.math.is_finite(tf.math.imag(patches)), axis=[1, 2]
+        )
+        return valid & finite, tf.reduce_sum(tf.cast(valid & ~finite, tf.int32))
 
-        return add
+    @staticmethod
+    def zero_unless(keep, patches):
+        import tensorflow as tf
+
+        return tf.where(keep[:, None, None], patches, tf.zeros_like(patches))
 
     @staticmethod
     def compiled(chunk, n_side, m_keep, canvas_shape, interpolation, n_targets):
