@@ -25,16 +25,15 @@ References
 
 from __future__ import annotations
 
+import functools
 import math
+
+from .functional import conv, record
 
 __all__ = ["cnn_forward"]
 
-
-def _conv(weights, name, x):
-    import torch.nn.functional as F
-
-    weight = weights[f"{name}.weight"]
-    return F.conv2d(x, weight, weights.get(f"{name}.bias"), padding=weight.shape[-1] // 2)
+# Some of the cnn generator's convolutions are built without bias (the spatial gate).
+_conv = functools.partial(conv, bias_optional=True)
 
 
 def _double_conv(weights, name, x):
@@ -71,21 +70,16 @@ def _last_stage(weights, name, x, activation, n_side, channels, probe_big, taps,
     import torch.nn.functional as F
 
     centre = _conv(weights, f"{name}.conv1", x[:, :-channels])
-    _record(taps, f"{tap}_center_preact", centre)
+    record(taps, f"{tap}_center_preact", centre)
     quarter = n_side // 4
     out = F.pad(activation(centre), (quarter, quarter, quarter, quarter))
     if not probe_big:
         return out
     border = _conv(weights, f"{name}.conv2", _up_block(weights, f"{name}.conv_up_block", x[:, -channels:]))
-    _record(taps, f"{tap}_border_preact", border)
+    record(taps, f"{tap}_border_preact", border)
     mask = torch.ones(border.shape[-2:], dtype=border.dtype, device=border.device)
     mask[quarter:-quarter, quarter:-quarter] = 0
     return out + F.silu(border) * mask
-
-
-def _record(taps, name, tensor):
-    if taps is not None:
-        taps[name] = tensor
 
 
 def cnn_forward(weights, settings, x, taps=None):
@@ -116,8 +110,8 @@ def cnn_forward(weights, settings, x, taps=None):
         if settings.cbam_encoder:
             x = _cbam(weights, f"encoder.blocks.{i}.attention", x)
         x = F.max_pool2d(x, 2)
-        _record(taps, f"encoder_block{i}_out", x)
-    _record(taps, "encoder_out", x)
+        record(taps, f"encoder_block{i}_out", x)
+    record(taps, "encoder_out", x)
     if settings.amp_activation == "sigmoid":
         amp_activation = torch.sigmoid
     else:
@@ -128,10 +122,10 @@ def cnn_forward(weights, settings, x, taps=None):
         n_up = sum(1 for key in weights if key.startswith(f"{branch}.blocks.") and key.endswith(".conv1.weight"))
         for i in range(n_up):
             y = _up_block(weights, f"{branch}.blocks.{i}", y)
-        _record(taps, f"{branch}_base_out", y)
+        record(taps, f"{branch}_base_out", y)
         y = _last_stage(weights, f"{branch}.{head}", y, activation, settings.patch_size, settings.channels,
                         settings.probe_big, taps, head)
-        _record(taps, head, y)
+        record(taps, head, y)
         return y
 
     amp = decode("decoder_amp", "amp", amp_activation)

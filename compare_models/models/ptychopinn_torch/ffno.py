@@ -31,14 +31,10 @@ from __future__ import annotations
 
 import math
 
+from .functional import conv as _conv
+from .functional import record
+
 __all__ = ["ffno_forward", "factorised_spectral"]
-
-
-def _conv(weights, name, x):
-    import torch.nn.functional as F
-
-    weight = weights[f"{name}.weight"]
-    return F.conv2d(x, weight, weights[f"{name}.bias"], padding=weight.shape[-1] // 2)
 
 
 def factorised_spectral(x, weights_x, weights_y):
@@ -74,11 +70,6 @@ def _input_transform(x, mode):
     return x
 
 
-def _record(taps, name, tensor):
-    if taps is not None:
-        taps[name] = tensor
-
-
 def ffno_forward(weights, settings, x, taps=None):
     """The ``ffno`` generator: (B, C, N, N) float32 -> (B, C, N, N) complex64 patches.
 
@@ -104,7 +95,7 @@ def ffno_forward(weights, settings, x, taps=None):
     batch, channels, height, width = x.shape
     x = _input_transform(x, settings.fno_input_transform)
     x = _conv(weights, "lifter.conv2", F.gelu(_conv(weights, "lifter.conv1", x)))
-    _record(taps, "lifter_out", x)
+    record(taps, "lifter_out", x)
     gate = weights["ffno_stack.shared_gate"]
     for i in range(settings.fno_blocks):
         block = f"ffno_stack.blocks.{i}"
@@ -114,17 +105,17 @@ def ffno_forward(weights, settings, x, taps=None):
                                  eps=1e-5)
         update = _conv(weights, f"{block}.project", F.gelu(_conv(weights, f"{block}.expand", update)))
         x = x + gate * update
-    _record(taps, "ffno_stack_out", x)
+    record(taps, "ffno_stack_out", x)
     for i in range(settings.fno_cnn_blocks):
         x = x + _conv(weights, f"refiners.{i}.conv2", F.gelu(_conv(weights, f"refiners.{i}.conv1", x)))
-    _record(taps, "refiners_out", x)
+    record(taps, "refiners_out", x)
     if settings.generator_output_mode == "amp_phase":
         amp = torch.sigmoid(_conv(weights, "output_amp", x))
         phase = math.pi * torch.tanh(_conv(weights, "output_phase", x))
         return amp.to(torch.complex64) * torch.exp(1j * phase.to(torch.complex64))
     projected = _conv(weights, "output_proj", x)
-    _record(taps, "output_proj", projected)
-    _record(taps, "generator_out", projected.view(batch, 2, channels, height, width).permute(0, 3, 4, 2, 1))
+    record(taps, "output_proj", projected)
+    record(taps, "generator_out", projected.view(batch, 2, channels, height, width).permute(0, 3, 4, 2, 1))
     first, second = projected[:, :channels], projected[:, channels:]
     if settings.generator_output_mode == "amp_phase_logits":
         amp, phase = torch.sigmoid(first), math.pi * torch.tanh(second)
