@@ -31,10 +31,10 @@ import argparse
 import dataclasses
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
+
+from bench_children import print_child_report, run_child, timed_compare
 
 DEFAULT_SIZES = "5088:64,20352:64,81408:64,20352:128"
 BATCH = 32
@@ -90,8 +90,7 @@ def _prepare(work: Path, n_positions: int, patch_size: int, with_ptychi: bool):
 
 
 def _compare_child(args) -> dict:
-    from compare_models.pipelines.compare import CompareConfig, run_compare
-    from compare_models.report.vocabulary import MODEL_NAMES
+    from compare_models.pipelines.compare import CompareConfig
 
     recon = args.recon or None
     config = CompareConfig(
@@ -102,12 +101,8 @@ def _compare_child(args) -> dict:
         skip_registration=not recon,
         pinn_predict_batch_size=BATCH, baseline_predict_batch_size=BATCH,
     ).validate()
-    start = time.perf_counter()
-    result = run_compare(config, echo=lambda _: None)
-    total = time.perf_counter() - start
-    provenance = json.loads((Path(config.output_dir) / "provenance.json").read_text())
-    streams = {key: provenance["arms"].get(MODEL_NAMES[key], {}).get("streaming", {}) for key in ("pinn", "baseline")}
-    return {"total": total, "timings_s": result.timings_s, "streaming": streams}
+    total, timings, arms = timed_compare(config)
+    return {"total": total, "timings_s": timings, "streaming": {key: arm.get("streaming", {}) for key, arm in arms.items()}}
 
 
 # -------------------------------------------------------------------------------- child: bare
@@ -145,26 +140,6 @@ def _bare_child(args) -> dict:
     return result
 
 
-def _peak_rss_gib() -> float:
-    """This process's peak resident set (VmHWM), GiB. Read by the child itself: the rusage a
-    parent gets from wait4 counts the parent's own pages at fork time too."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 2**20
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-
-
-def _run_child(mode: str, argv: list[str]) -> tuple[dict, float]:
-    """Run this script as a child; returns its JSON and its peak RSS in GiB."""
-    child = subprocess.run([sys.executable, __file__, "--child", mode, *argv], stdout=subprocess.PIPE, text=True)
-    if child.returncode != 0:
-        raise SystemExit(f"{mode} child failed (status {child.returncode})")
-    report = json.loads(child.stdout.strip().splitlines()[-1])
-    return report, report.pop("peak_rss_gib")
-
-
 # -------------------------------------------------------------------------------- main
 
 
@@ -173,8 +148,8 @@ def _bench_one(work: Path, n: int, patch_size: int, with_ptychi: bool, args) -> 
     argv = ["--work", str(work), "--test", str(test_path), "--pinn", str(bundles["pinn"]),
             "--baseline", str(bundles["baseline"]), "--recon", str(recon or ""),
             "--bare-positions", str(args.bare_positions)] + (["--half-sets"] if args.half_sets else [])
-    compare, rss = _run_child("compare", argv)
-    bare, bare_rss = _run_child("bare", argv)
+    compare, bare = run_child(__file__, "compare", argv), run_child(__file__, "bare", argv)
+    rss, bare_rss = compare.pop("peak_rss_gib"), bare.pop("peak_rss_gib")
     timings = compare["timings_s"]
     # The passes the comparison needs: n per network, and n more for a gridsize-2 PINN's halves.
     passes = {"pinn": 2 if args.half_sets else 1, "baseline": 1}
@@ -246,7 +221,7 @@ def main():
     args = parser.parse_args()
     if args.child:
         report = _compare_child(args) if args.child == "compare" else _bare_child(args)
-        print(json.dumps({**report, "peak_rss_gib": _peak_rss_gib()}))
+        print_child_report(report)
         return
     args.work.mkdir(parents=True, exist_ok=True)
     results = []

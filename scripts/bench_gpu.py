@@ -39,6 +39,8 @@ import sys
 import time
 from pathlib import Path
 
+from bench_children import print_child_report, run_child, timed_compare
+
 
 def synthetic_scan(n_positions: int, patch_size: int, seed: int = 1):
     """A test scan of ``n_positions`` for timing, made in seconds: a smooth random complex
@@ -78,16 +80,6 @@ def synthetic_scan(n_positions: int, patch_size: int, seed: int = 1):
         amplitude[start:start + 4096] = np.abs(far)
     return Dataset(diffraction_amplitude=amplitude, positions_xy=positions, probe=probe, object_truth=obj,
                    metadata={"note": "bench_gpu.py synthetic scan"})
-
-
-def _peak_rss_gib() -> float:
-    """This process's peak resident set (VmHWM), GiB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 2**20
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
 def _start(args):
@@ -168,7 +160,7 @@ def _prepare_child(args) -> dict:
 
 def _compare_child(args) -> dict:
     choice = _start(args)
-    from compare_models.pipelines.compare import MODEL_NAMES, CompareConfig, run_compare
+    from compare_models.pipelines.compare import CompareConfig
 
     config = CompareConfig(
         test_data=args.test, output_dir=str(Path(args.work) / f"compare_{Path(args.test).stem}_{choice.name}"),
@@ -176,13 +168,9 @@ def _compare_child(args) -> dict:
         skip_registration=True, pinn_predict_batch_size=args.batch, baseline_predict_batch_size=args.batch,
         pinn_chunk_size=args.chunk, baseline_chunk_size=args.chunk, backend=choice.name, device=args.device,
     ).validate()
-    start = time.perf_counter()
-    result = run_compare(config, echo=lambda _: None)
-    total = time.perf_counter() - start
-    provenance = json.loads((Path(config.output_dir) / "provenance.json").read_text())
-    streams = {key: provenance["arms"].get(MODEL_NAMES[key], {}).get("streaming", {}) for key in ("pinn", "baseline")}
-    return {"total": total, "timings_s": result["timings_s"], "streaming": streams,
-            "gpu_peak_bytes": _gpu_peak_bytes(choice.name)}
+    total, timings, arms = timed_compare(config)
+    streams = {key: arm.get("streaming", {}) for key, arm in arms.items()}
+    return {"total": total, "timings_s": timings, "streaming": streams, "gpu_peak_bytes": _gpu_peak_bytes(choice.name)}
 
 
 # -------------------------------------------------------------------------------- child: bare
@@ -304,12 +292,8 @@ def gpu_description() -> dict:
     return info
 
 
-def _run_child(mode: str, argv: list[str]) -> tuple[dict, float]:
-    child = subprocess.run([sys.executable, __file__, "--child", mode, *argv], stdout=subprocess.PIPE, text=True)
-    if child.returncode != 0:
-        raise RuntimeError(f"{mode} child failed (status {child.returncode})")
-    report = json.loads(child.stdout.strip().splitlines()[-1])
-    return report, report.pop("peak_rss_gib")
+def _run_child(mode: str, argv: list[str]) -> dict:
+    return run_child(__file__, mode, argv, error=RuntimeError)  # main() keeps what was measured
 
 
 def _bench_one(args, backend: str, n: int, patch_size: int) -> dict:
@@ -318,9 +302,10 @@ def _bench_one(args, backend: str, n: int, patch_size: int) -> dict:
             "--pinn", str(work / f"pinn_n{patch_size}"), "--baseline", str(work / f"baseline_n{patch_size}"),
             "--backend", backend, "--device", args.device, "--batch", str(args.batch), "--chunk", str(args.chunk),
             "--bare-positions", str(args.bare_positions), "--n", str(n), "--patch-size", str(patch_size)]
-    made, _ = _run_child("prepare", argv)
-    compare, rss = _run_child("compare", argv)
-    bare, bare_rss = _run_child("bare", argv)
+    made = _run_child("prepare", argv)
+    made.pop("peak_rss_gib")
+    compare, bare = _run_child("compare", argv), _run_child("bare", argv)
+    rss, bare_rss = compare.pop("peak_rss_gib"), bare.pop("peak_rss_gib")
     timings = compare["timings_s"]
     row = {"backend": backend, "n": n, "patch_size": patch_size, "batch": args.batch, "made": made,
            "total_s": compare["total"], "timings_s": timings, "streaming": compare["streaming"],
@@ -380,7 +365,7 @@ def main():
     args = parser.parse_args()
     if args.child:
         child = {"prepare": _prepare_child, "compare": _compare_child, "bare": _bare_child}[args.child]
-        print(json.dumps({**child(args), "peak_rss_gib": _peak_rss_gib()}))
+        print_child_report(child(args))
         return
     args.work.mkdir(parents=True, exist_ok=True)
     gpu = gpu_description()

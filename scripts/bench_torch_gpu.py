@@ -40,23 +40,13 @@ import argparse
 import json
 import math
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
+from bench_children import print_child_report, run_child, timed_compare
+
 DEFAULT_SIZES = "5088,81408"
 STEP_PX = 4
-
-
-def _peak_rss_gib() -> float:
-    """This process's peak resident set (VmHWM), GiB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 2**20
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
 # ------------------------------------------------------------------------------- the scan
@@ -103,7 +93,7 @@ def synthesise(source: Path, n_positions: int, out: Path, device: str) -> dict:
 
 
 def _compare_child(args) -> dict:
-    from compare_models.pipelines.compare import MODEL_NAMES, CompareConfig, run_compare
+    from compare_models.pipelines.compare import CompareConfig
 
     config = CompareConfig(
         test_data=args.test, output_dir=str(Path(args.work) / f"compare_{Path(args.test).stem}"),
@@ -113,14 +103,10 @@ def _compare_child(args) -> dict:
     ).validate()
     import torch
 
-    start = time.perf_counter()
-    result = run_compare(config, echo=lambda _: None)
-    total = time.perf_counter() - start
-    provenance = json.loads((Path(config.output_dir) / "provenance.json").read_text())
-    arms = {key: provenance["arms"][MODEL_NAMES[key]] for key in ("pinn", "baseline")}
+    total, timings, arms = timed_compare(config)
     gpu = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
     return {
-        "total_s": total, "timings_s": result["timings_s"], "peak_gpu_gib": gpu,
+        "total_s": total, "timings_s": timings, "peak_gpu_gib": gpu,
         "streaming": {key: arm["streaming"] for key, arm in arms.items()},
         "device_name": arms["pinn"]["model"]["device_name"],
         "n_groups": {key: arm["inputs"]["n_groups"] for key, arm in arms.items()},
@@ -184,13 +170,6 @@ def _bare_child(args) -> dict:
     return result
 
 
-def _run_child(mode: str, argv: list[str]) -> dict:
-    child = subprocess.run([sys.executable, __file__, "--child", mode, *argv], stdout=subprocess.PIPE, text=True)
-    if child.returncode != 0:
-        raise SystemExit(f"{mode} child failed (status {child.returncode})")
-    return json.loads(child.stdout.strip().splitlines()[-1])
-
-
 # ------------------------------------------------------------------------------- parity
 
 
@@ -242,9 +221,7 @@ def _bench_one(n: int, args) -> dict:
     scan = synthesise(Path(args.source), n, test, args.synth_device)
     argv = ["--work", str(work), "--test", str(test), "--cnn", args.cnn, "--ffno", args.ffno,
             "--batch-size", str(args.batch_size), "--device", args.device]
-    compare = _run_child("compare", argv)
-    bare = _run_child("bare", argv)
-    stream = _run_child("stream", argv)
+    compare, bare, stream = (run_child(__file__, mode, argv) for mode in ("compare", "bare", "stream"))
     test.unlink()
     return {"n": n, **scan, "compare": compare, "bare": bare, "stream": stream}
 
@@ -296,9 +273,7 @@ def main():
     parser.add_argument("--parity", nargs="*", default=[], help="PtychoPINN reference NPZs (ref_torch_*.npz)")
     args = parser.parse_args()
     if args.child:
-        report = {"compare": _compare_child, "bare": _bare_child, "stream": _stream_child}[args.child](args)
-        report["peak_rss_gib"] = _peak_rss_gib()
-        print(json.dumps(report))
+        print_child_report({"compare": _compare_child, "bare": _bare_child, "stream": _stream_child}[args.child](args))
         return
     import torch
 
