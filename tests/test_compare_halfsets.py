@@ -214,18 +214,26 @@ def test_skipped_shift_policy_and_arms_without_halves():
     assert result.region_info["erosion_px"] == 2
 
 
+def _checkerboard_halves(crop):
+    """The object, the 4-px grid, its two halves (each a checkerboard of the grid's sites) and
+    each half's stitched footprint at ``crop``."""
+    from compare_models.imaging.region import scanned_region
+
+    obj = _object()
+    positions = _positions()
+    halves = [positions[k] for k in split_half_sets(positions).halves]
+    valid = [scanned_region(h, 16, obj.shape, crop=crop) for h in halves]
+    return obj, positions, halves, valid
+
+
 def test_coverage_below_the_minimum_names_the_crop_that_would_do():
     """Each half of a 4-px grid holds a checkerboard: a crop of 4 leaves gaps (the other
     colour's sites lie 4 px from every position of the half); the error names the smallest crop
     whose windows cover the hull."""
-    obj = _object()
-    positions = _positions()
-    split = split_half_sets(positions)
-    halves = [positions[k] for k in split.halves]
     from compare_models.imaging.region import scanned_region
 
+    obj, positions, halves, valid = _checkerboard_halves(crop=4)
     shape = obj.shape
-    valid = [scanned_region(h, 16, shape, crop=4) for h in halves]
     arm = _synthetic_arm("pinn", obj, obj, valid[0], valid[1], positions=tuple(halves), crop=4)
     with pytest.raises(MetricError) as info:
         evaluate_half_sets([arm], positions, shape, _config())
@@ -247,15 +255,10 @@ def test_halves_that_cover_enough_but_leave_holes_are_caught_with_the_crop_that_
     minimum, as a lattice of 225 holes: the FRC window would fall to zero around each (its
     resolution widens from 0.13 to 0.34 of Nyquist for such a sieve). The guard catches holes,
     not only a fraction, and names the smallest crop that covers without them."""
-    obj = _object()
-    positions = _positions()
-    split = split_half_sets(positions)
-    halves = [positions[k] for k in split.halves]
     from compare_models.imaging.coverage import region_holes
-    from compare_models.imaging.region import scanned_region
 
+    obj, positions, halves, valid = _checkerboard_halves(crop=5)
     shape = obj.shape
-    valid = [scanned_region(h, 16, shape, crop=5) for h in halves]
     hull = scan_hull(positions, shape)
     both = hull & valid[0] & valid[1]
     assert both.sum() / hull.sum() > 0.7 and region_holes(both)["count"] > 100

@@ -64,6 +64,17 @@ def _markers(out: Path) -> dict[str, float]:
     return {str(p.relative_to(out)): p.stat().st_mtime_ns for p in sorted(out.glob("cells/*/.done/*.json"))}
 
 
+def _assert_figures_and_cell_links(out: Path, results) -> None:
+    """The sweep's figures are drawn, and sweep_report.html links every cell's
+    compare/report.html by a relative path that exists."""
+    for metric in ("ms_ssim", "frc50", "halfset_frc_halfbit", "psnr"):
+        assert (out / f"sweep_{metric}.png").stat().st_size > 1000
+    page = (out / "sweep_report.html").read_text()
+    for result in results:
+        link = f"cells/{result['cell']}/compare/report.html"
+        assert f'href="{link}"' in page and (out / link).is_file()
+
+
 def _status(out: Path) -> dict[str, dict]:
     return {r["cell"]: r for r in json.loads((out / "sweep_status.json").read_text())}
 
@@ -89,12 +100,7 @@ def test_sweep_reports_every_cell(finished_sweep):
         assert float(row["dose_measured"]) == pytest.approx(float(row["dose_nominal"]), rel=0.25)
     report = (out / "sweep_report.md").read_text()
     assert "## ms_ssim (amplitude)" in report and "PtyChi" in report
-    for metric in ("ms_ssim", "frc50", "halfset_frc_halfbit", "psnr"):
-        assert (out / f"sweep_{metric}.png").stat().st_size > 1000
-    page = (out / "sweep_report.html").read_text()
-    for result in results:
-        link = f"cells/{result['cell']}/compare/report.html"
-        assert f'href="{link}"' in page and (out / link).is_file()
+    _assert_figures_and_cell_links(out, results)
     assert len(list(out.glob("cells/*/logs/*.log"))) == 2 * 5
 
 
@@ -303,13 +309,7 @@ def test_tiny_real_sweep_reports_every_cell(tmp_path):
     used = {str(int(float(r["value"]))) for r in scales if r["component"] == "amplitude"}
     assert all(line.rstrip(" |").rsplit("| ", 1)[-1] in used for line in section.splitlines() if line.startswith("| Pty"))
     assert "Rosenthal & Henderson" in report and "not a resolution" in report
-    for metric in ("ms_ssim", "frc50", "halfset_frc_halfbit", "psnr"):
-        assert (out / f"sweep_{metric}.png").stat().st_size > 1000
-    # sweep_report.html links every cell's compare/report.html by a relative path that exists.
-    page = (out / "sweep_report.html").read_text()
-    for result in results:
-        link = f"cells/{result['cell']}/compare/report.html"
-        assert f'href="{link}"' in page and (out / link).is_file()
+    _assert_figures_and_cell_links(out, results)
     # The step logs hold the steps' own lines, not TensorFlow's start-up chatter.
     logs = sorted(out.glob("cells/*/logs/*.log"))
     assert len(logs) == 2 * 5
