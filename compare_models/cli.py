@@ -492,7 +492,8 @@ def sweep_command(config_paths, doses, seeds, quiet, verbose, progress, resume, 
     sweep_metrics.csv, sweep_report.html (self-contained; links to every cell's
     compare/report.html), sweep_report.md and sweep_<metric>.png to the output directory, and
     sweep_status.json: each cell's status and where it ran (executor, batch job, node, seconds
-    waited in the queue).
+    waited in the queue), and the arms a cell's comparison has no numbers for. Exit status 1 when
+    a cell failed, 3 when every cell finished but some without an arm.
     """
     from .pipelines.sweep import read_recorded_config, run_sweep
 
@@ -512,6 +513,15 @@ def sweep_command(config_paths, doses, seeds, quiet, verbose, progress, resume, 
     if failed:
         click.echo(f"error: {len(failed)} of {len(results)} cells failed; `ptycho-study sweep --resume --out {config.output_dir}` redoes them", err=True)
         sys.exit(1)
+    lacking = [r for r in results if r.get("failed_arms")]
+    if lacking:
+        from .report.vocabulary import EXIT_FAILED_ARMS
+
+        click.echo(
+            f"warning: {len(lacking)} of {len(results)} cells finished without some arms (named above, in "
+            "sweep_status.json and sweep_report.html); their other arms were scored", err=True,
+        )
+        sys.exit(EXIT_FAILED_ARMS)
 
 
 @study_main.command("demo")
@@ -526,6 +536,7 @@ def demo_command(config_path, output_dir, quiet, verbose, progress):
     from .config import shipped_config
     from .pipelines.sweep import Cell, run_sweep
     from .report.summary import (
+        format_arms,
         format_chance,
         format_failures,
         format_half_set_table,
@@ -549,6 +560,8 @@ def demo_command(config_path, output_dir, quiet, verbose, progress):
             rows = [(r["model"], r["metric"], r["amplitude"], r["phase"], r["value"]) for r in read_metrics_csv(compare_dir / "comparison_metrics.csv")]
             click.echo(f"\nmetrics ({compare_dir / 'comparison_metrics.csv'}):")
             document = json.loads((compare_dir / "metrics.json").read_text())
+            for line in format_arms(document):
+                click.echo(line)
             click.echo(GROUND_TRUTH_TABLE_TITLE)
             click.echo(format_metrics_table(rows))
             for line in format_chance(document):

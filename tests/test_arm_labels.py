@@ -126,6 +126,20 @@ def test_metrics_json_summary_and_report_say_what_each_arm_is():
     assert "self-supervised on the test scan" in page
 
 
+def test_the_sweep_report_says_what_each_name_stands_for(tmp_path):
+    from compare_models.pipelines.sweep import Cell
+    from compare_models.report.sweep_report import arm_labels
+
+    cells = [Cell(1e3, 0), Cell(1e3, 1), Cell(1e5, 0)]
+    labels = {cells[0]: "compare-models PINN", cells[1]: "PtychoPINN architecture (TensorFlow, trained by compare-models)"}
+    for cell, label in labels.items():
+        compare = tmp_path / "cells" / cell.name / "compare"
+        compare.mkdir(parents=True)
+        (compare / "metrics.json").write_text(json.dumps({"models": {"PtychoPINN": {"label": label}, "Baseline": {}}}))
+    # Cells that disagree are both named; a cell without outputs and an entry without a label add nothing.
+    assert arm_labels(tmp_path, cells) == {"PtychoPINN": " / ".join(labels.values())}
+
+
 def test_a_comparison_names_its_arms_everywhere_but_the_csv(tiny_study, tmp_path):
     """A whole run: the bundles' labels reach metrics.json, the printed summary and report.html;
     the CSV keeps PtychoPINN's model names."""

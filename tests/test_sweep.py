@@ -238,6 +238,31 @@ def test_failed_cell_is_reported_and_others_finish(tmp_path):
     assert (recorded["step_runner"], recorded["doses"], recorded["workers"]) == (RUNNER, [1000, 100000], 2)
 
 
+def test_a_cell_without_an_arm_is_named_and_the_sweep_exits_3(tmp_path):
+    """A cell whose comparison finished without an arm is not a failed cell (its other arms have
+    numbers), but it is not silently 'done' either: the cell's line, sweep_status.json, both
+    reports and the exit status (3, as compare-models') say which arm is missing and why, also
+    when a later run finds the cell finished."""
+    out = tmp_path / "sweep"
+    lacking = Cell(1e3, 0).name
+    write_script(out, fail_arm=[{"cell": lacking, "arm": "Baseline", "reason": "baseline_model.h5 has N = 64"}])
+    settings = {"sweep": {"doses": [1000, 100000], "seeds": [0], "step_runner": RUNNER, "output_dir": str(out)}}
+    config = tmp_path / "sweep.yaml"
+    config.write_text(json.dumps(settings))
+    for _ in range(2):  # the first run makes the cells; the second finds them finished
+        result = CliRunner().invoke(study_main, ["sweep", "--config", str(config)])
+        assert result.exit_code == 3, result.output
+        assert "1 of 2 cells finished without some arms" in result.output
+        assert f"cell {lacking}: " in result.output and "WITHOUT Baseline (making the image failed: baseline_model.h5 has N = 64)" in result.output
+        status = _status(out)
+        assert status[lacking]["failed_arms"] == {"Baseline": ["making the image failed: baseline_model.h5 has N = 64"]}
+        assert status[Cell(1e5, 0).name]["failed_arms"] == {}
+    assert [r["status"] for r in _status(out).values()] == ["skipped", "skipped"]
+    report = (out / "sweep_report.md").read_text()
+    assert "## Arms without numbers" in report and f"- {lacking}: Baseline: making the image failed" in report
+    assert "arms without numbers" in (out / "sweep_report.html").read_text()
+
+
 def test_resume_needs_a_recorded_sweep(tmp_path):
     runner = CliRunner()
     result = runner.invoke(study_main, ["sweep", "--resume", "--out", str(tmp_path / "none")])
@@ -309,6 +334,8 @@ def test_tiny_real_sweep_reports_every_cell(tmp_path):
     used = {str(int(float(r["value"]))) for r in scales if r["component"] == "amplitude"}
     assert all(line.rstrip(" |").rsplit("| ", 1)[-1] in used for line in section.splitlines() if line.startswith("| Pty"))
     assert "Rosenthal & Henderson" in report and "not a resolution" in report
+    # Each name in the tables is said to stand for what it is.
+    assert "- PtychoPINN = compare-models PINN" in report and "- Baseline = compare-models baseline" in report
     _assert_figures_and_cell_links(out, results)
     # The step logs hold the steps' own lines, not TensorFlow's start-up chatter.
     logs = sorted(out.glob("cells/*/logs/*.log"))

@@ -559,7 +559,7 @@ def read_recorded_config(output_dir) -> dict:
 def _describe(result: dict) -> str:
     """One line for a finished cell: its status, what ran, where, and how long it waited."""
     if result["executor"] is None:
-        return f"cell {result['cell']}: {result['status']} (nothing to do; not submitted)"
+        return f"cell {result['cell']}: {result['status']} (nothing to do; not submitted)" + _failed_arms_text(result)
     where = [result["executor"]]
     if result.get("job_id"):
         where.append(f"job {result['job_id']}")
@@ -569,7 +569,15 @@ def _describe(result: dict) -> str:
         where.append(f"waited {result['queue_wait_s']:.1f} s")
     if result["status"] == "failed":
         return f"cell {result['cell']} FAILED at {result['failed_step']} [{' '.join(where)}]: {result['reason']}"
-    return f"cell {result['cell']}: {result['status']} ({', '.join(result['ran']) or 'nothing to do'}) [{' '.join(where)}]"
+    line = f"cell {result['cell']}: {result['status']} ({', '.join(result['ran']) or 'nothing to do'}) [{' '.join(where)}]"
+    return line + _failed_arms_text(result)
+
+
+def _failed_arms_text(result: dict) -> str:
+    arms = result.get("failed_arms") or {}
+    if not arms:
+        return ""
+    return "; WITHOUT " + "; ".join(f"{name} ({' '.join(reasons)})" for name, reasons in arms.items())
 
 
 def run_sweep(config: SweepConfig, *, echo=print) -> list[dict]:
@@ -583,7 +591,7 @@ def run_sweep(config: SweepConfig, *, echo=print) -> list[dict]:
     """
     from tqdm import tqdm
 
-    from ..report.sweep_report import write_sweep_report
+    from ..report.sweep_report import cell_failed_arms, write_sweep_report
 
     config.validate()
     if config.executor != "process" and importlib.util.find_spec("parsl") is None:
@@ -602,6 +610,10 @@ def run_sweep(config: SweepConfig, *, echo=print) -> list[dict]:
     results: dict[str, dict] = {}
 
     def record(result: dict) -> None:
+        # A finished cell whose comparison lacks an arm says which and why (compare-models
+        # scores the others and records the failed ones in metrics.json).
+        failed = result["status"] == "failed"
+        result["failed_arms"] = {} if failed else cell_failed_arms(out / "cells" / result["cell"])
         results[result["cell"]] = result
         _write_json(out / SWEEP_STATUS_FILE, [results[k] for k in sorted(results)])
         echo(_describe(result))

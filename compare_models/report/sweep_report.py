@@ -31,6 +31,8 @@ from .writers import read_metrics_csv
 
 __all__ = [
     "collect_sweep_rows",
+    "cell_failed_arms",
+    "arm_labels",
     "write_sweep_report",
     "summarise",
     "t_interval",
@@ -55,6 +57,39 @@ def _cell_dose(cell_dir: Path) -> float | None:
         if value is not None:
             return float(value)
     return None
+
+
+def cell_failed_arms(cell_dir) -> dict[str, list[str]]:
+    """The arms a cell's comparison has no numbers for, and why: arm name -> lines
+    ``"<stage> failed: <reason>"``, from ``compare/metrics.json``'s ``failures`` (empty when
+    every arm was scored, or when the comparison has not been written)."""
+    path = Path(cell_dir) / "compare" / "metrics.json"
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    arms = ((document.get("failures") or {}).get("arms") or {}) if isinstance(document, dict) else {}
+    return {
+        name: [f"{item.get('stage')} failed: {item.get('reason')}" for item in items if isinstance(item, dict)]
+        for name, items in arms.items() if isinstance(items, list)
+    }
+
+
+def arm_labels(output_dir, cells) -> dict[str, str]:
+    """What each model name of the sweep stands for (metrics.json ``models.<name>.label`` of
+    the cells' comparisons; labels that differ between cells are joined with " / ")."""
+    labels: dict[str, list[str]] = {}
+    for cell in cells:
+        try:
+            document = json.loads((Path(output_dir) / "cells" / cell.name / "compare" / "metrics.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        models = document.get("models") if isinstance(document, dict) else None
+        for name, entry in (models or {}).items():
+            label = entry.get("label") if isinstance(entry, dict) else None
+            if label and label not in labels.setdefault(name, []):
+                labels[name].append(label)
+    return {name: " / ".join(found) for name, found in labels.items() if found}
 
 
 def collect_sweep_rows(output_dir, cells) -> list[dict]:
@@ -228,6 +263,16 @@ def write_sweep_report(output_dir, cells) -> dict[str, Path]:
              "the mean over seeds, the sample standard deviation and the 95 % Student-t interval of the "
              "mean (none for a single seed); dose is the measured mean photon count per test pattern.", ""]
     lines += [f"- {text}" for text in REPORT_NOTES] + [""]
+    labels = arm_labels(output_dir, cells)
+    if labels:
+        lines += ["Arms (name in the tables = what it is):", ""] + [f"- {name} = {label}" for name, label in labels.items()] + [""]
+    failed_arms = {c.name: cell_failed_arms(output_dir / "cells" / c.name) for c in cells}
+    if any(failed_arms.values()):
+        lines += ["## Arms without numbers", "",
+                  "These cells' comparisons finished without some arms (their other arms were scored "
+                  "as if the failed ones had not been given); the tables below lack those arms there.", ""]
+        lines += [f"- {cell}: {name}: {'; '.join(reasons)}"
+                  for cell, arms in failed_arms.items() for name, reasons in arms.items()] + [""]
     for (metric, component), by_model in sorted(summaries.items()):
         with_scales = metric == "ms_ssim"
         lines += [f"## {_title(metric, component)}", "",
@@ -389,6 +434,10 @@ def _html(output_dir: Path, cells, summaries, plots) -> str:
         + ("With one seed per dose no interval can be given, and none is drawn." if len(seeds) < 2 else "")
     )]
     body.append("<ul>" + "".join(f"<li>{esc(text)}</li>" for text in REPORT_NOTES) + "</ul>")
+    labels = arm_labels(output_dir, cells)
+    if labels:
+        body.append("<h2>Arms</h2>")
+        body.append(table(("name (tables, CSV)", "what it is"), list(labels.items()), text_columns=(0, 1)))
     body.append("<h2>Figures</h2>")
     if plots:
         for metric, path in plots.items():
@@ -441,8 +490,11 @@ def _html(output_dir: Path, cells, summaries, plots) -> str:
             state = record.get("status", "–")
             if state == "failed":
                 state = f"failed at {record.get('failed_step')}"
-            cell_rows.append((Markup(_cell_link(output_dir, name, name), "text"), _dose(dose), seed, state))
-    body.append(table(("cell", "nominal dose", "seed", "status"), cell_rows, text_columns=(0, 3)))
+            missing = cell_failed_arms(output_dir / "cells" / name)
+            lacking = "; ".join(f"{arm}: {' '.join(reasons)}" for arm, reasons in missing.items()) or "–"
+            cell_rows.append((Markup(_cell_link(output_dir, name, name), "text"), _dose(dose), seed, state, lacking))
+    body.append(table(("cell", "nominal dose", "seed", "status", "arms without numbers"), cell_rows,
+                      text_columns=(0, 3, 4)))
     body.append("<h2>Files</h2><ul>" + "".join(
         f'<li><a href="{esc(name)}">{esc(name)}</a></li>'
         for name in ("sweep_metrics.csv", "sweep_report.md", "sweep_config.json", "sweep_status.json")
