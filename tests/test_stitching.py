@@ -408,11 +408,12 @@ def test_guarded_kernel_in_callers_own_step_skips_padding_and_counts_nonfinite(b
     elif backend == "jax":
         import jax
 
-        step, to = jax.jit(kernel, donate_argnums=0), jax.numpy.asarray
+        step, to = jax.jit(kernel, donate_argnums=0), lambda a: jax.device_put(a, stitcher.device)
     else:
         import torch
 
-        step, to = kernel, torch.from_numpy
+        # The kernel takes its inputs on the canvas's device (a GPU where there is one).
+        step, to = kernel, lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(stitcher.device)
     for start in range(0, n + batch, batch):  # the last batch is all padding
         rows = np.arange(start, start + batch)
         inside = rows < n
