@@ -184,6 +184,30 @@ def test_more_phase_noise_never_reads_as_a_better_phase_resolution(span):
         previous = cutoffs
 
 
+@pytest.mark.parametrize("sigma", [0.01, 0.1, 0.3])
+def test_phase_frc_is_the_signal_to_noise_ratio_of_the_phase(sigma):
+    """A white Gaussian phase (s = 0.1 rad rms) with white Gaussian phase noise sigma in each
+    half. Pixel by pixel the phasors' covariance is exp(-sigma²) (1 - exp(-s²)) and their
+    variance 1 - exp(-s² - sigma²), so for white fields the FRC is their ratio at every ring
+    (about s² / (s² + sigma²) for small phases): 0.990 at sigma = 0.01 rad, where no threshold
+    is crossed and the cut-offs read Nyquist (as a well-converged iterative reconstruction's
+    do); 0.4975 at 0.1 rad; 0.096 at 0.3 rad, below every threshold from the first ring on."""
+    mask = np.zeros((SIZE, SIZE), bool)
+    mask[8:-8, 8:-8] = True
+    phase = 0.1 * np.random.default_rng(9).standard_normal((SIZE, SIZE))
+    first, second = (_phase_noisy(np.exp(1j * phase), sigma, seed) for seed in (1, 2))
+    result = half_set_frc(first, second, mask)["phase"]
+    curve = np.asarray(result["curve"])
+    rings = np.arange(4, len(curve) - 1)
+    expected = np.exp(-sigma**2) * (1 - np.exp(-0.01)) / (1 - np.exp(-0.01 - sigma**2))
+    assert np.median(curve[rings]) == pytest.approx(expected, abs=0.02)
+    cutoffs = [result["cutoffs"][name] for name in CUTOFFS]
+    if sigma == 0.01:
+        assert all(not c["crossed"] and c["fraction_nyquist"] == 1.0 for c in cutoffs), cutoffs
+    if sigma == 0.3:
+        assert all(c["crossed"] and c["ring"] <= 2 for c in cutoffs), cutoffs
+
+
 def test_phase_against_the_truth_is_not_fooled_by_wrapping():
     """FRC against the truth: the truth's own 2 pi jumps were in both phase images, so an
     8 rad object with 0.1 rad of phase noise scored phase frc50 = 1.0 (Nyquist). On the unit
