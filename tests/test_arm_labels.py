@@ -118,7 +118,8 @@ def test_metrics_json_summary_and_report_say_what_each_arm_is():
     assert lines[0].startswith("arms")
     pinn_line = next(line for line in lines if line.strip().startswith("PtychoPINN ="))
     assert "compare-models PINN" in pinn_line and "self-supervised on the test scan" in pinn_line
-    assert "seen in training: 100.0 %" in pinn_line
+    # Self-supervised on the test scan: it saw the scan's diffraction, never its ground truth.
+    assert "seen in training: 100.0 % (its diffraction only, never its ground truth)" in pinn_line
     assert any(line.strip().startswith("Constant = constant image (chance level)") for line in lines)
     page = render_compare_report(document, {}, {})
     assert "<h2>Arms</h2>" in page

@@ -72,6 +72,7 @@ from .vocabulary import (
     HALF_SET_MEANING_TEXT,
     LEGACY_METRICS,
     RANKED_METRICS,
+    seen_in_training_text,
 )
 
 __all__ = [
@@ -390,14 +391,6 @@ def _arm_label(entry: Mapping) -> str:
     return f'<span class="arm-label">{esc(label)}</span>' if label else ""
 
 
-def _seen_text(seen) -> str:
-    if isinstance(seen, bool) or seen is None:
-        return "–"
-    if isinstance(seen, (int, float)):
-        return f"{100 * seen:.1f} %"
-    return str(seen)
-
-
 def _arms_section(metrics: Mapping) -> list[str]:
     """What each arm is: the name the CSV uses, what it stands for, how a network was trained
     and how much of the scored region its training saw (metrics.json ``models``)."""
@@ -407,7 +400,7 @@ def _arms_section(metrics: Mapping) -> list[str]:
             continue
         protocol = entry.get("training_protocol")
         trained = protocol.get("description", protocol.get("train_on")) if isinstance(protocol, Mapping) else "–"
-        rows.append((name, entry["label"], trained, _seen_text(entry.get("seen_in_training")),
+        rows.append((name, entry["label"], trained, seen_in_training_text(entry.get("seen_in_training"), protocol),
                      entry.get("model_format") or "–"))
     if not rows:
         return []

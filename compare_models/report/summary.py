@@ -16,6 +16,7 @@ from .vocabulary import (
     HALF_SET_TABLE_ROWS,
     HALF_SET_TABLE_TITLE,
     MODEL_KINDS,
+    seen_in_training_text,
 )
 
 __all__ = [
@@ -210,10 +211,8 @@ def format_arms(document: Mapping) -> list[str]:
         protocol = entry.get("training_protocol")
         if isinstance(protocol, Mapping):
             parts.append(f"training: {protocol.get('description', protocol.get('train_on'))}")
-        seen = entry.get("seen_in_training")
-        if isinstance(seen, (int, float)):
-            parts.append(f"scored region seen in training: {100 * seen:.1f} %")
-        elif seen is not None:
+        if entry.get("seen_in_training") is not None:
+            seen = seen_in_training_text(entry["seen_in_training"], protocol)
             parts.append(f"scored region seen in training: {seen}")
         lines.append("; ".join(parts))
     return ["arms (name in the CSV = what it is):", *lines] if lines else []

@@ -32,6 +32,7 @@ __all__ = [
     "FAILURE_RULE",
     "CHANCE_NAME",
     "CHANCE_LABEL",
+    "seen_in_training_text",
     "CHANCE_DEFINITION",
     "CHANCE_FLAG",
 ]
@@ -224,3 +225,17 @@ CHANCE_DEFINITION = (
 
 #: How a flag reads, in words.
 CHANCE_FLAG = "does not beat the constant image (chance level)"
+
+
+def seen_in_training_text(seen, protocol=None) -> str:
+    """``seen_in_training`` in words: a percentage of the scored region, saying when what was
+    seen is the test scan's diffraction and never its ground truth (a self-supervised
+    network's protocol); ``"unknown"`` as it is; "–" when there is none."""
+    if seen is None or isinstance(seen, bool):
+        return "–"
+    if not isinstance(seen, (int, float)):
+        return str(seen)
+    text = f"{100 * seen:.1f} %"
+    if seen > 0 and isinstance(protocol, dict) and protocol.get("train_on") == "test-diffraction":
+        text += " (its diffraction only, never its ground truth)"
+    return text
