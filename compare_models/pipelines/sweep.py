@@ -345,31 +345,12 @@ def run_cell(cell_dict: dict, config_dict: dict, submitted_at: float | None = No
         (the batch job; None outside one), ``node``, ``submitted_at``, ``started_at`` and
         ``queue_wait_s`` (from submission to the start on the worker).
     """
-    started_at = time.time()
     start = time.perf_counter()
     config = SweepConfig(**config_dict)
     cell = Cell(**cell_dict)
     cell_dir = Path(config.output_dir) / "cells" / cell.name
-    placement = {
-        **where_this_runs(config.executor),
-        "submitted_at": _iso(submitted_at),
-        "started_at": _iso(started_at),
-        "queue_wait_s": None if submitted_at is None else round(max(started_at - submitted_at, 0.0), 3),
-    }
-    from .. import __version__
-
-    record = {
-        "cell": cell.name,
-        "dose": float(cell.dose),
-        "seed": int(cell.seed),
-        "compare_models_version": __version__,
-        "step_runner": config.step_runner,
-        **placement,
-        "status": "running",
-        "running_step": None,
-        "reason": None,
-        "steps": [],
-    }
+    placement = _placement(config, submitted_at)
+    record = _cell_record(cell, config, placement)
     record_path = cell_dir / CELL_RECORD
     _write_json(record_path, record)
     steps = plan_cell(cell, config)
@@ -407,23 +388,65 @@ def run_cell(cell_dict: dict, config_dict: dict, submitted_at: float | None = No
         record["running_step"] = step.name
         _write_json(record_path, record)
         request = StepRequest(step.name, step.settings, str(cell_dir), str(log_path), config.verbose, config.threads_per_cell)
-        step_start = time.perf_counter()
-        try:
-            status = runner(request)
-        except Exception:  # a runner's own failure is the step's failure, with its traceback in the log
-            with log_path.open("a") as handle:
-                handle.write(traceback.format_exc())
-            status = 1
-        seconds = round(time.perf_counter() - step_start, 3)
+        status, seconds = _execute_step(runner, request)
         if status != 0:
             return finish("failed", step.name, str(log_path), f"step {step.name} exited with status {status}; see {log_path}")
         where = {k: placement[k] for k in ("executor", "job_id", "node")}
-        marker = {"hash": hashes[step.name], "settings": step.settings, "runner": config.step_runner, "seconds": seconds, **where}
-        _marker(cell_dir, step.name).parent.mkdir(parents=True, exist_ok=True)
-        _marker(cell_dir, step.name).write_text(json.dumps(marker, sort_keys=True, default=str))
+        _mark_done(cell_dir, step, {"hash": hashes[step.name], "runner": config.step_runner, "seconds": seconds, **where})
         record["steps"].append({"step": step.name, "hash": hashes[step.name], "ran": True, "seconds": seconds, "log": str(log_path)})
         ran.append(step.name)
     return finish("done" if ran else "skipped")
+
+
+def _placement(config: SweepConfig, submitted_at: float | None) -> dict:
+    """Where and when a cell starts: executor, batch job, node, and the wait since its
+    submission (``submitted_at``, seconds since the epoch on the submitting host)."""
+    started_at = time.time()
+    return {
+        **where_this_runs(config.executor),
+        "submitted_at": _iso(submitted_at),
+        "started_at": _iso(started_at),
+        "queue_wait_s": None if submitted_at is None else round(max(started_at - submitted_at, 0.0), 3),
+    }
+
+
+def _cell_record(cell: Cell, config: SweepConfig, placement: dict) -> dict:
+    """The cell's ``cell_provenance.json`` as it starts running."""
+    from .. import __version__
+
+    return {
+        "cell": cell.name,
+        "dose": float(cell.dose),
+        "seed": int(cell.seed),
+        "compare_models_version": __version__,
+        "step_runner": config.step_runner,
+        **placement,
+        "status": "running",
+        "running_step": None,
+        "reason": None,
+        "steps": [],
+    }
+
+
+def _execute_step(runner: StepRunner, request: StepRequest) -> tuple[int, float]:
+    """Run one step through ``runner``: its exit status (a runner that raises has failed, with
+    its traceback appended to the step's log) and the seconds it took."""
+    start = time.perf_counter()
+    try:
+        status = runner(request)
+    except Exception:  # a runner's own failure is the step's failure, with its traceback in the log
+        with Path(request.log_path).open("a") as handle:
+            handle.write(traceback.format_exc())
+        status = 1
+    return status, round(time.perf_counter() - start, 3)
+
+
+def _mark_done(cell_dir: Path, step, record: dict) -> None:
+    """Write the step's done marker: ``record`` (hash, runner, seconds, where it ran) and the
+    step's settings; a later run skips the step while its hash is unchanged."""
+    path = _marker(cell_dir, step.name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**record, "settings": step.settings}, sort_keys=True, default=str))
 
 
 @dataclass
