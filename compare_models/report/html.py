@@ -72,6 +72,7 @@ from .vocabulary import (
     HALF_SET_MEANING_TEXT,
     LEGACY_METRICS,
     RANKED_METRICS,
+    protocol_text,
     seen_in_training_text,
 )
 
@@ -399,7 +400,7 @@ def _arms_section(metrics: Mapping) -> list[str]:
         if not entry.get("label"):
             continue
         protocol = entry.get("training_protocol")
-        trained = protocol.get("description", protocol.get("train_on")) if isinstance(protocol, Mapping) else "–"
+        trained = protocol_text(protocol) or "–"
         rows.append((name, entry["label"], trained, seen_in_training_text(entry.get("seen_in_training"), protocol),
                      entry.get("model_format") or "–"))
     if not rows:

@@ -16,6 +16,7 @@ from .vocabulary import (
     HALF_SET_TABLE_ROWS,
     HALF_SET_TABLE_TITLE,
     MODEL_KINDS,
+    protocol_text,
     seen_in_training_text,
 )
 
@@ -210,7 +211,7 @@ def format_arms(document: Mapping) -> list[str]:
             parts.append(entry["model_format"])
         protocol = entry.get("training_protocol")
         if isinstance(protocol, Mapping):
-            parts.append(f"training: {protocol.get('description', protocol.get('train_on'))}")
+            parts.append(f"training: {protocol_text(protocol)}")
         if entry.get("seen_in_training") is not None:
             seen = seen_in_training_text(entry["seen_in_training"], protocol)
             parts.append(f"scored region seen in training: {seen}")

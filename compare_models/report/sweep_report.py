@@ -59,16 +59,24 @@ def _cell_dose(cell_dir: Path) -> float | None:
     return None
 
 
+def _cell_metrics(cell_dir) -> dict:
+    """A cell's ``compare/metrics.json``; empty when the comparison has not been written."""
+    try:
+        document = json.loads((Path(cell_dir) / "compare" / "metrics.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return document if isinstance(document, dict) else {}
+
+
 def cell_failed_arms(cell_dir) -> dict[str, list[str]]:
     """The arms a cell's comparison has no numbers for, and why: arm name -> lines
     ``"<stage> failed: <reason>"``, from ``compare/metrics.json``'s ``failures`` (empty when
     every arm was scored, or when the comparison has not been written)."""
-    path = Path(cell_dir) / "compare" / "metrics.json"
-    try:
-        document = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
-    arms = ((document.get("failures") or {}).get("arms") or {}) if isinstance(document, dict) else {}
+    return _failed_arms(_cell_metrics(cell_dir))
+
+
+def _failed_arms(document: dict) -> dict[str, list[str]]:
+    arms = (document.get("failures") or {}).get("arms") or {}
     return {
         name: [f"{item.get('stage')} failed: {item.get('reason')}" for item in items if isinstance(item, dict)]
         for name, items in arms.items() if isinstance(items, list)
@@ -78,14 +86,13 @@ def cell_failed_arms(cell_dir) -> dict[str, list[str]]:
 def arm_labels(output_dir, cells) -> dict[str, str]:
     """What each model name of the sweep stands for (metrics.json ``models.<name>.label`` of
     the cells' comparisons; labels that differ between cells are joined with " / ")."""
+    return _arm_labels(_cell_metrics(Path(output_dir) / "cells" / cell.name) for cell in cells)
+
+
+def _arm_labels(documents) -> dict[str, str]:
     labels: dict[str, list[str]] = {}
-    for cell in cells:
-        try:
-            document = json.loads((Path(output_dir) / "cells" / cell.name / "compare" / "metrics.json").read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        models = document.get("models") if isinstance(document, dict) else None
-        for name, entry in (models or {}).items():
+    for document in documents:
+        for name, entry in (document.get("models") or {}).items():
             label = entry.get("label") if isinstance(entry, dict) else None
             if label and label not in labels.setdefault(name, []):
                 labels[name].append(label)
@@ -263,10 +270,12 @@ def write_sweep_report(output_dir, cells) -> dict[str, Path]:
              "the mean over seeds, the sample standard deviation and the 95 % Student-t interval of the "
              "mean (none for a single seed); dose is the measured mean photon count per test pattern.", ""]
     lines += [f"- {text}" for text in REPORT_NOTES] + [""]
-    labels = arm_labels(output_dir, cells)
+    # Each cell's metrics.json read once: what the names stand for, and the arms without numbers.
+    documents = {c.name: _cell_metrics(output_dir / "cells" / c.name) for c in cells}
+    labels = _arm_labels(documents.values())
+    failed_arms = {name: _failed_arms(document) for name, document in documents.items()}
     if labels:
         lines += ["Arms (name in the tables = what it is):", ""] + [f"- {name} = {label}" for name, label in labels.items()] + [""]
-    failed_arms = {c.name: cell_failed_arms(output_dir / "cells" / c.name) for c in cells}
     if any(failed_arms.values()):
         lines += ["## Arms without numbers", "",
                   "These cells' comparisons finished without some arms (their other arms were scored "
@@ -295,7 +304,7 @@ def write_sweep_report(output_dir, cells) -> dict[str, Path]:
     if plots:
         lines += ["## Figures", ""] + [f"![{p.stem}]({p.name})" for p in plots.values()]
     written["report"].write_text("\n".join(lines) + "\n")
-    written["html"].write_text(_html(output_dir, cells, summaries, plots), encoding="utf-8")
+    written["html"].write_text(_html(output_dir, cells, summaries, plots, labels, failed_arms), encoding="utf-8")
     written.update(plots)
     return written
 
@@ -421,7 +430,7 @@ def _status(output_dir: Path) -> dict[str, dict]:
         return {}
 
 
-def _html(output_dir: Path, cells, summaries, plots) -> str:
+def _html(output_dir: Path, cells, summaries, plots, labels: dict, failed_arms: dict) -> str:
     by_dose_seed = {(float(c.dose), int(c.seed)): c.name for c in cells}
     status = _status(output_dir)
     doses = sorted({float(c.dose) for c in cells})
@@ -434,7 +443,6 @@ def _html(output_dir: Path, cells, summaries, plots) -> str:
         + ("With one seed per dose no interval can be given, and none is drawn." if len(seeds) < 2 else "")
     )]
     body.append("<ul>" + "".join(f"<li>{esc(text)}</li>" for text in REPORT_NOTES) + "</ul>")
-    labels = arm_labels(output_dir, cells)
     if labels:
         body.append("<h2>Arms</h2>")
         body.append(table(("name (tables, CSV)", "what it is"), list(labels.items()), text_columns=(0, 1)))
@@ -490,7 +498,7 @@ def _html(output_dir: Path, cells, summaries, plots) -> str:
             state = record.get("status", "–")
             if state == "failed":
                 state = f"failed at {record.get('failed_step')}"
-            missing = cell_failed_arms(output_dir / "cells" / name)
+            missing = failed_arms.get(name, {})
             lacking = "; ".join(f"{arm}: {' '.join(reasons)}" for arm, reasons in missing.items()) or "–"
             cell_rows.append((Markup(_cell_link(output_dir, name, name), "text"), _dose(dose), seed, state, lacking))
     body.append(table(("cell", "nominal dose", "seed", "status", "arms without numbers"), cell_rows,

@@ -7,6 +7,7 @@ numbers and knows none of these words.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from types import MappingProxyType
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "CHANCE_NAME",
     "CHANCE_LABEL",
     "seen_in_training_text",
+    "protocol_text",
     "CHANCE_DEFINITION",
     "CHANCE_FLAG",
 ]
@@ -227,6 +229,14 @@ CHANCE_DEFINITION = (
 CHANCE_FLAG = "does not beat the constant image (chance level)"
 
 
+def protocol_text(protocol) -> str | None:
+    """How a network was trained, in words (metrics.json ``training_protocol``: its
+    ``description``, else its ``train_on``); None for an arm without a protocol."""
+    if not isinstance(protocol, Mapping):
+        return None
+    return protocol.get("description", protocol.get("train_on"))
+
+
 def seen_in_training_text(seen, protocol=None) -> str:
     """``seen_in_training`` in words: a percentage of the scored region, saying when what was
     seen is the test scan's diffraction and never its ground truth (a self-supervised
@@ -236,6 +246,6 @@ def seen_in_training_text(seen, protocol=None) -> str:
     if not isinstance(seen, (int, float)):
         return str(seen)
     text = f"{100 * seen:.1f} %"
-    if seen > 0 and isinstance(protocol, dict) and protocol.get("train_on") == "test-diffraction":
+    if seen > 0 and isinstance(protocol, Mapping) and protocol.get("train_on") == "test-diffraction":
         text += " (its diffraction only, never its ground truth)"
     return text
