@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-__all__ = ["peak_rss_gib", "print_child_report", "run_child", "timed_compare"]
+__all__ = ["bare_inputs", "peak_rss_gib", "print_child_report", "run_child", "time_forward", "timed_compare"]
 
 
 def peak_rss_gib() -> float:
@@ -58,3 +58,81 @@ def timed_compare(config) -> tuple[float, dict, dict]:
     provenance = json.loads((Path(config.output_dir) / "provenance.json").read_text())
     arms = {key: provenance["arms"].get(MODEL_NAMES[key], {}) for key in ("pinn", "baseline")}
     return total, dict(comparison.timings_s), arms
+
+
+def bare_inputs(test_path, model_paths: dict, max_positions: int, batch: int):
+    """For each ``key: path`` of ``model_paths``: ``(key, model, parts)``, the loaded model and
+    its inputs for the whole batches of the test scan's first ``max_positions`` positions."""
+    import numpy as np
+
+    from compare_models.io.dispatch import load_dataset
+    from compare_models.models.loading import load_model
+
+    dataset = load_dataset(test_path)
+    n = min(dataset.n_positions, max_positions)
+    subset = dataset.subset(range(n))
+    for key, path in model_paths.items():
+        model = load_model(path)
+        yield key, model, model.prepare_inputs(subset).build(np.arange(n // batch * batch))
+
+
+def time_forward(backend: str, model, parts, batch: int) -> dict:
+    """Seconds of the compiled forward pass over ``parts`` (whole batches, put on the device
+    beforehand) on the Keras ``backend``, in full float32, after two warm-up calls; for JAX also
+    XLA's FLOP count of one batch."""
+    import time
+
+    from compare_models.models import inference
+    from compare_models.models.backend import float32_precision
+
+    n_batches = parts[0].shape[0] // batch
+    entry = {}
+    if backend == "jax":
+        import jax
+
+        variables, call = inference._jax_stateless(model)
+        forward = jax.jit(lambda variables, *inputs: inference._network_patches(
+            model, batch, lambda x: call(variables, x))(*inputs))
+        batches = [jax.device_put([p[i * batch:(i + 1) * batch] for p in parts]) for i in range(n_batches)]
+        with float32_precision("jax"):
+            cost = forward.lower(variables, *batches[0]).compile().cost_analysis()
+            cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+            entry["xla_flops_per_position"] = float(cost.get("flops", float("nan"))) / batch
+
+        def run(inputs):
+            return forward(variables, *inputs)
+
+        wait = jax.block_until_ready
+    else:
+        predictor = inference.build_predictor(model, batch, jit=True)
+
+        def run(inputs):
+            return predictor(*inputs)
+
+        if backend == "torch":
+            import torch
+
+            device = inference._torch_device()
+            batches = [[torch.as_tensor(p[i * batch:(i + 1) * batch], device=device) for p in parts]
+                       for i in range(n_batches)]
+
+            def wait(out):
+                if out.is_cuda:
+                    torch.cuda.synchronize()
+                return out
+        else:
+            import tensorflow as tf
+
+            batches = [[tf.constant(p[i * batch:(i + 1) * batch]) for p in parts] for i in range(n_batches)]
+
+            def wait(out):
+                return out.numpy()
+    with float32_precision(backend):
+        wait(run(batches[0]))  # compile
+        wait(run(batches[0]))
+        start = time.perf_counter()
+        for inputs in batches:
+            out = run(inputs)
+        wait(out)
+        seconds = time.perf_counter() - start
+    return {**entry, "seconds_per_position": seconds / (n_batches * batch), "timed_positions": n_batches * batch}

@@ -34,7 +34,7 @@ import os
 import time
 from pathlib import Path
 
-from bench_children import print_child_report, run_child, timed_compare
+from bench_children import bare_inputs, print_child_report, run_child, time_forward, timed_compare
 
 DEFAULT_SIZES = "5088:64,20352:64,81408:64,20352:128"
 BATCH = 32
@@ -110,34 +110,11 @@ def _compare_child(args) -> dict:
 
 def _bare_child(args) -> dict:
     """Seconds per position of each network's XLA-compiled forward pass, inputs prebuilt."""
-    import numpy as np
-
-    from compare_models.io.dispatch import load_dataset
-    from compare_models.models import inference
-    from compare_models.models.loading import load_model
-
-    dataset = load_dataset(args.test)
-    n = min(dataset.n_positions, args.bare_positions)
-    subset = dataset.subset(range(n))
-    result = {}
-    for key, path in (("pinn", args.pinn), ("baseline", args.baseline)):
-        model = load_model(path)
-        prepared = model.prepare_inputs(subset)
-        n_batches = n // BATCH
-        parts = prepared.build(np.arange(n_batches * BATCH))
-        import tensorflow as tf
-
-        batches = [[tf.constant(p[i * BATCH:(i + 1) * BATCH]) for p in parts] for i in range(n_batches)]
-        run = inference.build_predictor(model, BATCH, jit=True)
-        run(*batches[0]).numpy()  # trace and compile
-        run(*batches[0]).numpy()
-        start = time.perf_counter()
-        for batch in batches:
-            out = run(*batch)
-        out.numpy()
-        seconds = time.perf_counter() - start
-        result[key] = {"seconds_per_position": seconds / (n_batches * BATCH), "timed_positions": n_batches * BATCH}
-    return result
+    return {
+        key: time_forward("tensorflow", model, parts, BATCH)
+        for key, model, parts in bare_inputs(args.test, {"pinn": args.pinn, "baseline": args.baseline},
+                                             args.bare_positions, BATCH)
+    }
 
 
 # -------------------------------------------------------------------------------- main

@@ -39,7 +39,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench_children import print_child_report, run_child, timed_compare
+from bench_children import bare_inputs, print_child_report, run_child, time_forward, timed_compare
 
 
 def synthetic_scan(n_positions: int, patch_size: int, seed: int = 1):
@@ -190,82 +190,14 @@ def conv_flops(model) -> int:
     return int(total)
 
 
-def _time_forward(backend: str, model, parts, batch: int) -> dict:
-    """Seconds of the compiled forward pass over ``parts`` (whole batches, on the device
-    beforehand), and for JAX XLA's FLOP count of one batch."""
-    from compare_models.models import inference
-    from compare_models.models.backend import float32_precision
-
-    n_batches = parts[0].shape[0] // batch
-    entry = {}
-    if backend == "jax":
-        import jax
-
-        variables, call = inference._jax_stateless(model)
-        forward = jax.jit(lambda variables, *inputs: inference._network_patches(
-            model, batch, lambda x: call(variables, x))(*inputs))
-        batches = [jax.device_put([p[i * batch:(i + 1) * batch] for p in parts]) for i in range(n_batches)]
-        with float32_precision("jax"):
-            cost = forward.lower(variables, *batches[0]).compile().cost_analysis()
-            cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-            entry["xla_flops_per_position"] = float(cost.get("flops", float("nan"))) / batch
-
-        def run(inputs):
-            return forward(variables, *inputs)
-
-        wait = jax.block_until_ready
-    else:
-        predictor = inference.build_predictor(model, batch, jit=True)
-
-        def run(inputs):
-            return predictor(*inputs)
-
-        if backend == "torch":
-            import torch
-
-            device = inference._torch_device()
-            batches = [[torch.as_tensor(p[i * batch:(i + 1) * batch], device=device) for p in parts]
-                       for i in range(n_batches)]
-
-            def wait(out):
-                if out.is_cuda:
-                    torch.cuda.synchronize()
-                return out
-        else:
-            import tensorflow as tf
-
-            batches = [[tf.constant(p[i * batch:(i + 1) * batch]) for p in parts] for i in range(n_batches)]
-
-            def wait(out):
-                return out.numpy()
-    with float32_precision(backend):
-        wait(run(batches[0]))  # compile
-        wait(run(batches[0]))
-        start = time.perf_counter()
-        for inputs in batches:
-            out = run(inputs)
-        wait(out)
-        seconds = time.perf_counter() - start
-    return {**entry, "seconds_per_position": seconds / (n_batches * batch), "timed_positions": n_batches * batch}
-
-
 def _bare_child(args) -> dict:
     """Seconds per position of each network's compiled forward pass, inputs on the device."""
-    import numpy as np
-
     choice = _start(args)
-    from compare_models.io.dispatch import load_dataset
-    from compare_models.models.loading import load_model
-
-    dataset = load_dataset(args.test)
-    n = min(dataset.n_positions, args.bare_positions)
-    subset = dataset.subset(range(n))
     result = {}
-    for key, path in (("pinn", args.pinn), ("baseline", args.baseline)):
-        model = load_model(path)
-        parts = model.prepare_inputs(subset).build(np.arange(n // args.batch * args.batch))
+    for key, model, parts in bare_inputs(args.test, {"pinn": args.pinn, "baseline": args.baseline},
+                                         args.bare_positions, args.batch):
         result[key] = {"conv_flops_per_position": conv_flops(model.model),
-                       **_time_forward(choice.name, model, parts, args.batch)}
+                       **time_forward(choice.name, model, parts, args.batch)}
     result["gpu_peak_bytes"] = _gpu_peak_bytes(choice.name)
     return result
 
